@@ -1,0 +1,69 @@
+//! The filter's plugin configuration: the resources plus a few settings. One format
+//! everywhere (static Envoy config, ECDS from the control plane, Istio WasmPlugin).
+
+use serde::{Deserialize, Serialize};
+
+use crate::resources::Resource;
+
+/// The whole plugin configuration, as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+}
+
+/// Which traffic the filter routes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Requests entering the mesh (genesis events).
+    #[default]
+    Genesis,
+    /// Component-to-component calls on the internal listener.
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Settings {
+    #[serde(default)]
+    pub mode: Mode,
+    /// The header Envoy's route reads the cluster name from.
+    #[serde(default = "default_cluster_header")]
+    pub cluster_header: String,
+    /// The header the route's hash policy hashes on for `hash` clusters.
+    #[serde(default = "default_hash_key_header")]
+    pub hash_key_header: String,
+    /// Add `kf-deployment`, `kf-virtual-env`, `kf-component-version` to responses.
+    #[serde(default = "yes")]
+    pub response_headers: bool,
+}
+
+pub const DEFAULT_CLUSTER_HEADER: &str = "x-switchyard-cluster";
+pub const DEFAULT_HASH_KEY_HEADER: &str = "x-switchyard-hash-key";
+
+fn default_cluster_header() -> String {
+    DEFAULT_CLUSTER_HEADER.to_string()
+}
+
+fn default_hash_key_header() -> String {
+    DEFAULT_HASH_KEY_HEADER.to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Genesis,
+            cluster_header: default_cluster_header(),
+            hash_key_header: default_hash_key_header(),
+            response_headers: true,
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The outcome of routing one request: where it goes and what the upstream is told.
+
+use std::fmt;
+
+/// Why the deployment was chosen; sent to the upstream as `kf-decision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecisionKind {
+    /// The VE's released deployment.
+    Release,
+    /// `kf-dep` named the deployment.
+    Explicit,
+    /// Canary match entry N (0-based, in the order written) matched.
+    CanaryMatch(usize),
+    /// The canary's weighted split chose the canary.
+    CanaryWeight,
+    /// A canary exists but chose the stable (released) deployment.
+    CanaryStable,
+    /// Internal (component-to-component) hop, checked against the context.
+    Internal,
+}
+
+impl fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecisionKind::Release => f.write_str("release"),
+            DecisionKind::Explicit => f.write_str("explicit"),
+            DecisionKind::CanaryMatch(n) => write!(f, "canary-match:{n}"),
+            DecisionKind::CanaryWeight => f.write_str("canary-weight"),
+            DecisionKind::CanaryStable => f.write_str("canary-stable"),
+            DecisionKind::Internal => f.write_str("internal"),
+        }
+    }
+}
+
+/// Where a routed request goes. `'i` borrows from the index, `'r` from the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision<'i, 'r> {
+    pub environment: &'i str,
+    pub virtual_env: &'i str,
+    pub app: &'i str,
+    pub deployment: &'i str,
+    pub component: &'i str,
+    pub component_version: &'i str,
+    /// The Envoy cluster, written into the cluster-selection header.
+    pub cluster: &'i str,
+    /// For `hash` clusters: the value of the configured hash header, copied into
+    /// the hash-key header the route hashes on.
+    pub hash_key: Option<&'r str>,
+    pub kind: DecisionKind,
+    /// `(name, value)` of the vars the component declares and the VE defines.
+    pub vars: Vec<(&'i str, &'i str)>,
+    /// The `:path` to forward when it changes (subPath stripped, selectors removed).
+    pub rewritten_path: Option<String>,
+    /// Inbound headers to remove: forged `kf-*` metadata and selector headers
+    /// that the filter does not overwrite anyway.
+    pub strip_headers: Vec<&'r str>,
+    /// A `set-cookie` value for sticky canaries keyed by a cookie the client lacks.
+    pub set_cookie: Option<String>,
+    /// Why the canary could not use a JWT (for stats), if it tried.
+    pub note: Option<&'static str>,
+}
