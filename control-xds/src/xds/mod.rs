@@ -1,0 +1,1 @@
+//! The xDS protocol layer.
