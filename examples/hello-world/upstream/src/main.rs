@@ -1,1 +1,224 @@
-fn main() {}
+//! hello-world upstream: one component (frontend or backend) of the hello-world
+//! example, in one version.
+//!
+//! ```text
+//! hello-world-upstream --listen 127.0.0.1:9101 --component frontend --version f1a0001 \
+//!     [--call-backend http://127.0.0.1:15001] [--threads 4]
+//! ```
+//!
+//! Every request is answered 200 with a JSON description of what arrived:
+//! `component`, `version`, `method`, `path` (with query), `kf` (the `kf-*` headers),
+//! `vars` (`kf-var-*` headers without the prefix), `headers` (all, lower-cased) and
+//! `listen`; plus the response header `x-upstream: component/version@addr`.
+//!
+//! With `--call-backend URL` the component first calls `URL/backend` with
+//! `Host: backend`, passing on the `kf-context` header it received (component to
+//! component through Envoy's internal listener), and nests the answer under
+//! `backend`. A backend answer other than 200 is passed on as `backendStatus` and
+//! this component answers 502.
+//!
+//! For error-rate tests a request may ask for a status: header `x-upstream-status: 503`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tiny_http::{Header, Request, Response, Server};
+
+struct Args {
+    listen: String,
+    component: String,
+    version: String,
+    call_backend: Option<String>,
+    threads: usize,
+}
+
+const USAGE: &str =
+    "usage: hello-world-upstream --listen HOST:PORT --component NAME --version VER \
+                     [--call-backend http://HOST:PORT] [--threads N]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut listen = None;
+    let mut component = None;
+    let mut version = None;
+    let mut call_backend = None;
+    let mut threads = 4;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => listen = Some(value()?),
+            "--component" => component = Some(value()?),
+            "--version" => version = Some(value()?),
+            "--call-backend" => call_backend = Some(value()?),
+            "--threads" => threads = value()?.parse().map_err(|_| "--threads: not a number")?,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(Args {
+        listen: listen.ok_or(USAGE)?,
+        component: component.ok_or(USAGE)?,
+        version: version.ok_or(USAGE)?,
+        call_backend,
+        threads: threads.max(1),
+    })
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => Arc::new(args),
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    let server = match Server::http(&args.listen) {
+        Ok(server) => Arc::new(server),
+        Err(err) => {
+            eprintln!("cannot listen on {}: {err}", args.listen);
+            std::process::exit(1);
+        }
+    };
+    eprintln!(
+        "hello-world {}/{} listening on {}",
+        args.component, args.version, args.listen
+    );
+    let workers: Vec<_> = (0..args.threads)
+        .map(|_| {
+            let (server, args) = (Arc::clone(&server), Arc::clone(&args));
+            std::thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    handle(&args, request);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.join();
+    }
+}
+
+fn handle(args: &Args, mut request: Request) {
+    // Drain the body so keep-alive connections stay in sync.
+    let _ = std::io::copy(request.as_reader(), &mut std::io::sink());
+
+    let mut headers = BTreeMap::new();
+    for h in request.headers() {
+        let name = h.field.as_str().as_str().to_ascii_lowercase();
+        headers.insert(name, h.value.as_str().to_string());
+    }
+    let kf: Map<String, Value> = headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("kf-"))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    let vars: Map<String, Value> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("kf-var-")?.to_string(), json!(v))))
+        .collect();
+
+    let mut status: u16 = headers
+        .get("x-upstream-status")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let mut body = json!({
+        "component": args.component,
+        "version": args.version,
+        "method": request.method().as_str(),
+        "path": request.url(),
+        "kf": kf,
+        "vars": vars,
+        "headers": headers,
+        "listen": args.listen,
+    });
+    if let Some(base) = &args.call_backend {
+        let (backend_status, backend_body) = match call_backend(base, headers.get("kf-context")) {
+            Ok(answer) => answer,
+            Err(err) => (502, json!({"error": "backend_unreachable", "message": err})),
+        };
+        body["backend"] = backend_body;
+        if backend_status != 200 {
+            body["backendStatus"] = json!(backend_status);
+            status = 502;
+        }
+    }
+
+    let upstream = format!("{}/{}@{}", args.component, args.version, args.listen);
+    let mut response = Response::from_string(body.to_string()).with_status_code(status);
+    for (name, value) in [
+        ("content-type", "application/json"),
+        ("x-upstream", &upstream),
+    ] {
+        if let Ok(h) = Header::from_bytes(name, value) {
+            response.add_header(h);
+        }
+    }
+    let _ = request.respond(response);
+}
+
+/// GET `base/backend` with `Host: backend` over a fresh connection (HTTP/1.1,
+/// `Connection: close`); returns the status and the body as JSON (or as text).
+/// A hand-written client keeps the example free of an HTTP client dependency.
+fn call_backend(base: &str, context: Option<&String>) -> Result<(u16, Value), String> {
+    let authority = base
+        .strip_prefix("http://")
+        .ok_or("--call-backend must be http://HOST:PORT")?
+        .trim_end_matches('/');
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("{authority}: {e}"))?
+        .next()
+        .ok_or(format!("{authority}: no address"))?;
+    let timeout = Duration::from_secs(10);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut req = String::from("GET /backend HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n");
+    if let Some(ctx) = context {
+        req.push_str(&format!("kf-context: {ctx}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed backend response")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let mut body = raw[split + 4..].to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("malformed backend status line")?;
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body).ok_or("malformed chunked body")?;
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok((status, value))
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
