@@ -1,2 +1,759 @@
-//! PLACEHOLDER
-pub struct Index;
+//! The compiled routing table: resources are validated and indexed once (at
+//! configure time), so that routing a request is lookups and borrows.
+//!
+//! Compilation collects every problem it finds instead of stopping at the first,
+//! and produces an [`Index`] only when there is none.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::canary::{CompiledCanary, EnvironmentTrust};
+use crate::config::{PluginConfig, Settings};
+use crate::error::{ConfigError, ValidationError};
+use crate::resources::{
+    AppDeployment, Environment, ReleasePolicyType, Resource, VirtualEnvironment,
+};
+use crate::route_options::{parse_options, LbPolicy};
+use crate::validate;
+
+/// A distilled upstream: one per distinct (app, component, component version, LB policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub app: String,
+    pub component: String,
+    pub version: String,
+    pub endpoints: Vec<String>,
+    pub policy: LbPolicy,
+}
+
+/// The Envoy cluster name of a distilled upstream.
+pub fn cluster_name(app: &str, component: &str, version: &str, policy: &LbPolicy) -> String {
+    format!("{app}/{component}/{version}/{}", policy.tag())
+}
+
+#[derive(Debug)]
+pub(crate) struct EnvironmentEntry {
+    pub name: String,
+    pub strip_sub_path: bool,
+    pub default_ve: Option<usize>,
+    pub policy: ReleasePolicyType,
+    pub vars: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct VirtualEnvironmentEntry {
+    pub name: String,
+    pub environment: usize,
+    /// Environment vars overridden key by key by the VE's.
+    pub vars: HashMap<String, String>,
+    /// app → released deployment.
+    pub release: BTreeMap<String, usize>,
+    /// The routes of every released deployment, longest prefix first.
+    pub release_routes: Vec<(usize, usize)>,
+    /// app → (canary, canary deployment).
+    pub canaries: HashMap<String, (usize, usize)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct DeploymentEntry {
+    pub name: String,
+    pub app: String,
+    pub version: Option<String>,
+    pub components: Vec<ComponentEntry>,
+    /// Longest prefix first; ties by component name, then order written.
+    pub routes: Vec<RouteEntry>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ComponentEntry {
+    pub name: String,
+    pub version: String,
+    pub vars: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RouteEntry {
+    pub prefix: String,
+    pub methods: Vec<String>,
+    pub component: usize,
+    pub cluster: usize,
+    /// For `hash` clusters: the header hashed on, and the round-robin twin used
+    /// when a request lacks it.
+    pub hash: Option<(String, usize)>,
+}
+
+impl RouteEntry {
+    /// Prefix match on path-segment boundaries; `rel_path` has no query.
+    pub fn matches(&self, method: &str, rel_path: &str) -> bool {
+        let prefix_ok = match rel_path.strip_prefix(self.prefix.as_str()) {
+            Some(rest) => self.prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        };
+        prefix_ok
+            && (self.methods.is_empty()
+                || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+    }
+}
+
+/// The routing table. Build with [`Index::from_json`] or [`Index::compile`].
+#[derive(Debug)]
+pub struct Index {
+    pub(crate) settings: Settings,
+    pub(crate) environments: Vec<EnvironmentEntry>,
+    pub(crate) env_by_sub_path: HashMap<String, usize>,
+    pub(crate) ves: Vec<VirtualEnvironmentEntry>,
+    pub(crate) ve_by_name: HashMap<String, usize>,
+    pub(crate) deployments: Vec<DeploymentEntry>,
+    pub(crate) dep_by_name: HashMap<String, usize>,
+    pub(crate) clusters: Vec<ClusterSpec>,
+    pub(crate) canaries: Vec<CompiledCanary>,
+}
+
+impl Index {
+    /// Parses and compiles a plugin configuration (JSON).
+    pub fn from_json(text: &str) -> Result<Index, ConfigError> {
+        let config: PluginConfig = serde_json::from_str(text)?;
+        Index::compile(&config)
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Every distilled cluster, in the order resources first define them.
+    pub fn clusters(&self) -> &[ClusterSpec] {
+        &self.clusters
+    }
+
+    /// Compiles resources into an index, or lists every problem found.
+    pub fn compile(config: &PluginConfig) -> Result<Index, ConfigError> {
+        let mut b = Builder::default();
+        b.compile(config);
+        if b.errors.is_empty() {
+            Ok(b.index(config.settings.clone()))
+        } else {
+            Err(ConfigError::Invalid(b.errors))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    errors: Vec<ValidationError>,
+    environments: Vec<EnvironmentEntry>,
+    env_by_name: HashMap<String, usize>,
+    env_by_sub_path: HashMap<String, usize>,
+    trust: Vec<Arc<EnvironmentTrust>>,
+    ves: Vec<VirtualEnvironmentEntry>,
+    ve_by_name: HashMap<String, usize>,
+    deployments: Vec<DeploymentEntry>,
+    dep_by_name: HashMap<String, usize>,
+    clusters: Vec<ClusterSpec>,
+    cluster_by_key: HashMap<(String, String, String, LbPolicy), usize>,
+    /// (app, component, version) → (deployment that first defined it, endpoints)
+    upstreams: HashMap<(String, String, String), (String, Vec<String>)>,
+    canaries: Vec<CompiledCanary>,
+}
+
+impl Builder {
+    fn err(&mut self, resource: &str, field: impl Into<String>, reason: impl Into<String>) {
+        self.errors
+            .push(ValidationError::new(resource, field, reason));
+    }
+
+    fn compile(&mut self, config: &PluginConfig) {
+        let mut seen: HashMap<(&str, &str), ()> = HashMap::new();
+        for r in &config.resources {
+            if let Err(reason) = validate::check_name(r.name()) {
+                self.err(&r.id(), "metadata.name", reason);
+            }
+            if seen.insert((r.kind(), r.name()), ()).is_some() {
+                self.err(&r.id(), "metadata.name", "defined more than once");
+            }
+        }
+        let environments = config.resources.iter().filter_map(|r| match r {
+            Resource::Environment(e) => Some(e),
+            _ => None,
+        });
+        for env in environments {
+            self.add_environment(env);
+        }
+        for r in &config.resources {
+            if let Resource::AppDeployment(d) = r {
+                self.add_deployment(d);
+            }
+        }
+        for r in &config.resources {
+            if let Resource::VirtualEnvironment(ve) = r {
+                self.add_virtual_environment(ve);
+            }
+        }
+        // Default VEs can only be resolved once every VE is known.
+        for r in &config.resources {
+            if let Resource::Environment(env) = r {
+                self.resolve_default_ve(env);
+            }
+        }
+        for r in &config.resources {
+            if let Resource::Canary(c) = r {
+                self.add_canary(c);
+            }
+        }
+    }
+
+    fn add_environment(&mut self, env: &Environment) {
+        let id = format!("Environment/{}", env.metadata.name);
+        let sub_path = env.spec.sub_path.clone();
+        if let Err(reason) = validate::check_sub_path(&sub_path) {
+            self.err(&id, "spec.subPath", reason);
+        }
+        if let Some(other) = self.env_by_sub_path.get(&sub_path) {
+            let other = self.environments[*other].name.clone();
+            self.err(
+                &id,
+                "spec.subPath",
+                format!("'{sub_path}' is already the subPath of Environment/{other}"),
+            );
+        }
+        let trust = match EnvironmentTrust::compile(env) {
+            Ok(t) => t,
+            Err(errors) => {
+                self.errors.extend(errors);
+                EnvironmentTrust::default()
+            }
+        };
+        let idx = self.environments.len();
+        self.environments.push(EnvironmentEntry {
+            name: env.metadata.name.clone(),
+            strip_sub_path: env.spec.strip_sub_path,
+            default_ve: None,
+            policy: env
+                .spec
+                .release_policy
+                .as_ref()
+                .map(|p| p.policy_type)
+                .unwrap_or(ReleasePolicyType::Testing),
+            vars: env
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_text()))
+                .collect(),
+        });
+        self.trust.push(Arc::new(trust));
+        self.env_by_name.insert(env.metadata.name.clone(), idx);
+        self.env_by_sub_path.entry(sub_path).or_insert(idx);
+    }
+
+    fn resolve_default_ve(&mut self, env: &Environment) {
+        let Some(name) = &env.spec.default_virtual_environment else {
+            return;
+        };
+        let id = format!("Environment/{}", env.metadata.name);
+        let Some(&env_idx) = self.env_by_name.get(&env.metadata.name) else {
+            return;
+        };
+        match self.ve_by_name.get(name) {
+            Some(&ve) if self.ves[ve].environment == env_idx => {
+                self.environments[env_idx].default_ve = Some(ve);
+            }
+            Some(_) => self.err(
+                &id,
+                "spec.defaultVirtualEnvironment",
+                format!("VirtualEnvironment/{name} belongs to another environment"),
+            ),
+            None => self.err(
+                &id,
+                "spec.defaultVirtualEnvironment",
+                format!("VirtualEnvironment/{name} does not exist"),
+            ),
+        }
+    }
+
+    fn cluster(
+        &mut self,
+        app: &str,
+        component: &str,
+        version: &str,
+        endpoints: &[String],
+        policy: LbPolicy,
+    ) -> usize {
+        let key = (
+            app.to_string(),
+            component.to_string(),
+            version.to_string(),
+            policy,
+        );
+        if let Some(&idx) = self.cluster_by_key.get(&key) {
+            return idx;
+        }
+        let idx = self.clusters.len();
+        self.clusters.push(ClusterSpec {
+            name: cluster_name(app, component, version, &key.3),
+            app: app.to_string(),
+            component: component.to_string(),
+            version: version.to_string(),
+            endpoints: endpoints.to_vec(),
+            policy: key.3.clone(),
+        });
+        self.cluster_by_key.insert(key, idx);
+        idx
+    }
+
+    fn policy(
+        &mut self,
+        id: &str,
+        field: &str,
+        options: Option<&crate::resources::RawOptions>,
+    ) -> LbPolicy {
+        match options.map(parse_options) {
+            None => LbPolicy::RoundRobin,
+            Some(Ok(p)) => p,
+            Some(Err(messages)) => {
+                for m in messages {
+                    self.err(id, field, m);
+                }
+                LbPolicy::RoundRobin
+            }
+        }
+    }
+
+    fn add_deployment(&mut self, dep: &AppDeployment) {
+        let id = format!("AppDeployment/{}", dep.metadata.name);
+        let spec = &dep.spec;
+        if let Err(reason) = validate::check_name(&spec.app) {
+            self.err(&id, "spec.app", reason);
+        }
+        if spec.version.as_deref() == Some("") {
+            self.err(&id, "spec.version", "must not be empty when given");
+        }
+        if spec.components.is_empty() {
+            self.err(
+                &id,
+                "spec.components",
+                "a deployment needs at least one component",
+            );
+        }
+        let mut components = Vec::new();
+        let mut routes = Vec::new();
+        for (ci, (cname, comp)) in spec.components.iter().enumerate() {
+            let field = format!("spec.components.{cname}");
+            if let Err(reason) = validate::check_name(cname) {
+                self.err(&id, &field, reason);
+            }
+            if comp.version.is_empty()
+                || comp
+                    .version
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '/' || c.is_control())
+            {
+                self.err(
+                    &id,
+                    format!("{field}.version"),
+                    "must be a non-empty token without spaces or '/'",
+                );
+            }
+            if comp.endpoints.is_empty() {
+                self.err(
+                    &id,
+                    format!("{field}.endpoints"),
+                    "at least one host:port is needed",
+                );
+            }
+            for (i, e) in comp.endpoints.iter().enumerate() {
+                if let Err(reason) = validate::check_endpoint(e) {
+                    self.err(&id, format!("{field}.endpoints[{i}]"), reason);
+                }
+            }
+            let upstream = (spec.app.clone(), cname.clone(), comp.version.clone());
+            match self.upstreams.get(&upstream) {
+                Some((other, endpoints)) if *endpoints != comp.endpoints => {
+                    let other = other.clone();
+                    self.err(
+                        &id,
+                        format!("{field}.endpoints"),
+                        format!(
+                            "component version {} is also defined by AppDeployment/{other} with other endpoints; equal versions share one upstream",
+                            comp.version
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    self.upstreams.insert(
+                        upstream,
+                        (dep.metadata.name.clone(), comp.endpoints.clone()),
+                    );
+                }
+            }
+            for (i, v) in comp.vars.iter().enumerate() {
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    self.err(
+                        &id,
+                        format!("{field}.vars[{i}]"),
+                        format!("'{v}' is not a valid var name"),
+                    );
+                }
+            }
+            for (i, d) in comp.dependencies.iter().enumerate() {
+                if !spec.components.contains_key(d) {
+                    self.err(
+                        &id,
+                        format!("{field}.dependencies[{i}]"),
+                        format!("component '{d}' is not part of this deployment"),
+                    );
+                } else if d == cname {
+                    self.err(
+                        &id,
+                        format!("{field}.dependencies[{i}]"),
+                        "a component cannot depend on itself",
+                    );
+                }
+            }
+            let policy = self.policy(&id, &format!("{field}.options"), comp.options.as_ref());
+            let comp_cluster = self.route_cluster(&spec.app, cname, comp, policy.clone());
+            for (ri, route) in comp.routes.iter().enumerate() {
+                let rfield = format!("{field}.routes[{ri}]");
+                if let Err(reason) = validate::check_path_prefix(&route.route_match.path_prefix) {
+                    self.err(&id, format!("{rfield}.match.pathPrefix"), reason);
+                }
+                for (mi, m) in route.route_match.methods.iter().enumerate() {
+                    if let Err(reason) = validate::check_method(m) {
+                        self.err(&id, format!("{rfield}.match.methods[{mi}]"), reason);
+                    }
+                }
+                let (cluster, hash) = match &route.options {
+                    Some(opts) => {
+                        let p = self.policy(&id, &format!("{rfield}.options"), Some(opts));
+                        self.route_cluster(&spec.app, cname, comp, p)
+                    }
+                    None => comp_cluster.clone(),
+                };
+                routes.push(RouteEntry {
+                    prefix: route.route_match.path_prefix.clone(),
+                    methods: route.route_match.methods.clone(),
+                    component: ci,
+                    cluster,
+                    hash,
+                });
+            }
+            components.push(ComponentEntry {
+                name: cname.clone(),
+                version: comp.version.clone(),
+                vars: comp.vars.clone(),
+            });
+        }
+        // Longest prefix first; the sort is stable, so ties keep component-name order
+        // (BTreeMap) and then the order routes were written.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let idx = self.deployments.len();
+        self.deployments.push(DeploymentEntry {
+            name: dep.metadata.name.clone(),
+            app: spec.app.clone(),
+            version: spec.version.clone(),
+            components,
+            routes,
+        });
+        self.dep_by_name.insert(dep.metadata.name.clone(), idx);
+    }
+
+    /// The cluster for a policy, plus the round-robin twin for `hash`.
+    fn route_cluster(
+        &mut self,
+        app: &str,
+        component: &str,
+        comp: &crate::resources::Component,
+        policy: LbPolicy,
+    ) -> (usize, Option<(String, usize)>) {
+        let hash_header = match &policy {
+            LbPolicy::Hash { header, .. } => Some(header.clone()),
+            _ => None,
+        };
+        let cluster = self.cluster(app, component, &comp.version, &comp.endpoints, policy);
+        let hash = hash_header.map(|h| {
+            let twin = self.cluster(
+                app,
+                component,
+                &comp.version,
+                &comp.endpoints,
+                LbPolicy::RoundRobin,
+            );
+            (h, twin)
+        });
+        (cluster, hash)
+    }
+
+    fn add_virtual_environment(&mut self, ve: &VirtualEnvironment) {
+        let id = format!("VirtualEnvironment/{}", ve.metadata.name);
+        let Some(&env_idx) = self.env_by_name.get(&ve.spec.environment) else {
+            self.err(
+                &id,
+                "spec.environment",
+                format!("Environment/{} does not exist", ve.spec.environment),
+            );
+            return;
+        };
+        let mut release = BTreeMap::new();
+        if let Some(r) = &ve.spec.release {
+            for (app, dep_name) in &r.apps {
+                let field = format!("spec.release.apps.{app}");
+                let Some(&dep) = self.dep_by_name.get(dep_name) else {
+                    self.err(
+                        &id,
+                        &field,
+                        format!("AppDeployment/{dep_name} does not exist"),
+                    );
+                    continue;
+                };
+                let d = &self.deployments[dep];
+                if d.app != *app {
+                    let other = d.app.clone();
+                    self.err(
+                        &id,
+                        &field,
+                        format!("AppDeployment/{dep_name} belongs to app '{other}'"),
+                    );
+                    continue;
+                }
+                if self.environments[env_idx].policy == ReleasePolicyType::Stable
+                    && d.version.is_none()
+                {
+                    self.err(
+                        &id,
+                        &field,
+                        format!("Environment/{} has a Stable release policy: AppDeployment/{dep_name} needs a version", self.environments[env_idx].name),
+                    );
+                    continue;
+                }
+                release.insert(app.clone(), dep);
+            }
+        }
+        let mut release_routes: Vec<(usize, usize)> = release
+            .values()
+            .flat_map(|&dep| (0..self.deployments[dep].routes.len()).map(move |r| (dep, r)))
+            .collect();
+        release_routes.sort_by_key(|&(dep, r)| {
+            std::cmp::Reverse(self.deployments[dep].routes[r].prefix.len())
+        });
+        // The Environment's vars, overridden key by key by the VE's.
+        let mut vars: HashMap<String, String> = self.environments[env_idx]
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        vars.extend(ve.vars.iter().map(|(k, v)| (k.clone(), v.to_text())));
+        let idx = self.ves.len();
+        self.ves.push(VirtualEnvironmentEntry {
+            name: ve.metadata.name.clone(),
+            environment: env_idx,
+            vars,
+            release,
+            release_routes,
+            canaries: HashMap::new(),
+        });
+        self.ve_by_name.insert(ve.metadata.name.clone(), idx);
+    }
+
+    fn add_canary(&mut self, canary: &crate::resources::Canary) {
+        let id = format!("Canary/{}", canary.metadata.name);
+        let spec = &canary.spec;
+        let Some(&ve) = self.ve_by_name.get(&spec.virtual_environment) else {
+            self.err(
+                &id,
+                "spec.virtualEnvironment",
+                format!(
+                    "VirtualEnvironment/{} does not exist",
+                    spec.virtual_environment
+                ),
+            );
+            return;
+        };
+        let canary_dep = match self.dep_by_name.get(&spec.deployment) {
+            None => {
+                self.err(
+                    &id,
+                    "spec.deployment",
+                    format!("AppDeployment/{} does not exist", spec.deployment),
+                );
+                return;
+            }
+            Some(&d) if self.deployments[d].app != spec.app => {
+                let other = self.deployments[d].app.clone();
+                self.err(
+                    &id,
+                    "spec.deployment",
+                    format!(
+                        "AppDeployment/{} belongs to app '{other}', not '{}'",
+                        spec.deployment, spec.app
+                    ),
+                );
+                return;
+            }
+            Some(&d) => d,
+        };
+        if !self.ves[ve].release.contains_key(&spec.app) {
+            self.err(
+                &id,
+                "spec.app",
+                format!("VirtualEnvironment/{} has no release of app '{}'; the release is the canary's stable side", spec.virtual_environment, spec.app),
+            );
+            return;
+        }
+        if self.ves[ve].canaries.contains_key(&spec.app) {
+            self.err(
+                &id,
+                "spec.app",
+                format!(
+                    "VirtualEnvironment/{} already has a canary for app '{}'",
+                    spec.virtual_environment, spec.app
+                ),
+            );
+            return;
+        }
+        let trust = self.trust[self.ves[ve].environment].clone();
+        match CompiledCanary::compile(canary, trust) {
+            Ok(c) => {
+                let idx = self.canaries.len();
+                self.canaries.push(c);
+                self.ves[ve]
+                    .canaries
+                    .insert(spec.app.clone(), (idx, canary_dep));
+            }
+            Err(errors) => self.errors.extend(errors),
+        }
+    }
+
+    fn index(self, settings: Settings) -> Index {
+        Index {
+            settings,
+            environments: self.environments,
+            env_by_sub_path: self.env_by_sub_path,
+            ves: self.ves,
+            ve_by_name: self.ve_by_name,
+            deployments: self.deployments,
+            dep_by_name: self.dep_by_name,
+            clusters: self.clusters,
+            canaries: self.canaries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::hello_world;
+    use serde_json::json;
+
+    fn problems(config: serde_json::Value) -> Vec<ValidationError> {
+        match Index::from_json(&config.to_string()) {
+            Err(ConfigError::Invalid(errors)) => errors,
+            other => unreachable!("expected validation errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_resource_and_field() {
+        let mut config = hello_world();
+        let resources = config["resources"].as_array_mut().unwrap();
+        resources.push(
+            json!({"kind": "VirtualEnvironment", "metadata": {"name": "Bad"},
+            "spec": {"environment": "nowhere"}}),
+        );
+        resources.push(
+            json!({"kind": "AppDeployment", "metadata": {"name": "broken"},
+            "spec": {"app": "hello-world", "components": {"frontend": {
+                "version": "zz", "endpoints": ["nohost"],
+                "routes": [{"match": {"pathPrefix": "hello"}}],
+                "options": {"loadbalancing": "hash"},
+                "dependencies": ["ghost"]}}}}),
+        );
+        resources.push(
+            json!({"kind": "VirtualEnvironment", "metadata": {"name": "live2"},
+            "spec": {"environment": "prod", "release": {"apps": {"hello-world": "broken"}}}}),
+        );
+        let errors = problems(config);
+        let got: Vec<(String, String)> = errors
+            .iter()
+            .map(|e| (e.resource.clone(), e.field.clone()))
+            .collect();
+        for expected in [
+            ("VirtualEnvironment/Bad", "metadata.name"),
+            ("VirtualEnvironment/Bad", "spec.environment"),
+            (
+                "AppDeployment/broken",
+                "spec.components.frontend.endpoints[0]",
+            ),
+            (
+                "AppDeployment/broken",
+                "spec.components.frontend.routes[0].match.pathPrefix",
+            ),
+            ("AppDeployment/broken", "spec.components.frontend.options"),
+            (
+                "AppDeployment/broken",
+                "spec.components.frontend.dependencies[0]",
+            ),
+            ("VirtualEnvironment/live2", "spec.release.apps.hello-world"),
+        ] {
+            assert!(
+                got.contains(&(expected.0.into(), expected.1.into())),
+                "missing {expected:?} in {got:?}"
+            );
+        }
+        let hash = errors
+            .iter()
+            .find(|e| e.field == "spec.components.frontend.options")
+            .unwrap();
+        assert_eq!(
+            hash.reason,
+            "Hash header must be present when loadbalancing is set to hash."
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_syntax_errors_have_positions() {
+        let err = Index::from_json(r#"{"resources": [{"kind": "Environment", "metadata": {"name": "dev"}, "spec": {"subPath": "dev", "colour": 1}}]}"#).unwrap_err();
+        match err {
+            ConfigError::Syntax {
+                line,
+                column,
+                message,
+            } => {
+                assert_eq!(line, 1);
+                assert!(column > 0);
+                assert!(message.contains("colour"), "{message}");
+            }
+            other => unreachable!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shared_component_version_must_have_one_set_of_endpoints() {
+        let mut config = hello_world();
+        let resources = config["resources"].as_array_mut().unwrap();
+        let mut d = crate::test_fixtures::deployment("hello-world-v4", "v4", "f1", "b4", 9204);
+        d["spec"]["components"]["frontend"]["endpoints"] = json!(["127.0.0.1:1"]);
+        resources.push(d);
+        let errors = problems(config);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].reason.contains("share one upstream"));
+    }
+
+    #[test]
+    fn duplicate_sub_paths_and_names() {
+        let mut config = hello_world();
+        let resources = config["resources"].as_array_mut().unwrap();
+        resources.push(json!({"kind": "Environment", "metadata": {"name": "dev2"}, "spec": {"subPath": "dev"}}));
+        resources.push(json!({"kind": "Environment", "metadata": {"name": "dev"}, "spec": {"subPath": "dev3"}}));
+        let errors = problems(config);
+        assert!(errors
+            .iter()
+            .any(|e| e.resource == "Environment/dev2" && e.reason.contains("already the subPath")));
+        assert!(errors
+            .iter()
+            .any(|e| e.resource == "Environment/dev" && e.reason == "defined more than once"));
+    }
+}

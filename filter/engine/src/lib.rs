@@ -12,12 +12,17 @@ pub mod error;
 pub mod index;
 pub mod request;
 pub mod resources;
+pub mod route;
 pub mod route_options;
+pub mod validate;
+
+#[cfg(test)]
+mod test_fixtures;
 
 pub use config::{Mode, PluginConfig, Settings};
 pub use decision::{Decision, DecisionKind};
 pub use error::{ConfigError, ErrorCode, RouteError, ValidationError};
-pub use index::Index;
+pub use index::{cluster_name, ClusterSpec, Index};
 pub use request::Request;
 pub use resources::Resource;
 pub use route_options::LbPolicy;

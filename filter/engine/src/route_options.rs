@@ -14,7 +14,10 @@ pub enum LbPolicy {
     RoundRobin,
     LeastConnection,
     /// Maglev on `header`; `balance_factor` = round(hash_balance × 100), 0 = off.
-    Hash { header: String, balance_factor: u32 },
+    Hash {
+        header: String,
+        balance_factor: u32,
+    },
 }
 
 impl LbPolicy {
@@ -58,10 +61,13 @@ pub fn parse_options(options: &RawOptions) -> Result<LbPolicy, Vec<String>> {
         other => other.to_string(),
     };
     let loadbalancing = options.get("loadbalancing").map(text);
-    let hash_header = options.get("hash_header").map(text).filter(|s| !s.is_empty());
+    let hash_header = options
+        .get("hash_header")
+        .map(text)
+        .filter(|s| !s.is_empty());
     let hash_balance = options
         .get("hash_balance")
-        .filter(|v| !v.is_null() && text(v) != "");
+        .filter(|v| !v.is_null() && !text(v).is_empty());
 
     let is_hash = loadbalancing.as_deref() == Some("hash");
     match loadbalancing.as_deref() {
@@ -186,7 +192,9 @@ mod tests {
             errors(json!({"loadbalancing": "hash", "hash_header": "h".repeat(129)})),
             ["Hash header must be at most 128 characters"]
         );
-        assert!(errors(json!({"loadbalancing": "hash", "hash_header": "h".repeat(128)})).is_empty());
+        assert!(
+            errors(json!({"loadbalancing": "hash", "hash_header": "h".repeat(128)})).is_empty()
+        );
         assert_eq!(
             errors(json!({"loadbalancing": "hash", "hash_header": "x", "hash_balance": "abc"})),
             ["Hash balance must be a numeric value"]
@@ -198,7 +206,10 @@ mod tests {
             );
         }
         for ok in [json!(1.1), json!(10.0), json!("10")] {
-            assert!(errors(json!({"loadbalancing": "hash", "hash_header": "x", "hash_balance": ok})).is_empty());
+            assert!(errors(
+                json!({"loadbalancing": "hash", "hash_header": "x", "hash_balance": ok})
+            )
+            .is_empty());
         }
         assert_eq!(
             errors(json!({"loadbalancing": "random"})),

@@ -39,7 +39,10 @@ pub struct CanaryDecision {
 impl CompiledCanary {
     /// Checks the canary's own fields (weights, CIDRs, stickiness key...). References to
     /// other resources (VE, deployment, app) are checked by the index.
-    pub fn compile(canary: &Canary, trust: Arc<EnvironmentTrust>) -> Result<Self, Vec<ValidationError>> {
+    pub fn compile(
+        canary: &Canary,
+        trust: Arc<EnvironmentTrust>,
+    ) -> Result<Self, Vec<ValidationError>> {
         let _ = trust;
         Ok(Self {
             name: canary.metadata.name.clone(),
