@@ -1,1 +1,16 @@
-//! The xDS protocol layer.
+//! The xDS protocol layer, independent of Switchyard's domain.
+//!
+//! Data flows one way: a builder makes a [`Snapshot`] (per resource type, a
+//! version and named `Any` resources) and hands it to the [`SnapshotCache`],
+//! which checks it and wakes every ADS stream; the [`AdsServer`] pushes it to
+//! each Envoy and records, per node, what was sent, ACKed and NACKed.
+
+pub mod cache;
+pub mod server;
+pub mod snapshot;
+
+pub use cache::{Nack, NodeStatus, SnapshotCache, TypeStatus};
+pub use server::{AdsServer, ServeError};
+pub use snapshot::{
+    to_any, Inconsistency, References, ResourceType, Resources, Snapshot, SnapshotError,
+};
