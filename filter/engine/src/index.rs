@@ -117,6 +117,12 @@ impl Index {
         Index::compile(&config)
     }
 
+    /// Whether routing may look at the client address or the clock (canaries,
+    /// internal mode): the host fetches them only then, to save host calls.
+    pub fn needs_client_facts(&self) -> bool {
+        !self.canaries.is_empty()
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
