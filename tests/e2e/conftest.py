@@ -1,0 +1,73 @@
+"""pytest fixtures for the end-to-end tests; the work is done in harness.py.
+
+Fixtures:
+  bins         (session) the built binaries: bins.wasm, bins.switchyard, bins.upstream, bins.envoy
+  work_dir     a per-test directory for configs and logs (pytest's tmp_path)
+  procs        a per-test harness.Processes: everything started through it is
+               stopped at teardown (SIGTERM, then SIGKILL)
+  upstream     factory: upstream(component, version, port=None, call_backend=None) -> Upstream
+  envoy        factory: envoy(config_path, name="envoy", timeout=30, **kw) -> Envoy (LIVE)
+  hello_world  all hello-world upstreams on free ports + the rewritten resources
+
+On failure, the logs of the processes a test started are printed (pytest shows
+them with the test's captured output).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import harness  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def bins() -> harness.Binaries:
+    return harness.build()
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def procs(work_dir: Path, request: pytest.FixtureRequest):
+    p = harness.Processes(work_dir / "logs")
+    yield p
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for item in p.items:
+            print(f"\n----- {item.name} log ({item.log_path}) -----\n{item.log_tail(6000)}")
+    p.stop_all()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+
+
+@pytest.fixture
+def upstream(procs: harness.Processes, bins: harness.Binaries):
+    def start(component: str, version: str, port: int | None = None,
+              call_backend: str | None = None) -> harness.Upstream:
+        return harness.start_upstream(procs, bins.upstream, component, version, port, call_backend)
+    return start
+
+
+@pytest.fixture
+def envoy(procs: harness.Processes, bins: harness.Binaries):
+    def start(config_path: Path, name: str = "envoy", timeout: float = 30.0, **kw) -> harness.Envoy:
+        return harness.start_envoy(procs, bins.envoy, config_path, name, timeout, **kw)
+    return start
+
+
+@pytest.fixture
+def hello_world(procs: harness.Processes, bins: harness.Binaries, work_dir: Path) -> harness.HelloWorld:
+    return harness.start_hello_world(procs, bins, work_dir)

@@ -1,0 +1,497 @@
+"""End-to-end harness: build the binaries, start hello-world upstreams and Envoys
+on free 127.0.0.1 ports, make requests, stop everything.
+
+Everything here is plain functions and small classes; conftest.py wraps them in
+pytest fixtures that stop every process at teardown. Waits are bounded.
+
+Environment knobs:
+  ENVOY                  path of the envoy binary (default: .venv/bin/envoy, then PATH)
+  SWITCHYARD_SKIP_BUILD  "1": do not run cargo (the binaries must exist)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HELLO_WORLD = ROOT / "examples" / "hello-world"
+LOCALHOST = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------- build
+
+
+@dataclass(frozen=True)
+class Binaries:
+    wasm: Path  # switchyard_filter.wasm
+    switchyard: Path  # the CLI / control plane
+    upstream: Path  # hello-world-upstream
+    envoy: str
+
+
+def target_dir() -> Path:
+    """Cargo's target directory (honours CARGO_TARGET_DIR and .cargo/config)."""
+    out = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    return Path(json.loads(out)["target_directory"])
+
+
+def find_envoy() -> str:
+    candidates = [os.environ.get("ENVOY"), str(ROOT / ".venv" / "bin" / "envoy"), shutil.which("envoy")]
+    for c in candidates:
+        if c and os.access(c, os.X_OK):
+            return c
+    raise RuntimeError("envoy not found: run scripts/install-envoy.sh or set ENVOY")
+
+
+def cargo(*args: str) -> None:
+    proc = subprocess.run(["cargo", *args], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cargo {' '.join(args)} failed:\n{proc.stderr[-6000:]}")
+
+
+def build(skip: bool | None = None) -> Binaries:
+    """Build the wasm filter (release) and the native binaries (debug), once."""
+    if skip is None:
+        skip = os.environ.get("SWITCHYARD_SKIP_BUILD") == "1"
+    if not skip:
+        cargo("build", "-p", "switchyard-filter", "--target", "wasm32-wasip1", "--release")
+        cargo("build", "-p", "switchyard", "-p", "hello-world-upstream")
+    t = target_dir()
+    return Binaries(
+        wasm=t / "wasm32-wasip1" / "release" / "switchyard_filter.wasm",
+        switchyard=t / "debug" / "switchyard",
+        upstream=t / "debug" / "hello-world-upstream",
+        envoy=find_envoy(),
+    )
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOCALHOST, 0))
+        return s.getsockname()[1]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (held open together, so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((LOCALHOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_port(port: int, timeout: float = 10.0, host: str = LOCALHOST) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+            time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    text: str
+    json: Any  # parsed body, or None when it is not JSON
+
+    def __repr__(self) -> str:
+        return f"Reply({self.status}, headers={self.headers}, body={self.text[:400]!r})"
+
+
+def request(method: str, url: str, headers: dict[str, str] | None = None,
+            timeout: float = 10.0, **kwargs: Any) -> Reply:
+    """One HTTP request (no retries, no redirects)."""
+    r = requests.request(method, url, headers=headers, timeout=timeout,
+                         allow_redirects=False, **kwargs)
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    return Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.text, body)
+
+
+def get(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Reply:
+    return request("GET", url, headers, **kwargs)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Process:
+    """A background process whose output goes to a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path):
+        self.name, self.argv, self.log_path = name, argv, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        log.write(f"\n=== start: {' '.join(self.argv)}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=ROOT)
+        log.close()  # the child holds its own descriptor
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_text()[-chars:]
+
+
+class Processes:
+    """Everything a test started; `stop_all` at teardown, newest first."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self.items: list[Any] = []
+
+    def add(self, p: Any) -> Any:
+        self.items.append(p)
+        return p
+
+    def stop_all(self) -> None:
+        for p in reversed(self.items):
+            try:
+                p.stop()
+            except Exception:  # keep stopping the others
+                pass
+        self.items.clear()
+
+
+# --------------------------------------------------------------------------- upstreams
+
+
+class Upstream(Process):
+    """A running hello-world-upstream."""
+
+    def __init__(self, binary: Path, component: str, version: str, port: int,
+                 log_dir: Path, call_backend: str | None = None):
+        self.component, self.version, self.port = component, version, port
+        self.addr = f"{LOCALHOST}:{port}"
+        self.url = f"http://{self.addr}"
+        argv = [str(binary), "--listen", self.addr, "--component", component, "--version", version]
+        if call_backend:
+            argv += ["--call-backend", call_backend]
+        super().__init__(f"{component}-{version}", argv,
+                         Path(log_dir) / f"upstream-{component}-{version}-{port}.log")
+
+    def wait_ready(self, timeout: float = 10.0) -> "Upstream":
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                raise RuntimeError(f"upstream {self.name} exited:\n{self.log_tail()}")
+            try:
+                if get(self.url + "/healthz", timeout=1).status == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"upstream {self.name} not answering:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+
+def start_upstream(procs: Processes, binary: Path, component: str, version: str,
+                   port: int | None = None, call_backend: str | None = None) -> Upstream:
+    """Start one hello-world upstream (on a free port unless given) and wait until it answers."""
+    up = Upstream(binary, component, version, port or free_port(), procs.log_dir, call_backend)
+    procs.add(up.start())
+    return up.wait_ready()
+
+
+def upstream_list(path: Path = HELLO_WORLD / "upstreams.txt") -> list[tuple[str, str, int]]:
+    """(component, version, demo port) of every hello-world upstream."""
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            component, version, port = line.split()
+            rows.append((component, version, int(port)))
+    return rows
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def load_resources(path: Path = HELLO_WORLD / "resources.yaml") -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def rewrite_endpoints(docs: Iterable[dict], port_map: dict[int, int]) -> list[dict]:
+    """Copy of `docs` with every AppDeployment endpoint 127.0.0.1:OLD → 127.0.0.1:port_map[OLD]."""
+    out = copy.deepcopy(list(docs))
+    for d in out:
+        if d.get("kind") != "AppDeployment":
+            continue
+        for comp in d["spec"]["components"].values():
+            new = []
+            for ep in comp["endpoints"]:
+                host, _, port = ep.rpartition(":")
+                new.append(f"{host}:{port_map.get(int(port), int(port))}")
+            comp["endpoints"] = new
+    return out
+
+
+def write_yaml(path: Path, docs: list[dict] | dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(docs, dict):
+        path.write_text(yaml.safe_dump(docs, sort_keys=False))
+    else:
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+@dataclass
+class HelloWorld:
+    """The hello-world upstreams running on free ports, and matching resources."""
+
+    upstreams: dict[tuple[str, str], Upstream]  # (component, version) → process
+    port_map: dict[int, int]  # demo port → actual port
+    resources: list[dict]  # resources.yaml with endpoints rewritten
+    resources_path: Path
+
+    def upstream(self, component: str, version: str) -> Upstream:
+        return self.upstreams[(component, version)]
+
+
+def start_hello_world(procs: Processes, bins: Binaries, work_dir: Path,
+                      call_backend: str | dict[str, str] | None = None) -> HelloWorld:
+    """Start every upstream of upstreams.txt on free ports; write the rewritten resources.
+
+    call_backend: URL passed to every frontend as --call-backend (a str), or a
+    map component → URL; None: no backend calls.
+    """
+    rows = upstream_list()
+    ports = free_ports(len(rows))
+    started, port_map = {}, {}
+    for (component, version, demo_port), port in zip(rows, ports):
+        cb = call_backend.get(component) if isinstance(call_backend, dict) else (
+            call_backend if component == "frontend" else None)
+        up = Upstream(bins.upstream, component, version, port, procs.log_dir, cb)
+        procs.add(up.start())
+        started[(component, version)] = up
+        port_map[demo_port] = port
+    for up in started.values():
+        up.wait_ready()
+    docs = rewrite_endpoints(load_resources(), port_map)
+    path = write_yaml(Path(work_dir) / "resources.yaml", docs)
+    return HelloWorld(started, port_map, docs, path)
+
+
+# --------------------------------------------------------------------------- envoy
+
+
+def admin_address_of(config_path: Path) -> str:
+    """host:port of the admin listener in an Envoy bootstrap (YAML or JSON)."""
+    cfg = yaml.safe_load(Path(config_path).read_text())
+    sa = cfg["admin"]["address"]["socket_address"]
+    return f"{sa['address']}:{sa['port_value']}"
+
+
+class Envoy(Process):
+    """An Envoy started from a bootstrap file, with its own dynamic base id."""
+
+    def __init__(self, binary: str, config_path: Path, log_dir: Path, name: str = "envoy",
+                 admin: str | None = None, extra_args: list[str] | None = None,
+                 log_level: str = "warning"):
+        self.config_path = Path(config_path)
+        self.admin = admin or admin_address_of(self.config_path)
+        self.admin_url = f"http://{self.admin}"
+        argv = [binary, "-c", str(self.config_path), "--use-dynamic-base-id",
+                "--concurrency", "1", "-l", log_level, *(extra_args or [])]
+        super().__init__(name, argv, Path(log_dir) / f"{name}.log")
+
+    def wait_ready(self, timeout: float = 30.0) -> "Envoy":
+        """Wait until admin /ready says LIVE; raise with the log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited ({self.config_path}):\n{self.log_tail()}")
+            try:
+                r = get(self.admin_url + "/ready", timeout=1)
+                last = f"{r.status} {r.text.strip()}"
+                if r.status == 200 and r.text.strip() == "LIVE":
+                    return self
+            except requests.RequestException as e:
+                last = str(e)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} not ready after {timeout}s (last: {last}):\n"
+                                   f"{self.log_tail()}")
+            time.sleep(0.1)
+
+    def restart(self, config_path: Path | None = None, timeout: float = 30.0) -> "Envoy":
+        """Stop, optionally switch to another bootstrap, start again and wait for LIVE."""
+        self.stop()
+        if config_path is not None:
+            self.config_path = Path(config_path)
+            self.argv[self.argv.index("-c") + 1] = str(self.config_path)
+            self.admin = admin_address_of(self.config_path)
+            self.admin_url = f"http://{self.admin}"
+        self.start()
+        return self.wait_ready(timeout)
+
+    # admin helpers
+    def admin_get(self, path: str, **kwargs: Any) -> Reply:
+        return get(self.admin_url + path, **kwargs)
+
+    def stats(self, filter_regex: str | None = None) -> dict[str, int]:
+        """Counters and gauges as {name: value} (histograms left out)."""
+        params = {"filter": filter_regex} if filter_regex else None
+        text = get(self.admin_url + "/stats", params=params).text
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def config_dump(self, resource: str | None = None) -> Any:
+        params = {"resource": resource} if resource else None
+        return get(self.admin_url + "/config_dump", params=params).json
+
+
+def start_envoy(procs: Processes, binary: str, config_path: Path, name: str = "envoy",
+                timeout: float = 30.0, **kwargs: Any) -> Envoy:
+    """Start an Envoy from `config_path` and wait until it is LIVE."""
+    e = Envoy(binary, config_path, procs.log_dir, name, **kwargs)
+    procs.add(e.start())
+    return e.wait_ready(timeout)
+
+
+def render_envoy(bins: Binaries, config: Path, out: Path, listen: str, admin: str,
+                 extra_args: list[str] | None = None) -> Path:
+    """`switchyard render envoy` → bootstrap file `out` (static mode)."""
+    argv = [str(bins.switchyard), "render", "envoy", "--config", str(config),
+            "--wasm", str(bins.wasm), "--listen", listen, "--admin", admin, *(extra_args or [])]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(proc.stdout)
+    return out
+
+
+# --------------------------------------------------------------------------- static bootstraps
+
+
+def static_bootstrap(listen_port: int, admin_port: int, clusters: dict[str, list[str]],
+                     routes: list[tuple[str, str]] | None = None,
+                     http_filters: list[dict] | None = None) -> dict:
+    """A minimal static Envoy bootstrap (no Switchyard involved), for harness tests.
+
+    clusters: name → ["127.0.0.1:PORT", ...]; routes: [(path prefix, cluster)],
+    default: "/" → the first cluster; http_filters go before the router.
+    """
+    def endpoint(ep: str) -> dict:
+        host, _, port = ep.rpartition(":")
+        return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
+
+    routes = routes or [("/", next(iter(clusters)))]
+    return {
+        "admin": {"address": {"socket_address": {"address": LOCALHOST, "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "ingress",
+                "address": {"socket_address": {"address": LOCALHOST, "port_value": listen_port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                                 "http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        "route_config": {"name": "local", "virtual_hosts": [{
+                            "name": "all", "domains": ["*"],
+                            "routes": [{"match": {"prefix": p}, "route": {"cluster": c}}
+                                       for p, c in routes],
+                        }]},
+                        "http_filters": [*(http_filters or []), {
+                            "name": "envoy.filters.http.router",
+                            "typed_config": {"@type": "type.googleapis.com/"
+                                             "envoy.extensions.filters.http.router.v3.Router"},
+                        }],
+                    },
+                }]}],
+            }],
+            "clusters": [{
+                "name": name, "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": name,
+                                    "endpoints": [{"lb_endpoints": [endpoint(e) for e in eps]}]},
+            } for name, eps in clusters.items()],
+        },
+    }
+
+
+def wasm_http_filter(wasm_path: Path, configuration: str = "", name: str = "switchyard") -> dict:
+    """An envoy.filters.http.wasm entry loading `wasm_path` (V8, plugin config as a string)."""
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name, "root_id": name,
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                  "value": configuration},
+                "vm_config": {
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm_path)}},
+                },
+            },
+        },
+    }
