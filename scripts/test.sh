@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run every test: Rust unit/integration tests, formatting, clippy, and the
+# end-to-end tests against a real Envoy (tests/e2e). Stops at the first failure
+# and exits with its status.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+step() { echo; echo "==> $*" >&2; }
+
+step "install Envoy and the test dependencies"
+bash scripts/install-envoy.sh
+
+step "build the wasm filter"
+cargo build -p switchyard-filter --target wasm32-wasip1 --release
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "end-to-end tests (pytest tests/e2e)"
+cargo build -p switchyard -p hello-world-upstream
+SWITCHYARD_SKIP_BUILD=1 .venv/bin/python -m pytest tests/e2e -q "$@"
