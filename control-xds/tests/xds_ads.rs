@@ -1,0 +1,450 @@
+//! The ADS server over a real gRPC connection, driven by a tonic client that
+//! plays Envoy's part of the state-of-the-world protocol.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use prost::Message;
+use switchyard::xds::{to_any, AdsServer, References, ResourceType, Snapshot, SnapshotCache};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Server {
+    addr: SocketAddr,
+    cache: SnapshotCache,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start() -> Server {
+    let cache = SnapshotCache::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = AdsServer::new(cache.clone());
+    tokio::spawn(server.serve_listener(listener, async {
+        let _ = stopped.await;
+    }));
+    Server {
+        addr,
+        cache,
+        _stop: stop,
+    }
+}
+
+/// Plays Envoy: sends discovery requests and reads responses on one stream.
+struct FakeEnvoy {
+    node: String,
+    tx: mpsc::Sender<DiscoveryRequest>,
+    rx: Streaming<DiscoveryResponse>,
+    sent_node: bool,
+}
+
+impl FakeEnvoy {
+    async fn connect(addr: SocketAddr, node: &str) -> Self {
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let (tx, requests) = mpsc::channel(16);
+        let rx = client
+            .stream_aggregated_resources(ReceiverStream::new(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        Self {
+            node: node.into(),
+            tx,
+            rx,
+            sent_node: false,
+        }
+    }
+
+    async fn request(
+        &mut self,
+        kind: ResourceType,
+        version: &str,
+        nonce: &str,
+        names: &[&str],
+        error: Option<&str>,
+    ) {
+        // Like Envoy, only the first request of the stream carries the node.
+        let node = (!self.sent_node).then(|| Node {
+            id: self.node.clone(),
+            cluster: "test".into(),
+            ..Default::default()
+        });
+        self.sent_node = true;
+        let request = DiscoveryRequest {
+            version_info: version.into(),
+            node,
+            resource_names: names.iter().map(|s| s.to_string()).collect(),
+            type_url: kind.type_url().into(),
+            response_nonce: nonce.into(),
+            error_detail: error.map(|message| RpcStatus {
+                code: 3,
+                message: message.into(),
+                details: vec![],
+            }),
+            ..Default::default()
+        };
+        self.tx.send(request).await.unwrap();
+    }
+
+    /// Subscribes with an empty nonce.
+    async fn subscribe(&mut self, kind: ResourceType, names: &[&str]) {
+        self.request(kind, "", "", names, None).await;
+    }
+
+    async fn ack(&mut self, response: &DiscoveryResponse, names: &[&str]) {
+        let kind = ResourceType::from_type_url(&response.type_url).unwrap();
+        self.request(kind, &response.version_info, &response.nonce, names, None)
+            .await;
+    }
+
+    async fn next(&mut self) -> DiscoveryResponse {
+        tokio::time::timeout(WAIT, self.rx.message())
+            .await
+            .expect("a response within 5s")
+            .unwrap()
+            .expect("stream open")
+    }
+
+    async fn nothing_for(&mut self, wait: Duration) {
+        if let Ok(message) = tokio::time::timeout(wait, self.rx.message()).await {
+            panic!("unexpected message: {message:?}");
+        }
+    }
+}
+
+fn names(response: &DiscoveryResponse) -> Vec<String> {
+    response
+        .resources
+        .iter()
+        .map(|any| match ResourceType::from_type_url(&any.type_url) {
+            Some(ResourceType::Cluster) => Cluster::decode(&*any.value).unwrap().name,
+            Some(ResourceType::Endpoint) => {
+                ClusterLoadAssignment::decode(&*any.value)
+                    .unwrap()
+                    .cluster_name
+            }
+            Some(ResourceType::Listener) => Listener::decode(&*any.value).unwrap().name,
+            Some(ResourceType::Route) => RouteConfiguration::decode(&*any.value).unwrap().name,
+            _ => panic!("unexpected resource {}", any.type_url),
+        })
+        .collect()
+}
+
+fn kind(response: &DiscoveryResponse) -> ResourceType {
+    ResourceType::from_type_url(&response.type_url).unwrap()
+}
+
+fn eds_cluster(name: &str) -> (String, Any) {
+    let c = Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        ..Default::default()
+    };
+    (name.into(), to_any(&c))
+}
+
+fn cla(name: &str) -> (String, Any) {
+    let c = ClusterLoadAssignment {
+        cluster_name: name.into(),
+        ..Default::default()
+    };
+    (name.into(), to_any(&c))
+}
+
+fn listener(name: &str, stat_prefix: &str) -> (String, Any) {
+    let l = Listener {
+        name: name.into(),
+        stat_prefix: stat_prefix.into(),
+        ..Default::default()
+    };
+    (name.into(), to_any(&l))
+}
+
+fn route(name: &str) -> (String, Any) {
+    let r = RouteConfiguration {
+        name: name.into(),
+        ..Default::default()
+    };
+    (name.into(), to_any(&r))
+}
+
+/// A snapshot whose every type has `version`, with EDS clusters `clusters`.
+fn snapshot(version: &str, clusters: &[&str]) -> (Snapshot, References) {
+    let snap = Snapshot::new()
+        .with(
+            ResourceType::Cluster,
+            version,
+            clusters.iter().map(|c| eds_cluster(c)),
+        )
+        .with(
+            ResourceType::Endpoint,
+            version,
+            clusters.iter().map(|c| cla(c)),
+        )
+        .with(ResourceType::Listener, version, [listener("main", version)])
+        .with(ResourceType::Route, version, [route("main")]);
+    let refs = References {
+        clusters: clusters.iter().map(|c| c.to_string()).collect(),
+        eds_clusters: clusters.iter().map(|c| c.to_string()).collect(),
+        routes: ["main".to_string()].into(),
+        extension_configs: Default::default(),
+    };
+    (snap, refs)
+}
+
+async fn wait_until(cache: &SnapshotCache, what: &str, ok: impl Fn(&SnapshotCache) -> bool) {
+    for _ in 0..100 {
+        if ok(cache) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}: {:#?}", cache.nodes());
+}
+
+fn acked(cache: &SnapshotCache, node: &str, kind: ResourceType) -> Option<String> {
+    cache.node(node)?.types.get(&kind)?.acked_version.clone()
+}
+
+#[tokio::test]
+async fn sotw_protocol_ack_nack_push_order_and_names() {
+    let server = start().await;
+    let (snap, refs) = snapshot("v1", &["a", "b", "c"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let mut envoy = FakeEnvoy::connect(server.addr, "node-1").await;
+
+    // First response: wildcard CDS gets every cluster.
+    envoy.subscribe(ResourceType::Cluster, &[]).await;
+    let cds = envoy.next().await;
+    assert_eq!(kind(&cds), ResourceType::Cluster);
+    assert_eq!(cds.version_info, "v1");
+    assert_eq!(names(&cds), ["a", "b", "c"]);
+    assert!(!cds.nonce.is_empty());
+    let status = server.cache.node("node-1").unwrap();
+    assert!(status.connected);
+    assert_eq!(
+        status.types[&ResourceType::Cluster].sent_nonce.as_deref(),
+        Some(cds.nonce.as_str())
+    );
+
+    // ACK is recorded.
+    envoy.ack(&cds, &[]).await;
+    wait_until(&server.cache, "CDS ACK", |c| {
+        acked(c, "node-1", ResourceType::Cluster).as_deref() == Some("v1")
+    })
+    .await;
+
+    // EDS is named: only requested assignments are sent.
+    envoy.subscribe(ResourceType::Endpoint, &["b"]).await;
+    let eds = envoy.next().await;
+    assert_eq!(
+        (kind(&eds), names(&eds)),
+        (ResourceType::Endpoint, vec!["b".into()])
+    );
+    envoy.ack(&eds, &["b"]).await;
+    envoy.subscribe(ResourceType::Listener, &[]).await;
+    let lds = envoy.next().await;
+    assert_eq!(names(&lds), ["main"]);
+    envoy.ack(&lds, &[]).await;
+    envoy.subscribe(ResourceType::Route, &["main"]).await;
+    let rds = envoy.next().await;
+    assert_eq!(names(&rds), ["main"]);
+    envoy.ack(&rds, &["main"]).await;
+    // An ACK with unchanged names and version gets no response.
+    envoy.nothing_for(Duration::from_millis(200)).await;
+
+    // Changing the requested EDS names gets a response with the new names.
+    envoy
+        .request(ResourceType::Endpoint, "v1", &eds.nonce, &["b", "c"], None)
+        .await;
+    let eds = envoy.next().await;
+    assert_eq!(names(&eds), ["b", "c"]);
+    envoy.ack(&eds, &["b", "c"]).await;
+
+    // A new snapshot is pushed in make-before-break order.
+    let (snap, refs) = snapshot("v2", &["a", "b", "c"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let mut pushed = Vec::new();
+    for _ in 0..4 {
+        pushed.push(envoy.next().await);
+    }
+    let order: Vec<_> = pushed.iter().map(kind).collect();
+    assert_eq!(
+        order,
+        [
+            ResourceType::Cluster,
+            ResourceType::Endpoint,
+            ResourceType::Listener,
+            ResourceType::Route
+        ]
+    );
+    assert!(pushed.iter().all(|r| r.version_info == "v2"));
+    assert_eq!(names(&pushed[1]), ["b", "c"]);
+
+    // A stale nonce is ignored, even with new names.
+    envoy
+        .request(ResourceType::Endpoint, "v1", &eds.nonce, &["a"], None)
+        .await;
+    envoy.nothing_for(Duration::from_millis(200)).await;
+
+    // NACK of LDS v2: recorded with Envoy's message; the ACKed version stays.
+    envoy.ack(&pushed[0], &[]).await;
+    envoy.ack(&pushed[1], &["b", "c"]).await;
+    envoy
+        .request(
+            ResourceType::Listener,
+            "v1",
+            &pushed[2].nonce,
+            &[],
+            Some("Error adding/updating listener(s) main: bad"),
+        )
+        .await;
+    envoy.ack(&pushed[3], &["main"]).await;
+    wait_until(&server.cache, "LDS NACK", |c| {
+        c.node("node-1")
+            .and_then(|n| n.types.get(&ResourceType::Listener)?.last_nack.clone())
+            .is_some()
+    })
+    .await;
+    let status = server.cache.node("node-1").unwrap();
+    let lds_status = &status.types[&ResourceType::Listener];
+    let nack = lds_status.last_nack.as_ref().unwrap();
+    assert_eq!(nack.version, "v2");
+    assert_eq!(nack.nonce, pushed[2].nonce);
+    assert_eq!(nack.message, "Error adding/updating listener(s) main: bad");
+    assert_eq!(nack.code, 3);
+    assert_eq!(lds_status.acked_version.as_deref(), Some("v1"));
+    wait_until(&server.cache, "RDS ACK v2", |c| {
+        acked(c, "node-1", ResourceType::Route).as_deref() == Some("v2")
+    })
+    .await;
+    // The NACKed version is not re-sent.
+    envoy.nothing_for(Duration::from_millis(200)).await;
+
+    // Dropping cluster "a": CDS keeps it until the rest of the push is
+    // answered, then a final CDS removes it.
+    let (snap, refs) = snapshot("v3", &["b", "c"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let cds = envoy.next().await;
+    assert_eq!(kind(&cds), ResourceType::Cluster);
+    assert_eq!(cds.version_info, "v3+retiring");
+    assert_eq!(names(&cds), ["a", "b", "c"]);
+    let mut rest = Vec::new();
+    for _ in 0..3 {
+        rest.push(envoy.next().await);
+    }
+    assert_eq!(
+        rest.iter().map(kind).collect::<Vec<_>>(),
+        [
+            ResourceType::Endpoint,
+            ResourceType::Listener,
+            ResourceType::Route
+        ]
+    );
+    envoy.ack(&cds, &[]).await;
+    envoy.ack(&rest[0], &["b", "c"]).await;
+    envoy.ack(&rest[1], &[]).await;
+    envoy.nothing_for(Duration::from_millis(200)).await;
+    envoy.ack(&rest[2], &["main"]).await;
+    let last = envoy.next().await;
+    assert_eq!(kind(&last), ResourceType::Cluster);
+    assert_eq!(last.version_info, "v3");
+    assert_eq!(names(&last), ["b", "c"]);
+    envoy.ack(&last, &[]).await;
+    wait_until(&server.cache, "final CDS ACK", |c| {
+        acked(c, "node-1", ResourceType::Cluster).as_deref() == Some("v3")
+    })
+    .await;
+
+    // Closing the stream marks the node disconnected.
+    drop(envoy);
+    wait_until(&server.cache, "disconnect", |c| {
+        c.node("node-1").is_some_and(|n| !n.connected)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn subscriptions_before_the_first_snapshot_are_answered_when_it_arrives() {
+    let server = start().await;
+    let mut envoys = Vec::new();
+    for i in 0..5 {
+        let mut envoy = FakeEnvoy::connect(server.addr, &format!("node-{i}")).await;
+        envoy.subscribe(ResourceType::Cluster, &[]).await;
+        envoy.subscribe(ResourceType::Listener, &[]).await;
+        envoys.push(envoy);
+    }
+    wait_until(&server.cache, "5 nodes", |c| {
+        c.nodes().iter().filter(|n| n.connected).count() == 5
+    })
+    .await;
+    for envoy in &mut envoys {
+        envoy.nothing_for(Duration::from_millis(50)).await;
+    }
+    let (snap, refs) = snapshot("v1", &["a"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    for envoy in &mut envoys {
+        let cds = envoy.next().await;
+        let lds = envoy.next().await;
+        assert_eq!(
+            (kind(&cds), kind(&lds)),
+            (ResourceType::Cluster, ResourceType::Listener)
+        );
+        assert_eq!(cds.version_info, "v1");
+        envoy.ack(&cds, &[]).await;
+    }
+    for i in 0..5 {
+        let node = format!("node-{i}");
+        wait_until(&server.cache, "ACK from every node", |c| {
+            acked(c, &node, ResourceType::Cluster).as_deref() == Some("v1")
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn first_request_without_node_and_delta_are_refused() {
+    let server = start().await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    let request = DiscoveryRequest {
+        type_url: ResourceType::Cluster.type_url().into(),
+        ..Default::default()
+    };
+    let mut rx = client
+        .stream_aggregated_resources(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = tokio::time::timeout(WAIT, rx.message())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    let err = client
+        .delta_aggregated_resources(tokio_stream::iter([DeltaDiscoveryRequest::default()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+}
