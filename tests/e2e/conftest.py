@@ -5,9 +5,14 @@ Fixtures:
   work_dir     a per-test directory for configs and logs (pytest's tmp_path)
   procs        a per-test harness.Processes: everything started through it is
                stopped at teardown (SIGTERM, then SIGKILL)
+  module_procs (module) like procs, shared by a test module's tests (for
+               module-scoped fixtures that start slow things once)
   upstream     factory: upstream(component, version, port=None, call_backend=None) -> Upstream
   envoy        factory: envoy(config_path, name="envoy", timeout=30, **kw) -> Envoy (LIVE)
   hello_world  all hello-world upstreams on free ports + the rewritten resources
+  switchyard   factory: switchyard(extra_docs=(), name="envoy") -> Envoy with .url:
+               hello_world's resources (+ extra_docs) rendered by `switchyard render
+               envoy` (static mode) and started
 
 On failure, the logs of the processes a test started are printed (pytest shows
 them with the test's captured output).
@@ -46,6 +51,13 @@ def procs(work_dir: Path, request: pytest.FixtureRequest):
     p.stop_all()
 
 
+@pytest.fixture(scope="module")
+def module_procs(tmp_path_factory: pytest.TempPathFactory):
+    p = harness.Processes(tmp_path_factory.mktemp("module") / "logs")
+    yield p
+    p.stop_all()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -71,3 +83,15 @@ def envoy(procs: harness.Processes, bins: harness.Binaries):
 @pytest.fixture
 def hello_world(procs: harness.Processes, bins: harness.Binaries, work_dir: Path) -> harness.HelloWorld:
     return harness.start_hello_world(procs, bins, work_dir)
+
+
+@pytest.fixture
+def switchyard(procs: harness.Processes, bins: harness.Binaries, work_dir: Path,
+               hello_world: harness.HelloWorld):
+    def start(extra_docs=(), name: str = "envoy") -> harness.Envoy:
+        path = hello_world.resources_path
+        if extra_docs:
+            path = harness.write_yaml(work_dir / f"resources-{name}.yaml",
+                                      [*hello_world.resources, *extra_docs])
+        return harness.start_switchyard_static(procs, bins, path, work_dir, name)
+    return start

@@ -495,3 +495,17 @@ def wasm_http_filter(wasm_path: Path, configuration: str = "", name: str = "swit
             },
         },
     }
+
+
+def start_switchyard_static(procs: Processes, bins: Binaries, resources_path: Path,
+                            work_dir: Path, name: str = "envoy", timeout: float = 30.0) -> Envoy:
+    """Render a static bootstrap for `resources_path` on free ports and start it.
+
+    The returned Envoy has `.url` (http://127.0.0.1:LISTEN) besides `.admin_url`.
+    """
+    listen, admin = free_ports(2)
+    cfg = render_envoy(bins, resources_path, Path(work_dir) / f"{name}.yaml",
+                       f"{LOCALHOST}:{listen}", f"{LOCALHOST}:{admin}")
+    e = start_envoy(procs, bins.envoy, cfg, name, timeout)
+    e.url = f"http://{LOCALHOST}:{listen}"
+    return e

@@ -101,3 +101,12 @@ def test_envoy_loads_the_wasm_filter(upstream, envoy, bins, work_dir):
     r = harness.get(f"http://127.0.0.1:{listen}/nowhere")
     assert r.status < 600, r
     assert "wasm" in e.admin_get("/config_dump").text
+
+
+def test_switchyard_fixture_renders_and_starts(switchyard):
+    e = switchyard([{"kind": "VirtualEnvironment", "metadata": {"name": "extra"},
+                     "spec": {"environment": "dev",
+                              "release": {"apps": {"hello-world": "hello-world-v3"}}}}])
+    r = harness.get(e.url + "/dev/hello?kf-ve=extra")
+    assert r.status == 200, r
+    assert r.json["version"] == "f3a0003"
