@@ -1,1 +1,9 @@
+//! Switchyard's control plane: resources → index → snapshot → stream.
+//!
+//! `load` reads resource files, the engine validates and indexes them, `render`
+//! writes static Envoy configuration, `xds` serves snapshots to Envoys over ADS.
+
+pub mod explain;
+pub mod load;
+pub mod render;
 pub mod xds;

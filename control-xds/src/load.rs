@@ -1,0 +1,344 @@
+//! Resource files → resources, with every problem located at file, line and column.
+//!
+//! Files are YAML (multi-document) or JSON. Each document is parsed on its own so
+//! that a problem can name the document's line even when the parser could not; the
+//! engine's validation errors (resource + field) are then located by finding the
+//! field's key inside that resource's document.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use switchyard_engine::{ConfigError, Index, PluginConfig, Resource, Settings};
+
+/// A resource and where it was written.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub resource: Resource,
+    pub file: PathBuf,
+    /// 1-based line of the document's first line.
+    pub line: usize,
+    /// The document's text, to locate fields in.
+    pub text: String,
+}
+
+/// One problem with a resource file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if let Some(r) = &self.resource {
+            write!(f, "{r}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+/// Problems found while loading; nothing of the input is applied.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+/// Loads a file, or every `*.yaml`, `*.yml` and `*.json` file of a directory (sorted).
+pub fn load_path(path: &Path) -> Result<Vec<Located>, LoadErrors> {
+    let files = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| io_error(path, &e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| io_error(&file, &e))?;
+        match parse_text(&file, &text) {
+            Ok(mut docs) => out.append(&mut docs),
+            Err(mut e) => errors.append(&mut e.0),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> LoadErrors {
+    LoadErrors(vec![LoadError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        resource: None,
+        field: None,
+        reason: e.to_string(),
+    }])
+}
+
+/// Splits YAML text into documents: (first line, text). JSON is one document, or
+/// an array of resources.
+fn documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut start = 1;
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_end() == "---" || line.starts_with("--- ") {
+            if !current.trim().is_empty() {
+                docs.push((start, std::mem::take(&mut current)));
+            }
+            current.clear();
+            start = i + 2;
+            continue;
+        }
+        if current.is_empty() && line.trim().is_empty() {
+            start = i + 2;
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    if !current.trim().is_empty() && !current.lines().all(|l| l.trim_start().starts_with('#')) {
+        docs.push((start, current));
+    }
+    docs
+}
+
+/// Parses one file's text (YAML documents or JSON).
+pub fn parse_text(file: &Path, text: &str) -> Result<Vec<Located>, LoadErrors> {
+    let name = file.display().to_string();
+    let is_json = file.extension().and_then(|e| e.to_str()) == Some("json");
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    if is_json {
+        let parsed: Result<Vec<Resource>, _> = serde_json::from_str::<serde_json::Value>(text)
+            .and_then(|v| match v {
+                serde_json::Value::Array(_) => serde_json::from_value(v),
+                other => serde_json::from_value(other).map(|r| vec![r]),
+            });
+        match parsed {
+            Ok(resources) => out.extend(resources.into_iter().map(|resource| Located {
+                resource,
+                file: file.to_path_buf(),
+                line: 1,
+                text: text.to_string(),
+            })),
+            Err(e) => errors.push(LoadError {
+                file: name,
+                line: e.line().max(1),
+                column: e.column().max(1),
+                resource: None,
+                field: None,
+                reason: e.to_string(),
+            }),
+        }
+    } else {
+        for (start, doc) in documents(text) {
+            match serde_saphyr::from_str::<Resource>(&doc) {
+                Ok(resource) => out.push(Located {
+                    resource,
+                    file: file.to_path_buf(),
+                    line: start,
+                    text: doc,
+                }),
+                Err(e) => errors.push(yaml_error(&name, start, &doc, &e)),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+/// Locates a YAML parse error: the parser's own position when it has one, else
+/// the line of the key the message names (serde names unknown fields in backticks).
+fn yaml_error(file: &str, start: usize, doc: &str, e: &serde_saphyr::Error) -> LoadError {
+    let message = e.to_string();
+    let reason = message.lines().next().unwrap_or("").to_string();
+    let named_key = message
+        .split('`')
+        .nth(1)
+        .and_then(|key| find_key(doc, &[key]));
+    let (line, column) = match (e.location(), named_key) {
+        (_, Some(pos)) => pos,
+        (Some(loc), None) => (loc.line() as usize, loc.column() as usize),
+        (None, None) => (1, 1),
+    };
+    let resource = doc_resource_id(doc);
+    LoadError {
+        file: file.to_string(),
+        line: start + line - 1,
+        column,
+        resource,
+        field: None,
+        reason,
+    }
+}
+
+/// `Kind/name` from a document that may not have parsed.
+fn doc_resource_id(doc: &str) -> Option<String> {
+    let value: serde_json::Value = serde_saphyr::from_str(doc).ok()?;
+    Some(format!(
+        "{}/{}",
+        value.get("kind")?.as_str()?,
+        value.get("metadata")?.get("name")?.as_str()?
+    ))
+}
+
+/// (line, column), 1-based, of the last key of `path` found in order in `doc`.
+fn find_key(doc: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let mut found = None;
+    let mut from_line = 0;
+    for key in path {
+        let bare = key.split('[').next().unwrap_or(key);
+        if bare.is_empty() {
+            continue;
+        }
+        let hit = doc
+            .lines()
+            .enumerate()
+            .skip(from_line)
+            .find_map(|(i, line)| {
+                let col = line
+                    .find(&format!("{bare}:"))
+                    .or_else(|| line.find(&format!("\"{bare}\"")))?;
+                let before = &line[..col];
+                let boundary = before.is_empty() || before.ends_with([' ', '{', ',', '-', '"']);
+                boundary.then_some((i, col))
+            });
+        if let Some((i, col)) = hit {
+            found = Some((i + 1, col + 1));
+            from_line = i;
+        }
+    }
+    found
+}
+
+/// Compiles located resources with the engine, locating each validation error.
+pub fn compile(docs: &[Located], settings: Settings) -> Result<Index, LoadErrors> {
+    let config = PluginConfig {
+        settings,
+        resources: docs.iter().map(|d| d.resource.clone()).collect(),
+    };
+    match Index::compile(&config) {
+        Ok(index) => Ok(index),
+        Err(ConfigError::Syntax {
+            line,
+            column,
+            message,
+        }) => Err(LoadErrors(vec![LoadError {
+            file: "<config>".into(),
+            line,
+            column,
+            resource: None,
+            field: None,
+            reason: message,
+        }])),
+        Err(ConfigError::Invalid(errors)) => Err(LoadErrors(
+            errors
+                .into_iter()
+                .map(|e| {
+                    let doc = docs.iter().find(|d| d.resource.id() == e.resource);
+                    let (file, line, column) = match doc {
+                        Some(d) => {
+                            let path: Vec<&str> = e.field.split('.').collect();
+                            let (l, c) = find_key(&d.text, &path).unwrap_or((1, 1));
+                            (d.file.display().to_string(), d.line + l - 1, c)
+                        }
+                        None => ("<settings>".to_string(), 0, 0),
+                    };
+                    LoadError {
+                        file,
+                        line,
+                        column,
+                        resource: Some(e.resource),
+                        field: Some(e.field),
+                        reason: e.reason,
+                    }
+                })
+                .collect(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+kind: Environment
+metadata: {name: dev}
+spec:
+  subPath: dev
+vars: {who: Universe}
+---
+kind: AppDeployment
+metadata: {name: web-v1}
+spec:
+  app: web
+  version: v1
+  components:
+    frontend:
+      version: f1
+      endpoints: [\"127.0.0.1:9101\"]
+      options: {loadbalancing: hash}
+      routes:
+        - match: {pathPrefix: /hello}
+";
+
+    #[test]
+    fn documents_keep_their_lines() {
+        let docs = parse_text(Path::new("r.yaml"), GOOD).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!((docs[0].line, docs[1].line), (1, 7));
+    }
+
+    #[test]
+    fn validation_errors_name_file_line_field_and_reason() {
+        let docs = parse_text(Path::new("r.yaml"), GOOD).unwrap();
+        let errors = compile(&docs, Settings::default()).unwrap_err().0;
+        assert_eq!(errors.len(), 1);
+        let e = &errors[0];
+        assert_eq!(e.file, "r.yaml");
+        assert_eq!(e.line, 16, "the options line: {e}");
+        assert_eq!(e.resource.as_deref(), Some("AppDeployment/web-v1"));
+        assert_eq!(e.field.as_deref(), Some("spec.components.frontend.options"));
+        assert_eq!(
+            e.reason,
+            "Hash header must be present when loadbalancing is set to hash."
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_located() {
+        let text = GOOD.replace("  subPath: dev", "  subPath: dev\n  colour: red");
+        let errors = parse_text(Path::new("r.yaml"), &text).unwrap_err().0;
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 5, "{}", errors[0]);
+        assert!(errors[0].reason.contains("colour"), "{}", errors[0]);
+    }
+}

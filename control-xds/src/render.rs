@@ -1,0 +1,156 @@
+//! `switchyard render envoy`: a static Envoy bootstrap with the filter and the
+//! resources inline (static mode of DESIGN.md "Configuration delivery").
+//!
+//! The listener has one route that takes its cluster from the filter's
+//! cluster-selection header and hashes on its hash-key header; the clusters are the
+//! engine's distilled clusters.
+
+use serde_json::{json, Value};
+use switchyard_engine::{ClusterSpec, Index, LbPolicy, PluginConfig};
+
+/// Where the rendered Envoy listens and finds the filter.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub wasm_path: String,
+    pub listen: (String, u16),
+    pub admin: (String, u16),
+}
+
+fn socket(host: &str, port: u16) -> Value {
+    json!({"socket_address": {"address": host, "port_value": port}})
+}
+
+/// The HTTP filter entry of the Wasm filter with an inline plugin configuration.
+pub fn wasm_filter(wasm_path: &str, plugin_config: &str) -> Value {
+    json!({
+        "name": "switchyard",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "switchyard",
+                "root_id": "switchyard",
+                "failure_policy": "FAIL_RELOAD",
+                "vm_config": {
+                    "vm_id": "switchyard",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm_path}}
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": plugin_config
+                }
+            }
+        }
+    })
+}
+
+/// The route configuration: the cluster comes from the selection header.
+pub fn route_config(name: &str, cluster_header: &str, hash_key_header: &str) -> Value {
+    json!({
+        "name": name,
+        "virtual_hosts": [{
+            "name": "switchyard",
+            "domains": ["*"],
+            "routes": [{
+                "match": {"prefix": "/"},
+                // The selection headers are for this route only, never the upstream.
+                "request_headers_to_remove": [cluster_header, hash_key_header],
+                "route": {
+                    "cluster_header": cluster_header,
+                    "hash_policy": [{"header": {"header_name": hash_key_header}}],
+                    "timeout": "30s"
+                }
+            }]
+        }]
+    })
+}
+
+/// An Envoy cluster for a distilled upstream.
+pub fn cluster(spec: &ClusterSpec) -> Value {
+    let all_ips = spec.endpoints.iter().all(|e| {
+        let (host, _) = switchyard_engine::validate::split_endpoint(e);
+        host.parse::<std::net::IpAddr>().is_ok()
+    });
+    let endpoints: Vec<Value> = spec
+        .endpoints
+        .iter()
+        .map(|e| {
+            let (host, port) = switchyard_engine::validate::split_endpoint(e);
+            json!({"endpoint": {"address": socket(host, port)}})
+        })
+        .collect();
+    let mut c = json!({
+        "name": spec.name,
+        "type": if all_ips { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "1s",
+        "lb_policy": match spec.policy {
+            LbPolicy::RoundRobin => "ROUND_ROBIN",
+            LbPolicy::LeastConnection => "LEAST_REQUEST",
+            LbPolicy::Hash { .. } => "MAGLEV",
+        },
+        "load_assignment": {"cluster_name": spec.name, "endpoints": [{"lb_endpoints": endpoints}]}
+    });
+    if let LbPolicy::Hash { balance_factor, .. } = spec.policy {
+        if balance_factor > 0 {
+            c["common_lb_config"] =
+                json!({"consistent_hashing_lb_config": {"hash_balance_factor": balance_factor}});
+        }
+    }
+    c
+}
+
+/// A whole static bootstrap.
+pub fn render_envoy(config: &PluginConfig, index: &Index, opts: &RenderOptions) -> Value {
+    let settings = index.settings();
+    let plugin_config = serde_json::to_string(config).unwrap_or_default();
+    json!({
+        "admin": {"address": socket(&opts.admin.0, opts.admin.1)},
+        "static_resources": {
+            "listeners": [{
+                "name": "switchyard_genesis",
+                "address": socket(&opts.listen.0, opts.listen.1),
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "switchyard_genesis",
+                        "route_config": route_config("switchyard_genesis", &settings.cluster_header, &settings.hash_key_header),
+                        "http_filters": [
+                            wasm_filter(&opts.wasm_path, &plugin_config),
+                            {"name": "envoy.filters.http.router",
+                             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                        ]
+                    }
+                }]}]
+            }],
+            "clusters": index.clusters().iter().map(cluster).collect::<Vec<_>>()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_clusters_get_maglev_and_balance_factor() {
+        let spec = ClusterSpec {
+            name: "a/b/v/hash-tenant-id-125".into(),
+            app: "a".into(),
+            component: "b".into(),
+            version: "v".into(),
+            endpoints: vec!["127.0.0.1:1".into(), "backend.local:2".into()],
+            policy: LbPolicy::Hash {
+                header: "tenant-id".into(),
+                balance_factor: 125,
+            },
+        };
+        let c = cluster(&spec);
+        assert_eq!(c["lb_policy"], "MAGLEV");
+        assert_eq!(c["type"], "STRICT_DNS");
+        assert_eq!(
+            c["common_lb_config"]["consistent_hashing_lb_config"]["hash_balance_factor"],
+            125
+        );
+    }
+}
