@@ -18,9 +18,9 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let ip: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("'{text}' is not a CIDR (expected e.g. 203.0.113.0/24 or 2001:db8::/32)"))?;
+        let ip: IpAddr = addr.parse().map_err(|_| {
+            format!("'{text}' is not a CIDR (expected e.g. 203.0.113.0/24 or 2001:db8::/32)")
+        })?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -68,9 +68,7 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (*self, canonical(ip)) {
             (Cidr::V4 { net, prefix }, IpAddr::V4(v4)) => u32::from(v4) & mask32(prefix) == net,
-            (Cidr::V6 { net, prefix }, IpAddr::V6(v6)) => {
-                u128::from(v6) & mask128(prefix) == net
-            }
+            (Cidr::V6 { net, prefix }, IpAddr::V6(v6)) => u128::from(v6) & mask128(prefix) == net,
             _ => false,
         }
     }
@@ -118,7 +116,10 @@ pub fn parse_addr(text: &str) -> Option<IpAddr> {
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return None;
         }
-        return inside.parse::<Ipv6Addr>().ok().map(|v6| canonical(IpAddr::V6(v6)));
+        return inside
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(|v6| canonical(IpAddr::V6(v6)));
     }
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(canonical(ip));
@@ -157,7 +158,13 @@ mod tests {
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
         assert!(Cidr::parse("::/0").unwrap().contains(ip("2001:db8::1")));
         let host = Cidr::parse("10.0.0.7").unwrap();
-        assert_eq!(host, Cidr::V4 { net: 0x0a00_0007, prefix: 32 });
+        assert_eq!(
+            host,
+            Cidr::V4 {
+                net: 0x0a00_0007,
+                prefix: 32
+            }
+        );
         assert!(host.contains(ip("10.0.0.7")));
         assert!(!host.contains(ip("10.0.0.8")));
         assert_eq!(Cidr::parse("::1").unwrap().prefix(), 128);

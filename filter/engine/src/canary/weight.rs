@@ -13,7 +13,9 @@ pub fn parse_weight(text: &str) -> Result<u32, String> {
         ));
     };
     if number.starts_with('-') {
-        return Err(format!("'{text}' is negative: a weight is between 0% and 100%"));
+        return Err(format!(
+            "'{text}' is negative: a weight is between 0% and 100%"
+        ));
     }
     let (int, frac) = match number.split_once('.') {
         Some((i, f)) => (i, f),
@@ -37,7 +39,9 @@ pub fn parse_weight(text: &str) -> Result<u32, String> {
     let whole: u32 = if int_trimmed.is_empty() {
         0
     } else {
-        int_trimmed.parse().map_err(|_| format!("'{text}' is not a percentage"))?
+        int_trimmed
+            .parse()
+            .map_err(|_| format!("'{text}' is not a percentage"))?
     };
     let mut frac_ppm: u32 = 0;
     for (i, b) in frac.bytes().enumerate() {

@@ -1,0 +1,484 @@
+//! JWT verification for canary claim rules and `claim:` stickiness.
+//!
+//! Keys are parsed once, when the Environment is compiled; a request's token is
+//! verified at most once per decision, and only when some rule needs claims.
+//!
+//! A token yields claims only if all of these hold, otherwise the request simply
+//! has no claims and the returned note says why (it then goes to stable unless
+//! a rule without claims matches):
+//! - it is at most [`MAX_TOKEN_LEN`] bytes (`jwt_oversized`) and well formed
+//!   (`jwt_malformed`), and its `alg` is not `none` (`jwt_alg_none`);
+//! - its `kid`, when present, names a configured key (`jwt_unknown_kid`); without a
+//!   `kid`, every configured key of the token's `alg` is tried;
+//! - the key's algorithm is the token's `alg` (`jwt_alg_mismatch`): the algorithm
+//!   comes from the configuration, never from the token;
+//! - the signature verifies (`jwt_bad_signature`);
+//! - `exp` is not past and `nbf` / `iat` are not in the future, both with the
+//!   Environment's clock skew (`jwt_expired`, `jwt_not_yet_valid`), measured with
+//!   the request's clock;
+//! - `iss` is one of `issuers` and `aud` contains one of `audiences`, when those
+//!   lists are set (`jwt_bad_issuer`, `jwt_bad_audience`).
+//!
+//! No token at all gives `jwt_missing`.
+//!
+//! `trustedPayloadHeader` (off by default): when set and the header is present, its
+//! value — the base64url JSON payload that Envoy's `jwt_authn` filter writes with
+//! `forward_payload_header` after *it* verified the token — is trusted as the claims
+//! without verifying anything again. Only enable it when `jwt_authn` runs before
+//! this filter and that header cannot reach the filter from a client unverified
+//! (e.g. `jwt_authn` rejects requests with failed tokens, or a route strips the
+//! header). When the header is absent, the token is verified with the keys as usual.
+
+use std::fmt;
+
+use base64::Engine;
+use jwt_simple::algorithms::{
+    ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, EdDSAPublicKeyLike, MACLike, RSAPublicKeyLike,
+};
+use jwt_simple::algorithms::{
+    ES256KeyPair, ES256PublicKey, ES384KeyPair, ES384PublicKey, Ed25519KeyPair, Ed25519PublicKey,
+    HS256Key, HS384Key, HS512Key, PS256KeyPair, PS256PublicKey, PS384KeyPair, PS384PublicKey,
+    PS512KeyPair, PS512PublicKey, RS256KeyPair, RS256PublicKey, RS384KeyPair, RS384PublicKey,
+    RS512KeyPair, RS512PublicKey,
+};
+use jwt_simple::claims::{Audiences, JWTClaims};
+use jwt_simple::common::VerificationOptions;
+use jwt_simple::prelude::{Duration, UnixTimeStamp};
+use jwt_simple::token::Token;
+use jwt_simple::JWTError;
+use serde_json::{Map, Value};
+
+use crate::error::ValidationError;
+use crate::request::Request;
+use crate::resources::JwtSettings;
+
+/// Longer tokens are refused before any parsing (`jwt_oversized`).
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Default allowed clock skew for `exp` / `nbf` / `iat`, in seconds.
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 30;
+
+pub const NOTE_MISSING: &str = "jwt_missing";
+pub const NOTE_OVERSIZED: &str = "jwt_oversized";
+pub const NOTE_MALFORMED: &str = "jwt_malformed";
+pub const NOTE_ALG_NONE: &str = "jwt_alg_none";
+pub const NOTE_UNKNOWN_KID: &str = "jwt_unknown_kid";
+pub const NOTE_ALG_MISMATCH: &str = "jwt_alg_mismatch";
+pub const NOTE_BAD_SIGNATURE: &str = "jwt_bad_signature";
+pub const NOTE_EXPIRED: &str = "jwt_expired";
+pub const NOTE_NOT_YET_VALID: &str = "jwt_not_yet_valid";
+pub const NOTE_BAD_ISSUER: &str = "jwt_bad_issuer";
+pub const NOTE_BAD_AUDIENCE: &str = "jwt_bad_audience";
+
+/// Every note a JWT can produce, e.g. to pre-define one stat per note.
+pub const ALL_NOTES: [&str; 11] = [
+    NOTE_MISSING,
+    NOTE_OVERSIZED,
+    NOTE_MALFORMED,
+    NOTE_ALG_NONE,
+    NOTE_UNKNOWN_KID,
+    NOTE_ALG_MISMATCH,
+    NOTE_BAD_SIGNATURE,
+    NOTE_EXPIRED,
+    NOTE_NOT_YET_VALID,
+    NOTE_BAD_ISSUER,
+    NOTE_BAD_AUDIENCE,
+];
+
+/// The claims of a verified token: the registered string claims (`sub`, `iss`,
+/// `aud`, `jti`, `nonce`) and every custom claim, by name.
+pub type Claims = Map<String, Value>;
+
+/// The algorithms a key may declare.
+pub const ALGORITHMS: [&str; 13] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA", "Ed25519",
+];
+
+enum KeyKind {
+    Hs256(HS256Key),
+    Hs384(HS384Key),
+    Hs512(HS512Key),
+    Rs256(RS256PublicKey),
+    Rs384(RS384PublicKey),
+    Rs512(RS512PublicKey),
+    Ps256(PS256PublicKey),
+    Ps384(PS384PublicKey),
+    Ps512(PS512PublicKey),
+    Es256(ES256PublicKey),
+    Es384(ES384PublicKey),
+    EdDsa(Ed25519PublicKey),
+}
+
+struct Key {
+    kid: Option<String>,
+    /// The `alg` a token must declare to be checked with this key.
+    alg: &'static str,
+    kind: KeyKind,
+}
+
+/// An Environment's compiled JWT settings.
+pub struct JwtVerifier {
+    header: String,
+    bearer: bool,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    keys: Vec<Key>,
+    payload_header: Option<String>,
+    skew: u64,
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<(&Option<String>, &str)> =
+            self.keys.iter().map(|k| (&k.kid, k.alg)).collect();
+        f.debug_struct("JwtVerifier")
+            .field("header", &self.header)
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("keys", &keys)
+            .field("payload_header", &self.payload_header)
+            .field("skew", &self.skew)
+            .finish()
+    }
+}
+
+macro_rules! public_key {
+    ($pem:expr, $public:ty, $pair:ty) => {
+        match <$public>::from_pem($pem) {
+            Ok(k) => Ok(k),
+            Err(_) => <$pair>::from_pem($pem).map(|kp| kp.public_key()),
+        }
+    };
+}
+
+fn parse_key(alg: &str, pem: &str) -> Result<KeyKind, jwt_simple::Error> {
+    Ok(match alg {
+        "RS256" => KeyKind::Rs256(public_key!(pem, RS256PublicKey, RS256KeyPair)?),
+        "RS384" => KeyKind::Rs384(public_key!(pem, RS384PublicKey, RS384KeyPair)?),
+        "RS512" => KeyKind::Rs512(public_key!(pem, RS512PublicKey, RS512KeyPair)?),
+        "PS256" => KeyKind::Ps256(public_key!(pem, PS256PublicKey, PS256KeyPair)?),
+        "PS384" => KeyKind::Ps384(public_key!(pem, PS384PublicKey, PS384KeyPair)?),
+        "PS512" => KeyKind::Ps512(public_key!(pem, PS512PublicKey, PS512KeyPair)?),
+        "ES256" => KeyKind::Es256(public_key!(pem, ES256PublicKey, ES256KeyPair)?),
+        "ES384" => KeyKind::Es384(public_key!(pem, ES384PublicKey, ES384KeyPair)?),
+        _ => KeyKind::EdDsa(public_key!(pem, Ed25519PublicKey, Ed25519KeyPair)?),
+    })
+}
+
+/// Header names as Envoy hands them over: lower-case HTTP tokens.
+pub(crate) fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl JwtVerifier {
+    /// Parses the keys; `resource` is `Environment/name`.
+    pub fn compile(resource: &str, s: &JwtSettings) -> Result<Self, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let mut err = |field: String, reason: String| {
+            errors.push(ValidationError::new(resource, field, reason));
+        };
+        let header = s.header.to_ascii_lowercase();
+        if !valid_header_name(&header) {
+            err(
+                "spec.jwt.header".into(),
+                format!("'{}' is not a header name", s.header),
+            );
+        }
+        let payload_header = s
+            .trusted_payload_header
+            .as_ref()
+            .map(|h| h.to_ascii_lowercase());
+        if let Some(h) = &payload_header {
+            if !valid_header_name(h) {
+                err(
+                    "spec.jwt.trustedPayloadHeader".into(),
+                    format!("'{h}' is not a header name"),
+                );
+            }
+        }
+        if s.keys.is_empty() && payload_header.is_none() {
+            err(
+                "spec.jwt.keys".into(),
+                "at least one key is needed to verify tokens (or set trustedPayloadHeader)".into(),
+            );
+        }
+        for (i, v) in s.issuers.iter().enumerate() {
+            if v.is_empty() {
+                err(format!("spec.jwt.issuers[{i}]"), "must not be empty".into());
+            }
+        }
+        for (i, v) in s.audiences.iter().enumerate() {
+            if v.is_empty() {
+                err(
+                    format!("spec.jwt.audiences[{i}]"),
+                    "must not be empty".into(),
+                );
+            }
+        }
+        let skew = s.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
+        if skew > 3600 {
+            err(
+                "spec.jwt.clockSkewSeconds".into(),
+                format!("{skew} seconds is more than the 3600 allowed"),
+            );
+        }
+        let mut keys = Vec::new();
+        for (i, k) in s.keys.iter().enumerate() {
+            let field = |f: &str| format!("spec.jwt.keys[{i}].{f}");
+            if let Some(kid) = &k.kid {
+                if kid.is_empty() {
+                    err(field("kid"), "must not be empty".into());
+                } else if s.keys[..i].iter().any(|o| o.kid.as_deref() == Some(kid)) {
+                    err(field("kid"), format!("kid '{kid}' is used by another key"));
+                }
+            }
+            let Some(alg) = ALGORITHMS.iter().find(|a| **a == k.alg).copied() else {
+                let reason = if k.alg.eq_ignore_ascii_case("none") {
+                    "'none' is not allowed: unsigned tokens are never trusted".to_string()
+                } else {
+                    format!("'{}' is not one of {}", k.alg, ALGORITHMS.join(", "))
+                };
+                err(field("alg"), reason);
+                continue;
+            };
+            // `Ed25519` is the newer name of `EdDSA` with Ed25519 keys; both verify the same.
+            let alg = if alg == "Ed25519" { "EdDSA" } else { alg };
+            let kind = if let Some(min) = match alg {
+                "HS256" => Some(32),
+                "HS384" => Some(48),
+                "HS512" => Some(64),
+                _ => None,
+            } {
+                if k.pem.is_some() {
+                    err(
+                        field("pem"),
+                        format!("{alg} keys take a 'secret', not a 'pem'"),
+                    );
+                    continue;
+                }
+                let Some(secret) = &k.secret else {
+                    err(field("secret"), format!("{alg} needs a secret"));
+                    continue;
+                };
+                if secret.len() < min {
+                    err(
+                        field("secret"),
+                        format!("{alg} needs a secret of at least {min} bytes (RFC 7518 3.2); this one has {}", secret.len()),
+                    );
+                    continue;
+                }
+                let bytes = secret.as_bytes();
+                match alg {
+                    "HS256" => KeyKind::Hs256(HS256Key::from_bytes(bytes)),
+                    "HS384" => KeyKind::Hs384(HS384Key::from_bytes(bytes)),
+                    _ => KeyKind::Hs512(HS512Key::from_bytes(bytes)),
+                }
+            } else {
+                if k.secret.is_some() {
+                    err(
+                        field("secret"),
+                        format!("{alg} keys take a 'pem', not a 'secret'"),
+                    );
+                    continue;
+                }
+                let Some(pem) = &k.pem else {
+                    err(field("pem"), format!("{alg} needs a public key 'pem'"));
+                    continue;
+                };
+                match parse_key(alg, pem) {
+                    Ok(kind) => kind,
+                    Err(e) => {
+                        err(field("pem"), format!("not a valid {alg} key: {e}"));
+                        continue;
+                    }
+                }
+            };
+            keys.push(Key {
+                kid: k.kid.clone(),
+                alg,
+                kind,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(JwtVerifier {
+            bearer: header == "authorization",
+            header,
+            issuers: s.issuers.clone(),
+            audiences: s.audiences.clone(),
+            keys,
+            payload_header,
+            skew,
+        })
+    }
+
+    /// The request's claims, or why it has none.
+    pub fn claims(&self, request: &Request<'_>) -> Result<Claims, &'static str> {
+        if let Some(h) = &self.payload_header {
+            if let Some(payload) = request.header(h) {
+                return decode_payload(payload);
+            }
+        }
+        let token = self.token(request).ok_or(NOTE_MISSING)?;
+        self.verify(token, request.now_unix_seconds)
+    }
+
+    fn token<'r>(&self, request: &Request<'r>) -> Option<&'r str> {
+        let value = request.header(&self.header)?.trim();
+        let token = if self.bearer {
+            let (scheme, rest) = value.split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return None;
+            }
+            rest.trim()
+        } else {
+            value
+        };
+        (!token.is_empty()).then_some(token)
+    }
+
+    /// Verifies `token` at time `now` (Unix seconds).
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, &'static str> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(NOTE_OVERSIZED);
+        }
+        let meta = Token::decode_metadata(token).map_err(|_| NOTE_MALFORMED)?;
+        let alg = meta.algorithm();
+        if alg.eq_ignore_ascii_case("none") {
+            return Err(NOTE_ALG_NONE);
+        }
+        let kid = meta.key_id();
+        if let Some(kid) = kid {
+            if !self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)) {
+                return Err(NOTE_UNKNOWN_KID);
+            }
+        }
+        let alg = if alg == "Ed25519" { "EdDSA" } else { alg };
+        let options = VerificationOptions {
+            time_tolerance: Some(Duration::from_secs(self.skew)),
+            artificial_time: Some(UnixTimeStamp::from_secs(now)),
+            max_token_length: Some(MAX_TOKEN_LEN),
+            ..VerificationOptions::default()
+        };
+        let mut outcome = Err(NOTE_ALG_MISMATCH);
+        for key in self
+            .keys
+            .iter()
+            .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
+            .filter(|k| k.alg == alg)
+        {
+            match key.verify(token, options.clone()) {
+                Ok(claims) => return self.accept(claims),
+                Err(e) => {
+                    let note = note_for(&e);
+                    // Another key might still verify; keep the most telling failure.
+                    if outcome == Err(NOTE_ALG_MISMATCH) || outcome == Err(NOTE_BAD_SIGNATURE) {
+                        outcome = Err(note);
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    fn accept(&self, c: JWTClaims<Claims>) -> Result<Claims, &'static str> {
+        if !self.issuers.is_empty() {
+            match &c.issuer {
+                Some(iss) if self.issuers.iter().any(|i| i == iss) => {}
+                _ => return Err(NOTE_BAD_ISSUER),
+            }
+        }
+        if !self.audiences.is_empty() {
+            let ok = match &c.audiences {
+                Some(Audiences::AsString(a)) => self.audiences.iter().any(|x| x == a),
+                Some(Audiences::AsSet(set)) => self.audiences.iter().any(|x| set.contains(x)),
+                None => false,
+            };
+            if !ok {
+                return Err(NOTE_BAD_AUDIENCE);
+            }
+        }
+        let mut claims = c.custom;
+        let registered = [
+            ("sub", c.subject),
+            ("iss", c.issuer),
+            ("jti", c.jwt_id),
+            ("nonce", c.nonce),
+        ];
+        for (name, value) in registered {
+            if let Some(v) = value {
+                claims.insert(name.to_string(), Value::String(v));
+            }
+        }
+        match c.audiences {
+            Some(Audiences::AsString(a)) => {
+                claims.insert("aud".to_string(), Value::String(a));
+            }
+            Some(Audiences::AsSet(set)) => {
+                let mut list: Vec<String> = set.into_iter().collect();
+                list.sort();
+                claims.insert(
+                    "aud".to_string(),
+                    Value::Array(list.into_iter().map(Value::String).collect()),
+                );
+            }
+            None => {}
+        }
+        Ok(claims)
+    }
+}
+
+impl Key {
+    fn verify(
+        &self,
+        token: &str,
+        o: VerificationOptions,
+    ) -> Result<JWTClaims<Claims>, jwt_simple::Error> {
+        let o = Some(o);
+        match &self.kind {
+            KeyKind::Hs256(k) => k.verify_token(token, o),
+            KeyKind::Hs384(k) => k.verify_token(token, o),
+            KeyKind::Hs512(k) => k.verify_token(token, o),
+            KeyKind::Rs256(k) => k.verify_token(token, o),
+            KeyKind::Rs384(k) => k.verify_token(token, o),
+            KeyKind::Rs512(k) => k.verify_token(token, o),
+            KeyKind::Ps256(k) => k.verify_token(token, o),
+            KeyKind::Ps384(k) => k.verify_token(token, o),
+            KeyKind::Ps512(k) => k.verify_token(token, o),
+            KeyKind::Es256(k) => k.verify_token(token, o),
+            KeyKind::Es384(k) => k.verify_token(token, o),
+            KeyKind::EdDsa(k) => k.verify_token(token, o),
+        }
+    }
+}
+
+fn note_for(e: &jwt_simple::Error) -> &'static str {
+    match e.downcast_ref::<JWTError>() {
+        Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => NOTE_BAD_SIGNATURE,
+        Some(JWTError::TokenHasExpired) => NOTE_EXPIRED,
+        Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => NOTE_NOT_YET_VALID,
+        Some(JWTError::TokenTooLong) => NOTE_OVERSIZED,
+        Some(JWTError::AlgorithmMismatch) => NOTE_ALG_MISMATCH,
+        _ => NOTE_MALFORMED,
+    }
+}
+
+/// Claims from the trusted payload header: base64url (padding optional) of a JSON object.
+fn decode_payload(value: &str) -> Result<Claims, &'static str> {
+    let value = value.trim().trim_end_matches('=');
+    if value.len() > MAX_TOKEN_LEN {
+        return Err(NOTE_OVERSIZED);
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| NOTE_MALFORMED)?;
+    serde_json::from_slice::<Claims>(&bytes).map_err(|_| NOTE_MALFORMED)
+}
+
+#[cfg(test)]
+#[path = "jwt_tests.rs"]
+pub(crate) mod tests;
