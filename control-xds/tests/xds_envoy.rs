@@ -12,9 +12,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::{
+    header_mutation, HeaderMutation as HeaderAction,
+};
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion,
-    ConfigSource, SocketAddress,
+    ConfigSource, ExtensionConfigSource, HeaderValue, HeaderValueOption, SocketAddress,
+    TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -23,6 +27,9 @@ use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, 
 use envoy_types::pb::envoy::config::route::v3::{
     route, route_action, route_match, Route, RouteAction, RouteConfiguration, RouteMatch,
     VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
+    HeaderMutation, Mutations,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -157,14 +164,47 @@ fn snapshot(version: &str, upstream: SocketAddr, listen: u16, timeout_secs: i64)
             config_source: Some(ads()),
             route_config_name: "local".into(),
         })),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
-                &Router::default(),
-            ))),
-            ..Default::default()
-        }],
+        http_filters: vec![
+            HttpFilter {
+                name: "tagger".into(),
+                config_type: Some(http_filter::ConfigType::ConfigDiscovery(
+                    ExtensionConfigSource {
+                        config_source: Some(ads()),
+                        type_urls: vec![<HeaderMutation as prost::Name>::type_url()],
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: "envoy.filters.http.router".into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
+                    &Router::default(),
+                ))),
+                ..Default::default()
+            },
+        ],
         ..Default::default()
+    };
+    // ECDS: a filter tagging every response with the snapshot version.
+    let tagger = TypedExtensionConfig {
+        name: "tagger".into(),
+        typed_config: Some(to_any(&HeaderMutation {
+            mutations: Some(Mutations {
+                response_mutations: vec![HeaderAction {
+                    action: Some(header_mutation::Action::Append(HeaderValueOption {
+                        header: Some(HeaderValue {
+                            key: "x-release".into(),
+                            value: version.into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
     };
     let listener = Listener {
         name: "http".into(),
@@ -212,6 +252,11 @@ fn snapshot(version: &str, upstream: SocketAddr, listen: u16, timeout_secs: i64)
             [("upstream".into(), to_any(&endpoints))],
         )
         .with(
+            ResourceType::ExtensionConfig,
+            version,
+            [("tagger".into(), to_any(&tagger))],
+        )
+        .with(
             ResourceType::Listener,
             version,
             [("http".into(), to_any(&listener))],
@@ -228,7 +273,7 @@ fn refs() -> References {
         clusters: ["upstream".to_string()].into(),
         eds_clusters: ["upstream".to_string()].into(),
         routes: ["local".to_string()].into(),
-        extension_configs: Default::default(),
+        extension_configs: ["tagger".to_string()].into(),
     }
 }
 
@@ -300,9 +345,15 @@ async fn envoy_follows_snapshots_acks_and_nacks() {
             .is_some_and(|r| r.starts_with("HTTP/1.1 200") && r.ends_with("hello from upstream"))
     })
     .await;
+    // The ECDS-delivered filter is in the chain.
+    eventually("the ECDS filter's header", || {
+        get(listen).is_some_and(|r| r.contains("x-release: v1"))
+    })
+    .await;
     for kind in [
         ResourceType::Cluster,
         ResourceType::Endpoint,
+        ResourceType::ExtensionConfig,
         ResourceType::Listener,
         ResourceType::Route,
     ] {
@@ -346,7 +397,9 @@ async fn envoy_follows_snapshots_acks_and_nacks() {
             == Some("v3")
     })
     .await;
-    let response = get(listen).unwrap_or_default();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    eventually("v3's ECDS filter applied", || {
+        get(listen).is_some_and(|r| r.starts_with("HTTP/1.1 200") && r.contains("x-release: v3"))
+    })
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
