@@ -602,3 +602,38 @@ fn design_example_compiles() {
         .h("x-canary", "never");
     assert_eq!(kind(&c, &r), STABLE);
 }
+
+/// A quick native cost measurement: `cargo test -p switchyard-engine --release
+/// decide_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn decide_cost() {
+    let c = compile(json!({
+        "match": [
+            {"headers": {"x-version": "v3"}},
+            {"query": {"use_canary": "true"}},
+            {"sourceCidrs": ["203.0.113.0/24", "2001:db8::/32"]},
+            {"claims": {"role": "beta-tester"}},
+        ],
+        "exclude": [{"headers": {"x-canary": "never"}}],
+        "weight": "5%",
+        "stickiness": {"key": "header:x-user"},
+    }));
+    let plain = R::new()
+        .path("/prod/hello?a=b")
+        .h("x-user", "user-1")
+        .h("user-agent", "curl/8")
+        .h("accept", "*/*");
+    let with_jwt = R::new().jwt(json!({"role": "user"}));
+    for (name, r) in [
+        ("no-jwt (match miss, sticky weight)", &plain),
+        ("hs256 jwt verified", &with_jwt),
+    ] {
+        let n = 20_000u32;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(r.run(&c));
+        }
+        println!("{name}: {:?}/decision", start.elapsed() / n);
+    }
+}
