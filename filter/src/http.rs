@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use switchyard_engine::{Decision, ErrorCode, Index, Request, RouteError};
+use switchyard_engine::{Decision, ErrorCode, Index, Mode, Request, RouteError};
 
 use crate::host;
 use crate::metrics::Metrics;
@@ -67,6 +67,9 @@ impl RequestContext {
             var_header.push_str(name);
             host::set_request_header(&var_header, Some(value))?;
         }
+        if let Some(context) = &d.context {
+            host::set_request_header("kf-context", Some(context))?;
+        }
         if let Some(key) = d.hash_key {
             host::set_request_header(&settings.hash_key_header, Some(key))?;
         }
@@ -114,7 +117,11 @@ impl HttpContext for RequestContext {
                 0
             },
         };
-        match index.route(&request) {
+        let routed = match index.settings().mode {
+            Mode::Genesis => index.route(&request),
+            Mode::Internal => index.route_internal(&request),
+        };
+        match routed {
             Ok(decision) => {
                 if let Err(e) = self.apply(&index, &decision) {
                     log::warn!("switchyard: {e}");

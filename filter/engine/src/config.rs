@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::context::ContextKey;
 use crate::resources::Resource;
 
 /// The whole plugin configuration, as JSON.
@@ -40,6 +41,20 @@ pub struct Settings {
     /// Add `kf-deployment`, `kf-virtual-env`, `kf-component-version` to responses.
     #[serde(default = "yes")]
     pub response_headers: bool,
+    /// Keys for the signed routing context `kf-context`; without keys no context is
+    /// issued at genesis, and internal mode refuses to start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context_keys: Vec<ContextKey>,
+    /// The key that signs (default: the first). Others only verify (rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_kid: Option<String>,
+    /// Lifetime of a context issued at genesis; hops never extend it.
+    #[serde(default = "default_context_ttl")]
+    pub context_ttl_seconds: u64,
+}
+
+fn default_context_ttl() -> u64 {
+    30
 }
 
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-switchyard-cluster";
@@ -64,6 +79,9 @@ impl Default for Settings {
             cluster_header: default_cluster_header(),
             hash_key_header: default_hash_key_header(),
             response_headers: true,
+            context_keys: Vec::new(),
+            signing_kid: None,
+            context_ttl_seconds: default_context_ttl(),
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct Decision<'i, 'r> {
     pub strip_headers: Vec<&'r str>,
     /// A `set-cookie` value for sticky canaries keyed by a cookie the client lacks.
     pub set_cookie: Option<String>,
+    /// The signed routing context for `kf-context`, when context keys are configured.
+    pub context: Option<String>,
     /// Why the canary could not use a JWT (for stats), if it tried.
     pub note: Option<&'static str>,
 }

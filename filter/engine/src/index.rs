@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::canary::{CompiledCanary, EnvironmentTrust};
-use crate::config::{PluginConfig, Settings};
+use crate::config::{Mode, PluginConfig, Settings};
+use crate::context::ContextKeys;
 use crate::error::{ConfigError, ValidationError};
 use crate::resources::{
     AppDeployment, Environment, ReleasePolicyType, Resource, VirtualEnvironment,
@@ -49,6 +50,8 @@ pub(crate) struct VirtualEnvironmentEntry {
     pub vars: HashMap<String, String>,
     /// app → released deployment.
     pub release: BTreeMap<String, usize>,
+    /// The release id, carried in the routing context.
+    pub release_id: String,
     /// The routes of every released deployment, longest prefix first.
     pub release_routes: Vec<(usize, usize)>,
     /// app → (canary, canary deployment).
@@ -70,6 +73,10 @@ pub(crate) struct ComponentEntry {
     pub name: String,
     pub version: String,
     pub vars: Vec<String>,
+    pub dependencies: Vec<String>,
+    /// The component's own cluster (component-level options), for internal hops.
+    pub cluster: usize,
+    pub hash: Option<(String, usize)>,
 }
 
 #[derive(Debug)]
@@ -108,6 +115,7 @@ pub struct Index {
     pub(crate) dep_by_name: HashMap<String, usize>,
     pub(crate) clusters: Vec<ClusterSpec>,
     pub(crate) canaries: Vec<CompiledCanary>,
+    pub(crate) context_keys: Option<ContextKeys>,
 }
 
 impl Index {
@@ -120,7 +128,7 @@ impl Index {
     /// Whether routing may look at the client address or the clock (canaries,
     /// internal mode): the host fetches them only then, to save host calls.
     pub fn needs_client_facts(&self) -> bool {
-        !self.canaries.is_empty()
+        !self.canaries.is_empty() || self.context_keys.is_some()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -136,8 +144,31 @@ impl Index {
     pub fn compile(config: &PluginConfig) -> Result<Index, ConfigError> {
         let mut b = Builder::default();
         b.compile(config);
+        let s = &config.settings;
+        let context_keys = if s.context_keys.is_empty() {
+            if s.mode == Mode::Internal {
+                b.err(
+                    "settings",
+                    "contextKeys",
+                    "internal mode needs context keys to verify kf-context",
+                );
+            }
+            None
+        } else {
+            match ContextKeys::compile(
+                &s.context_keys,
+                s.signing_kid.as_deref(),
+                s.context_ttl_seconds,
+            ) {
+                Ok(keys) => Some(keys),
+                Err(errors) => {
+                    b.errors.extend(errors);
+                    None
+                }
+            }
+        };
         if b.errors.is_empty() {
-            Ok(b.index(config.settings.clone()))
+            Ok(b.index(config.settings.clone(), context_keys))
         } else {
             Err(ConfigError::Invalid(b.errors))
         }
@@ -451,6 +482,9 @@ impl Builder {
                 name: cname.clone(),
                 version: comp.version.clone(),
                 vars: comp.vars.clone(),
+                dependencies: comp.dependencies.clone(),
+                cluster: comp_cluster.0,
+                hash: comp_cluster.1,
             });
         }
         // Longest prefix first; the sort is stable, so ties keep component-name order
@@ -558,6 +592,12 @@ impl Builder {
             environment: env_idx,
             vars,
             release,
+            release_id: ve
+                .spec
+                .release
+                .as_ref()
+                .and_then(|r| r.id.clone())
+                .unwrap_or_default(),
             release_routes,
             canaries: HashMap::new(),
         });
@@ -633,8 +673,9 @@ impl Builder {
         }
     }
 
-    fn index(self, settings: Settings) -> Index {
+    fn index(self, settings: Settings, context_keys: Option<ContextKeys>) -> Index {
         Index {
+            context_keys,
             settings,
             environments: self.environments,
             env_by_sub_path: self.env_by_sub_path,

@@ -7,9 +7,11 @@
 
 pub mod canary;
 pub mod config;
+pub mod context;
 pub mod decision;
 pub mod error;
 pub mod index;
+pub mod internal;
 pub mod request;
 pub mod resources;
 pub mod route;

@@ -196,6 +196,10 @@ pub struct Release {
     /// app name → released AppDeployment name
     #[serde(default)]
     pub apps: BTreeMap<String, String>,
+    /// Set by `switchyard release`: identifies this release in the history and in
+    /// the routing context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

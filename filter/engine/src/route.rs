@@ -3,9 +3,10 @@
 
 use std::borrow::Cow;
 
+use crate::context::RoutingContext;
 use crate::decision::{Decision, DecisionKind};
 use crate::error::{ErrorCode, RouteError};
-use crate::index::{Index, RouteEntry};
+use crate::index::{DeploymentEntry, Index, RouteEntry, VirtualEnvironmentEntry};
 use crate::request::{query_pairs, Request};
 use crate::validate::is_dns_label;
 
@@ -172,6 +173,16 @@ impl Index {
             .filter_map(|n| ve.vars.get(n).map(|v| (n.as_str(), v.as_str())))
             .collect();
 
+        let context = self.issue_context(
+            env.name.as_str(),
+            ve,
+            dep,
+            comp.name.as_str(),
+            kind != DecisionKind::Explicit,
+            req.now_unix_seconds,
+            None,
+        );
+
         // Step 1 and 3: inbound metadata and selector headers never reach the upstream.
         // Headers the filter sets anyway are overwritten, so only the rest is removed.
         let strip_headers = req
@@ -180,6 +191,7 @@ impl Index {
             .map(|(k, _)| k.as_str())
             .filter(|k| k.starts_with("kf-") || is_selector(k))
             .filter(|k| !METADATA_HEADERS.contains(k))
+            .filter(|k| !(context.is_some() && *k == "kf-context"))
             .filter(|k| {
                 !k.strip_prefix("kf-var-")
                     .is_some_and(|name| vars.iter().any(|(n, _)| *n == name))
@@ -200,8 +212,38 @@ impl Index {
             rewritten_path: rewrite_path(req.path, env.strip_sub_path.then_some(rel_path)),
             strip_headers,
             set_cookie,
+            context,
             note,
         })
+    }
+
+    /// Signs the routing context for a request delivered to `component`. At genesis
+    /// the expiry is now + TTL; at a hop it is the expiry the caller's context had.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn issue_context(
+        &self,
+        environment: &str,
+        ve: &VirtualEnvironmentEntry,
+        dep: &DeploymentEntry,
+        component: &str,
+        released: bool,
+        now: u64,
+        expires_at: Option<u64>,
+    ) -> Option<String> {
+        let keys = self.context_keys.as_ref()?;
+        let context = RoutingContext {
+            environment: environment.to_string(),
+            virtual_env: ve.name.clone(),
+            app: dep.app.clone(),
+            deployment: dep.name.clone(),
+            component: component.to_string(),
+            release: if released {
+                ve.release_id.clone()
+            } else {
+                String::new()
+            },
+        };
+        keys.sign(&context, expires_at.unwrap_or(now + keys.ttl_seconds))
     }
 
     fn match_route(

@@ -1,0 +1,316 @@
+//! Internal mode: component-to-component calls (DESIGN.md, "Component to
+//! component"). The target component is named by `:authority`; the signed
+//! `kf-context` says which deployment the request belongs to and which component
+//! sends it. The hop is delivered only to that deployment's version of the target,
+//! and only if the sender declared the target as a dependency.
+
+use crate::context::ContextRefusal;
+use crate::decision::{Decision, DecisionKind};
+use crate::error::{ErrorCode, RouteError};
+use crate::index::Index;
+use crate::request::Request;
+use crate::route::METADATA_HEADERS;
+
+pub const CONTEXT_HEADER: &str = "kf-context";
+
+/// The component named by `:authority` (or `host`), port removed.
+fn target_component<'r>(req: &Request<'r>) -> Option<&'r str> {
+    let authority = req.header(":authority").or_else(|| req.header("host"))?;
+    Some(match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    })
+}
+
+impl Index {
+    /// Routes a component-to-component call, or refuses it.
+    pub fn route_internal<'i, 'r>(
+        &'i self,
+        req: &Request<'r>,
+    ) -> Result<Decision<'i, 'r>, RouteError> {
+        let keys = self.context_keys.as_ref().ok_or_else(|| {
+            RouteError::new(ErrorCode::InvalidContextToken, "no context keys configured")
+        })?;
+        let token = req.header(CONTEXT_HEADER).ok_or_else(|| {
+            RouteError::new(ErrorCode::MissingContext, "kf-context header is required")
+        })?;
+        let (ctx, expires_at) = keys.verify(token, req.now_unix_seconds).map_err(|r| {
+            let why = match r {
+                ContextRefusal::Malformed => "kf-context is malformed",
+                ContextRefusal::UnknownKey => "kf-context is signed by an unknown key",
+                ContextRefusal::BadSignature => "kf-context signature does not verify",
+                ContextRefusal::Expired => "kf-context has expired",
+            };
+            RouteError::new(ErrorCode::InvalidContextToken, why)
+        })?;
+        let not_in = |what: &str| {
+            RouteError::new(
+                ErrorCode::ComponentNotInDeployment,
+                format!("{what} is not part of deployment '{}'", ctx.deployment),
+            )
+        };
+        let dep = self
+            .dep_by_name
+            .get(&ctx.deployment)
+            .map(|&d| &self.deployments[d])
+            .ok_or_else(|| not_in("the deployment"))?;
+        if dep.app != ctx.app {
+            return Err(RouteError::new(
+                ErrorCode::InvalidContext,
+                "the context's deployment belongs to another app",
+            ));
+        }
+        let ve = self
+            .ve_by_name
+            .get(&ctx.virtual_env)
+            .map(|&v| &self.ves[v])
+            .ok_or_else(|| {
+                RouteError::new(
+                    ErrorCode::InvalidContext,
+                    "the context's virtual environment is gone",
+                )
+            })?;
+        let env = &self.environments[ve.environment];
+        if env.name != ctx.environment {
+            return Err(RouteError::new(
+                ErrorCode::InvalidContext,
+                "the context's environment does not match",
+            ));
+        }
+        let target_name = target_component(req).ok_or_else(|| {
+            RouteError::new(
+                ErrorCode::RouteNotFound,
+                "no target component in :authority",
+            )
+        })?;
+        let source = dep
+            .components
+            .iter()
+            .find(|c| c.name == ctx.component)
+            .ok_or_else(|| not_in(&format!("component '{}'", ctx.component)))?;
+        let target = dep
+            .components
+            .iter()
+            .find(|c| c.name == target_name)
+            .ok_or_else(|| not_in(&format!("component '{target_name}'")))?;
+        if !source.dependencies.iter().any(|d| d == target_name) {
+            return Err(RouteError::new(
+                ErrorCode::DependencyNotDeclared,
+                format!(
+                    "component '{}' does not declare '{target_name}' as a dependency",
+                    source.name
+                ),
+            ));
+        }
+        let (cluster, hash_key) = match &target.hash {
+            Some((header, twin)) => match req.header(header) {
+                Some(v) => (target.cluster, Some(v)),
+                None => (*twin, None),
+            },
+            None => (target.cluster, None),
+        };
+        let vars: Vec<(&str, &str)> = target
+            .vars
+            .iter()
+            .filter_map(|n| ve.vars.get(n).map(|v| (n.as_str(), v.as_str())))
+            .collect();
+        let context = self.issue_context(
+            &env.name,
+            ve,
+            dep,
+            &target.name,
+            !ctx.release.is_empty(),
+            req.now_unix_seconds,
+            Some(expires_at),
+        );
+        let strip_headers = req
+            .headers
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| {
+                k.starts_with("kf-") && !METADATA_HEADERS.contains(k) && *k != CONTEXT_HEADER
+            })
+            .filter(|k| {
+                !k.strip_prefix("kf-var-")
+                    .is_some_and(|name| vars.iter().any(|(n, _)| *n == name))
+            })
+            .collect();
+        Ok(Decision {
+            environment: &env.name,
+            virtual_env: &ve.name,
+            app: &dep.app,
+            deployment: &dep.name,
+            component: &target.name,
+            component_version: &target.version,
+            cluster: &self.clusters[cluster].name,
+            hash_key,
+            kind: DecisionKind::Internal,
+            vars,
+            rewritten_path: None,
+            strip_headers,
+            set_cookie: None,
+            context,
+            note: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::{hello_world, index};
+    use base64::Engine as _;
+    use serde_json::json;
+
+    fn keyed(mut config: serde_json::Value, kids: &[(&str, u8)], signing: Option<&str>) -> Index {
+        config["settings"] = json!({
+            "contextKeys": kids.iter().map(|(kid, b)| json!({"kid": kid, "secret": base64::engine::general_purpose::STANDARD.encode([*b; 32])})).collect::<Vec<_>>(),
+            "signingKid": signing,
+        });
+        index(&config)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn at<'a>(path: &'a str, headers: &'a [(String, String)], now: u64) -> Request<'a> {
+        Request {
+            method: "GET",
+            path,
+            headers,
+            source_address: None,
+            now_unix_seconds: now,
+        }
+    }
+
+    /// Genesis through deployment `dep`, then a hop from frontend to `target`.
+    fn hop(
+        index: &Index,
+        dep: &str,
+        target: &str,
+        now: u64,
+    ) -> Result<(String, String), RouteError> {
+        let none = headers(&[]);
+        let path = format!("/dev/hello?kf-dep={dep}");
+        let genesis = index.route(&at(&path, &none, 1000)).unwrap();
+        let token = genesis.context.unwrap();
+        let h = headers(&[(":authority", target), ("kf-context", &token)]);
+        let d = index.route_internal(&at("/hello/backend", &h, now))?;
+        Ok((d.component_version.to_string(), d.context.unwrap()))
+    }
+
+    #[test]
+    fn figures_11_and_12_each_deployment_reaches_its_own_backend() {
+        let index = keyed(hello_world(), &[("k1", 1)], None);
+        // v1 = frontend f1 + backend b1; v2 = the same frontend f1 + backend b2.
+        assert_eq!(
+            hop(&index, "hello-world-main", "backend", 1001).unwrap().0,
+            "b1"
+        );
+        assert_eq!(
+            hop(&index, "hello-world-v2", "backend:8080", 1001)
+                .unwrap()
+                .0,
+            "b2"
+        );
+    }
+
+    #[test]
+    fn every_refusal_has_its_code() {
+        let index = keyed(hello_world(), &[("k1", 1)], None);
+        let code =
+            |h: Vec<(String, String)>| index.route_internal(&at("/", &h, 1001)).unwrap_err().code;
+        assert_eq!(
+            code(headers(&[(":authority", "backend")])),
+            ErrorCode::MissingContext
+        );
+        assert_eq!(
+            code(headers(&[
+                (":authority", "backend"),
+                ("kf-context", "x.y.z")
+            ])),
+            ErrorCode::InvalidContextToken
+        );
+        // expired: the genesis token lives 30 s
+        assert_eq!(
+            hop(&index, "hello-world-main", "backend", 1031)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidContextToken
+        );
+        // a component outside the deployment
+        assert_eq!(
+            hop(&index, "hello-world-main", "payments", 1001)
+                .unwrap_err()
+                .code,
+            ErrorCode::ComponentNotInDeployment
+        );
+        // foreign key
+        let other = keyed(hello_world(), &[("k1", 2)], None);
+        let none = headers(&[]);
+        let token = other
+            .route(&at("/dev/hello", &none, 1000))
+            .unwrap()
+            .context
+            .unwrap();
+        assert_eq!(
+            code(headers(&[
+                (":authority", "backend"),
+                ("kf-context", &token)
+            ])),
+            ErrorCode::InvalidContextToken
+        );
+    }
+
+    #[test]
+    fn undeclared_dependency_is_refused() {
+        let index = keyed(hello_world(), &[("k1", 1)], None);
+        // The context names backend as the sender (delivered to backend); backend
+        // does not declare frontend.
+        let (_, backend_token) = hop(&index, "hello-world-main", "backend", 1001).unwrap();
+        let h = headers(&[(":authority", "frontend"), ("kf-context", &backend_token)]);
+        assert_eq!(
+            index.route_internal(&at("/", &h, 1002)).unwrap_err().code,
+            ErrorCode::DependencyNotDeclared
+        );
+    }
+
+    #[test]
+    fn hops_never_extend_the_context() {
+        let index = keyed(hello_world(), &[("k1", 1)], None);
+        let (_, token) = hop(&index, "hello-world-main", "backend", 1001).unwrap();
+        let keys = index.context_keys.as_ref().unwrap();
+        assert_eq!(keys.verify(&token, 1002).unwrap().1, 1030);
+    }
+
+    #[test]
+    fn rotation_keeps_old_contexts_working_until_retired() {
+        let old = keyed(hello_world(), &[("old", 1)], None);
+        let none = headers(&[]);
+        let token = old
+            .route(&at("/dev/hello", &none, 1000))
+            .unwrap()
+            .context
+            .unwrap();
+        let h = headers(&[(":authority", "backend"), ("kf-context", &token)]);
+        let rotating = keyed(hello_world(), &[("old", 1), ("new", 2)], Some("new"));
+        assert!(rotating.route_internal(&at("/", &h, 1001)).is_ok());
+        let retired = keyed(hello_world(), &[("new", 2)], None);
+        assert_eq!(
+            retired.route_internal(&at("/", &h, 1001)).unwrap_err().code,
+            ErrorCode::InvalidContextToken
+        );
+    }
+
+    #[test]
+    fn internal_mode_without_keys_is_refused() {
+        let mut config = hello_world();
+        config["settings"] = json!({"mode": "internal"});
+        let err = Index::from_json(&config.to_string()).unwrap_err();
+        assert!(err.to_string().contains("contextKeys"), "{err}");
+    }
+}
