@@ -106,6 +106,20 @@ fn get(port: u16) -> Option<String> {
     Some(out)
 }
 
+/// GET on Envoy's admin endpoint.
+fn admin_get(port: u16, path: &str) -> Option<String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    conn.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 fn socket(port: u16) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
@@ -126,11 +140,17 @@ fn ads() -> ConfigSource {
     }
 }
 
-/// Version `version` of the config: cluster `upstream` (EDS) → the responder,
+/// Version `version` of the config: cluster `name` (EDS) → the responder,
 /// listener `http` on `listen` with HCM loading route config `local` by RDS.
-fn snapshot(version: &str, upstream: SocketAddr, listen: u16, timeout_secs: i64) -> Snapshot {
+fn snapshot(
+    version: &str,
+    name: &str,
+    upstream: SocketAddr,
+    listen: u16,
+    timeout_secs: i64,
+) -> Snapshot {
     let cluster = Cluster {
-        name: "upstream".into(),
+        name: name.into(),
         connect_timeout: Some(PbDuration {
             seconds: timeout_secs,
             nanos: 0,
@@ -145,7 +165,7 @@ fn snapshot(version: &str, upstream: SocketAddr, listen: u16, timeout_secs: i64)
         ..Default::default()
     };
     let endpoints = ClusterLoadAssignment {
-        cluster_name: "upstream".into(),
+        cluster_name: name.into(),
         endpoints: vec![LocalityLbEndpoints {
             lb_endpoints: vec![LbEndpoint {
                 host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
@@ -229,9 +249,7 @@ fn snapshot(version: &str, upstream: SocketAddr, listen: u16, timeout_secs: i64)
                     ..Default::default()
                 }),
                 action: Some(route::Action::Route(RouteAction {
-                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
-                        "upstream".into(),
-                    )),
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(name.into())),
                     ..Default::default()
                 })),
                 ..Default::default()
@@ -244,12 +262,12 @@ fn snapshot(version: &str, upstream: SocketAddr, listen: u16, timeout_secs: i64)
         .with(
             ResourceType::Cluster,
             version,
-            [("upstream".into(), to_any(&cluster))],
+            [(name.into(), to_any(&cluster))],
         )
         .with(
             ResourceType::Endpoint,
             version,
-            [("upstream".into(), to_any(&endpoints))],
+            [(name.into(), to_any(&endpoints))],
         )
         .with(
             ResourceType::ExtensionConfig,
@@ -268,10 +286,10 @@ fn snapshot(version: &str, upstream: SocketAddr, listen: u16, timeout_secs: i64)
         )
 }
 
-fn refs() -> References {
+fn refs(name: &str) -> References {
     References {
-        clusters: ["upstream".to_string()].into(),
-        eds_clusters: ["upstream".to_string()].into(),
+        clusters: [name.to_string()].into(),
+        eds_clusters: [name.to_string()].into(),
         routes: ["local".to_string()].into(),
         extension_configs: ["tagger".to_string()].into(),
     }
@@ -315,7 +333,10 @@ async fn envoy_follows_snapshots_acks_and_nacks() {
     let listen = free_port();
     let cache = SnapshotCache::new();
     cache
-        .set_snapshot(snapshot("v1", upstream, listen, 1), &refs())
+        .set_snapshot(
+            snapshot("v1", "upstream", upstream, listen, 1),
+            &refs("upstream"),
+        )
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let xds_port = listener.local_addr().unwrap().port();
@@ -333,6 +354,8 @@ async fn envoy_follows_snapshots_acks_and_nacks() {
         Command::new(envoy_bin)
             .arg("-c")
             .arg(bootstrap(&dir, xds_port))
+            .arg("--admin-address-path")
+            .arg(dir.join("admin.txt"))
             .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -369,7 +392,10 @@ async fn envoy_follows_snapshots_acks_and_nacks() {
 
     // A cluster with a negative connect timeout fails Envoy's validation.
     cache
-        .set_snapshot(snapshot("v2", upstream, listen, -1), &refs())
+        .set_snapshot(
+            snapshot("v2", "upstream", upstream, listen, -1),
+            &refs("upstream"),
+        )
         .unwrap();
     eventually("CDS NACK of v2", || {
         type_status(&cache, ResourceType::Cluster)
@@ -388,7 +414,10 @@ async fn envoy_follows_snapshots_acks_and_nacks() {
 
     // A good v3 is applied and ACKed.
     cache
-        .set_snapshot(snapshot("v3", upstream, listen, 2), &refs())
+        .set_snapshot(
+            snapshot("v3", "upstream", upstream, listen, 2),
+            &refs("upstream"),
+        )
         .unwrap();
     eventually("CDS ACK of v3", || {
         type_status(&cache, ResourceType::Cluster)
@@ -401,5 +430,28 @@ async fn envoy_follows_snapshots_acks_and_nacks() {
         get(listen).is_some_and(|r| r.starts_with("HTTP/1.1 200") && r.contains("x-release: v3"))
     })
     .await;
+
+    // Replacing the cluster: the old one is kept until Envoy answered the whole
+    // push, then removed by a final CDS response.
+    cache
+        .set_snapshot(
+            snapshot("v4", "upstream-v4", upstream, listen, 1),
+            &refs("upstream-v4"),
+        )
+        .unwrap();
+    eventually("final CDS ACK of v4", || {
+        type_status(&cache, ResourceType::Cluster)
+            .and_then(|t| t.acked_version)
+            .as_deref()
+            == Some("v4")
+    })
+    .await;
+    let admin = std::fs::read_to_string(dir.join("admin.txt")).unwrap();
+    let admin_port: u16 = admin.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let clusters = admin_get(admin_port, "/clusters").unwrap_or_default();
+    assert!(clusters.contains("\nupstream-v4::"), "{clusters}");
+    assert!(!clusters.contains("\nupstream::"), "{clusters}");
+    let response = get(listen).unwrap_or_default();
+    assert!(response.contains("x-release: v4"), "{response}");
     let _ = std::fs::remove_dir_all(&dir);
 }
