@@ -69,6 +69,10 @@ else
   say "rendering the Envoy bootstrap (static mode) from examples/hello-world/resources.yaml"
   "$target/debug/switchyard" render envoy --config examples/hello-world/resources.yaml \
     --wasm "$wasm" --listen "$listen" --admin "$admin" >"$work/envoy.yaml"
+  if ! grep -q static_resources "$work/envoy.yaml"; then
+    say "switchyard render envoy printed no Envoy bootstrap"
+    exit 1
+  fi
 fi
 
 say "starting envoy ($envoy), log: $work/envoy.log"

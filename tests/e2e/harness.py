@@ -422,6 +422,9 @@ def render_envoy(bins: Binaries, config: Path, out: Path, listen: str, admin: st
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}")
+    if "static_resources" not in proc.stdout:
+        raise RuntimeError(f"{' '.join(argv)} printed no Envoy bootstrap:\n"
+                           f"{proc.stdout[:2000]}\n{proc.stderr[-2000:]}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(proc.stdout)
