@@ -6,4 +6,5 @@
 pub mod explain;
 pub mod load;
 pub mod render;
+pub mod state;
 pub mod xds;

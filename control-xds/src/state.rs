@@ -1,0 +1,989 @@
+//! The control plane's store: the resources `switchyard serve` routes by, the
+//! release history, the context-signing keys, and how they persist.
+//!
+//! Every change is computed on a copy ([`Store`] is a value): an operation returns
+//! the new store or an error, and the caller decides whether to keep it (after
+//! building and checking a snapshot, and after writing it to disk). So a refused
+//! change, a snapshot that cannot be built or a failed write leave nothing
+//! changed. A batch is validated as a whole by the engine: if any resource is
+//! invalid, nothing of the batch is applied, and every problem is reported with
+//! its file and line.
+//!
+//! Persistence (`--state DIR`): one JSON file, `DIR/state.json`, replaced
+//! atomically (temp file in the same directory, fsync, rename, fsync of the
+//! directory). A crash mid-write leaves either the old or the new file; leftover
+//! temp files are ignored (and removed) at load.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use switchyard_engine::context::ContextKey;
+use switchyard_engine::resources::{Release, ReleasePolicyType};
+use switchyard_engine::{Index, Resource, Settings};
+
+use crate::load::{self, LoadError, LoadErrors, Located};
+
+/// Name of the state file inside `--state DIR`.
+pub const STATE_FILE: &str = "state.json";
+/// Version of the state file's format.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The resources (or the result of the change) do not validate.
+    #[error("invalid resources:\n{0}")]
+    Invalid(LoadErrors),
+    /// A named resource does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The change contradicts the store (immutable deployment, policy, nothing to roll back).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request itself is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// One entry of a VE's release history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRecord {
+    /// The release id this change produced (the VE's `spec.release.id`).
+    pub id: String,
+    pub virtual_env: String,
+    pub app: String,
+    /// What the change released; `None` when it removed the app's release.
+    pub deployment: Option<String>,
+    /// What was released before.
+    pub previous: Option<String>,
+    /// `release`, `rollback` or `apply` (a VE applied with a different release).
+    pub action: String,
+    /// For a rollback: the id of the release it undid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undoes: Option<String>,
+    pub who: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub at_unix_ms: u64,
+}
+
+/// What a change did, for the API's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeSummary {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub deleted: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseRecord>,
+}
+
+impl ChangeSummary {
+    /// Whether the store changed at all.
+    pub fn changed(&self) -> bool {
+        !(self.created.is_empty() && self.updated.is_empty() && self.deleted.is_empty())
+            || !self.releases.is_empty()
+    }
+}
+
+/// The store, as a value: every operation returns a new one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Store {
+    /// Format of the persisted file.
+    pub format: u32,
+    /// Incremented by every change; the snapshot version is derived from it.
+    pub generation: u64,
+    /// Keys that sign the routing context. Secret: never logged, never in `status`.
+    pub context_keys: Vec<ContextKey>,
+    /// Resources keyed by `(kind, name)`.
+    #[serde(with = "resource_list")]
+    pub resources: BTreeMap<(String, String), Resource>,
+    /// Release history, oldest first, all VEs.
+    pub history: Vec<ReleaseRecord>,
+}
+
+/// Resources are persisted as a plain list (JSON object keys must be strings).
+mod resource_list {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<(String, String), Resource>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<(String, String), Resource>, D::Error> {
+        let list = Vec::<Resource>::deserialize(d)?;
+        Ok(list.into_iter().map(|r| (key(&r), r)).collect())
+    }
+}
+
+fn key(r: &Resource) -> (String, String) {
+    (r.kind().to_string(), r.name().to_string())
+}
+
+/// The kind a user typed (`ve`, `deployment`, `VirtualEnvironment`, ...).
+pub fn parse_kind(kind: &str) -> Option<&'static str> {
+    match kind.to_ascii_lowercase().as_str() {
+        "environment" | "environments" | "env" => Some("Environment"),
+        "virtualenvironment" | "virtualenvironments" | "virtual-env" | "ve" => {
+            Some("VirtualEnvironment")
+        }
+        "appdeployment" | "appdeployments" | "deployment" | "deployments" | "dep" => {
+            Some("AppDeployment")
+        }
+        "canary" | "canaries" => Some("Canary"),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// An empty store with the current format.
+    pub fn new() -> Self {
+        Self {
+            format: STATE_FORMAT,
+            ..Default::default()
+        }
+    }
+
+    /// Every resource, in a stable order (kind, then name).
+    pub fn resource_list(&self) -> Vec<Resource> {
+        self.resources.values().cloned().collect()
+    }
+
+    /// One resource by kind and name.
+    pub fn get(&self, kind: &str, name: &str) -> Option<&Resource> {
+        self.resources.get(&(kind.to_string(), name.to_string()))
+    }
+
+    /// The filter's settings: defaults plus the context keys (the first signs).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            context_keys: self.context_keys.clone(),
+            ..Settings::default()
+        }
+    }
+
+    /// Compiles the store with the engine (a store is always valid; this gives the index).
+    pub fn index(&self) -> Result<Index, LoadErrors> {
+        load::compile(&self.located(&[]), self.settings())
+    }
+
+    /// Stored resources as located documents, for the engine's validation: those
+    /// named by the batch come from the batch (with their real file and line).
+    fn located(&self, batch: &[Located]) -> Vec<Located> {
+        let mut out: Vec<Located> = self
+            .resources
+            .iter()
+            .filter(|(k, _)| !batch.iter().any(|d| key(&d.resource) == **k))
+            .map(|(_, r)| stored_doc(r))
+            .collect();
+        out.extend(batch.iter().cloned());
+        out
+    }
+
+    /// The store with `docs` created or replaced, validated as one batch.
+    ///
+    /// A versioned AppDeployment is immutable: a different spec under its name is
+    /// refused. A VE whose release changes is recorded in the history
+    /// (`action: apply`) and gets a new release id unless the file gives one.
+    pub fn apply(&self, docs: &[Located], who: &str) -> Result<(Store, ChangeSummary), StoreError> {
+        let mut problems = Vec::new();
+        let mut seen = BTreeMap::new();
+        for d in docs {
+            if let Some(first) = seen.insert(key(&d.resource), d) {
+                problems.push(located_problem(
+                    d,
+                    format!(
+                        "{} is defined twice (first at {}:{})",
+                        d.resource.id(),
+                        first.file.display(),
+                        first.line
+                    ),
+                ));
+            }
+            if let (Resource::AppDeployment(new), Some(Resource::AppDeployment(old))) =
+                (&d.resource, self.get("AppDeployment", d.resource.name()))
+            {
+                if old.spec.version.is_some() && old.spec != new.spec {
+                    problems.push(located_problem(
+                        d,
+                        format!(
+                            "AppDeployment/{} has version {} and is immutable; publish a new deployment instead",
+                            old.metadata.name,
+                            old.spec.version.as_deref().unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(StoreError::Invalid(LoadErrors(problems)));
+        }
+
+        let mut next = self.clone();
+        let mut summary = ChangeSummary::default();
+        let mut batch: Vec<Located> = docs.to_vec();
+        for d in &mut batch {
+            let k = key(&d.resource);
+            // A file that gives no release id keeps the id of an unchanged release.
+            if let (Resource::VirtualEnvironment(ve), Some(Resource::VirtualEnvironment(old))) =
+                (&mut d.resource, self.resources.get(&k))
+            {
+                if let (Some(new), Some(old)) = (&mut ve.spec.release, &old.spec.release) {
+                    if new.id.is_none() && new.apps == old.apps {
+                        new.id.clone_from(&old.id);
+                    }
+                }
+            }
+            match self.resources.get(&k) {
+                None => summary.created.push(d.resource.id()),
+                Some(old) if *old == d.resource => {
+                    summary.unchanged.push(d.resource.id());
+                    continue;
+                }
+                Some(_) => summary.updated.push(d.resource.id()),
+            }
+            if let Resource::VirtualEnvironment(ve) = &mut d.resource {
+                let old = match self.resources.get(&k) {
+                    Some(Resource::VirtualEnvironment(o)) => o.spec.release.clone(),
+                    _ => None,
+                };
+                let old_apps = old.map(|r| r.apps).unwrap_or_default();
+                let new_apps = ve
+                    .spec
+                    .release
+                    .as_ref()
+                    .map(|r| r.apps.clone())
+                    .unwrap_or_default();
+                if old_apps != new_apps {
+                    let id = match ve.spec.release.as_ref().and_then(|r| r.id.clone()) {
+                        Some(id) => id,
+                        None => next.next_release_id(&ve.metadata.name),
+                    };
+                    if let Some(r) = ve.spec.release.as_mut() {
+                        r.id = Some(id.clone());
+                    }
+                    let apps: std::collections::BTreeSet<&String> =
+                        old_apps.keys().chain(new_apps.keys()).collect();
+                    for app in apps {
+                        if old_apps.get(app) != new_apps.get(app) {
+                            let record = next.record(
+                                &id,
+                                &ve.metadata.name,
+                                app,
+                                new_apps.get(app).cloned(),
+                                old_apps.get(app).cloned(),
+                                "apply",
+                                who,
+                            );
+                            summary.releases.push(record);
+                        }
+                    }
+                }
+            }
+        }
+        load::compile(&self.located(&batch), self.settings()).map_err(StoreError::Invalid)?;
+        for d in batch {
+            next.resources.insert(key(&d.resource), d.resource);
+        }
+        if summary.changed() {
+            next.generation += 1;
+        }
+        Ok((next, summary))
+    }
+
+    /// [`Store::apply`] restricted to AppDeployments (`switchyard publish`).
+    pub fn publish(
+        &self,
+        docs: &[Located],
+        who: &str,
+    ) -> Result<(Store, ChangeSummary), StoreError> {
+        let others: Vec<LoadError> = docs
+            .iter()
+            .filter(|d| !matches!(d.resource, Resource::AppDeployment(_)))
+            .map(|d| {
+                located_problem(
+                    d,
+                    format!(
+                        "publish takes AppDeployments only; use apply for {}",
+                        d.resource.id()
+                    ),
+                )
+            })
+            .collect();
+        if !others.is_empty() {
+            return Err(StoreError::Invalid(LoadErrors(others)));
+        }
+        if docs.is_empty() {
+            return Err(StoreError::BadRequest("no AppDeployment to publish".into()));
+        }
+        self.apply(docs, who)
+    }
+
+    /// The store without `kind`/`name`; refused if what remains does not validate
+    /// (e.g. a released deployment).
+    pub fn delete(&self, kind: &str, name: &str) -> Result<(Store, ChangeSummary), StoreError> {
+        let kind = parse_kind(kind).ok_or_else(|| {
+            StoreError::BadRequest(format!(
+                "unknown kind '{kind}'; use Environment, VirtualEnvironment, AppDeployment or Canary"
+            ))
+        })?;
+        let mut next = self.clone();
+        let removed = next
+            .resources
+            .remove(&(kind.to_string(), name.to_string()))
+            .ok_or_else(|| StoreError::NotFound(format!("{kind}/{name}")))?;
+        next.index().map_err(StoreError::Invalid)?;
+        next.generation += 1;
+        Ok((
+            next,
+            ChangeSummary {
+                deleted: vec![removed.id()],
+                ..Default::default()
+            },
+        ))
+    }
+
+    /// Releases `deployment` in `ve`: `ve.spec.release.apps[app] = deployment`
+    /// with a new release id. An Environment with a Stable release policy only
+    /// accepts versioned deployments.
+    pub fn release(
+        &self,
+        deployment: &str,
+        ve: &str,
+        who: &str,
+    ) -> Result<(Store, ChangeSummary), StoreError> {
+        let Some(Resource::AppDeployment(dep)) = self.get("AppDeployment", deployment) else {
+            return Err(StoreError::NotFound(format!("AppDeployment/{deployment}")));
+        };
+        let Some(Resource::VirtualEnvironment(v)) = self.get("VirtualEnvironment", ve) else {
+            return Err(StoreError::NotFound(format!("VirtualEnvironment/{ve}")));
+        };
+        let stable = matches!(
+            self.get("Environment", &v.spec.environment),
+            Some(Resource::Environment(e))
+                if e.spec.release_policy.as_ref().map(|p| p.policy_type) == Some(ReleasePolicyType::Stable)
+        );
+        if stable && dep.spec.version.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "Environment/{} has a Stable release policy: AppDeployment/{deployment} needs a version",
+                v.spec.environment
+            )));
+        }
+        let app = dep.spec.app.clone();
+        let previous = v
+            .spec
+            .release
+            .as_ref()
+            .and_then(|r| r.apps.get(&app).cloned());
+        if previous.as_deref() == Some(deployment) {
+            return Ok((
+                self.clone(),
+                ChangeSummary {
+                    unchanged: vec![format!("VirtualEnvironment/{ve}")],
+                    ..Default::default()
+                },
+            ));
+        }
+        self.set_release(ve, &app, Some(deployment.to_string()), "release", None, who)
+    }
+
+    /// Restores the release before the latest one (of `app`, or of the app last
+    /// released) in `ve`. Repeated rollbacks walk further back.
+    pub fn rollback(
+        &self,
+        ve: &str,
+        app: Option<&str>,
+        who: &str,
+    ) -> Result<(Store, ChangeSummary), StoreError> {
+        if self.get("VirtualEnvironment", ve).is_none() {
+            return Err(StoreError::NotFound(format!("VirtualEnvironment/{ve}")));
+        }
+        let undone: std::collections::BTreeSet<&str> = self
+            .history
+            .iter()
+            .filter_map(|r| r.undoes.as_deref())
+            .collect();
+        let target = self.history.iter().rev().find(|r| {
+            r.virtual_env == ve
+                && r.action != "rollback"
+                && app.is_none_or(|a| r.app == a)
+                && !undone.contains(r.id.as_str())
+        });
+        let Some(target) = target.cloned() else {
+            return Err(StoreError::Conflict(match app {
+                Some(a) => format!("nothing to roll back: no earlier release of app '{a}' in VirtualEnvironment/{ve}"),
+                None => format!("nothing to roll back: no earlier release in VirtualEnvironment/{ve}"),
+            }));
+        };
+        match &target.previous {
+            None => {
+                return Err(StoreError::Conflict(format!(
+                    "nothing to roll back: {} was the first release of app '{}' in VirtualEnvironment/{ve}",
+                    target.id, target.app
+                )))
+            }
+            Some(prev) if self.get("AppDeployment", prev).is_none() => {
+                return Err(StoreError::Conflict(format!(
+                    "cannot roll back to AppDeployment/{prev}: it was deleted"
+                )))
+            }
+            Some(_) => {}
+        }
+        self.set_release(
+            ve,
+            &target.app,
+            target.previous.clone(),
+            "rollback",
+            Some(target.id.clone()),
+            who,
+        )
+    }
+
+    /// A VE's history, oldest first.
+    pub fn history_of(&self, ve: Option<&str>) -> Vec<ReleaseRecord> {
+        self.history
+            .iter()
+            .filter(|r| ve.is_none_or(|v| r.virtual_env == v))
+            .cloned()
+            .collect()
+    }
+
+    fn set_release(
+        &self,
+        ve: &str,
+        app: &str,
+        deployment: Option<String>,
+        action: &str,
+        undoes: Option<String>,
+        who: &str,
+    ) -> Result<(Store, ChangeSummary), StoreError> {
+        let mut next = self.clone();
+        let id = next.next_release_id(ve);
+        let k = ("VirtualEnvironment".to_string(), ve.to_string());
+        let Some(Resource::VirtualEnvironment(v)) = next.resources.get_mut(&k) else {
+            return Err(StoreError::NotFound(format!("VirtualEnvironment/{ve}")));
+        };
+        let release = v.spec.release.get_or_insert_with(Release::default);
+        let previous = match &deployment {
+            Some(d) => release.apps.insert(app.to_string(), d.clone()),
+            None => release.apps.remove(app),
+        };
+        release.id = Some(id.clone());
+        next.index().map_err(StoreError::Invalid)?;
+        let mut record = next.record(&id, ve, app, deployment, previous, action, who);
+        if let Some(u) = undoes {
+            record.undoes = Some(u.clone());
+            if let Some(last) = next.history.last_mut() {
+                last.undoes = Some(u);
+            }
+        }
+        next.generation += 1;
+        Ok((
+            next,
+            ChangeSummary {
+                updated: vec![format!("VirtualEnvironment/{ve}")],
+                releases: vec![record],
+                ..Default::default()
+            },
+        ))
+    }
+
+    /// `VE-rN`, N one more than the VE's history entries.
+    fn next_release_id(&self, ve: &str) -> String {
+        let n = self.history.iter().filter(|r| r.virtual_env == ve).count() + 1;
+        let mut id = format!("{ve}-r{n}");
+        let mut extra = n;
+        while self.history.iter().any(|r| r.id == id) {
+            extra += 1;
+            id = format!("{ve}-r{extra}");
+        }
+        id
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        id: &str,
+        ve: &str,
+        app: &str,
+        deployment: Option<String>,
+        previous: Option<String>,
+        action: &str,
+        who: &str,
+    ) -> ReleaseRecord {
+        let at_unix_ms = now_unix_ms();
+        let r = ReleaseRecord {
+            id: id.to_string(),
+            virtual_env: ve.to_string(),
+            app: app.to_string(),
+            deployment,
+            previous,
+            action: action.to_string(),
+            undoes: None,
+            who: who.to_string(),
+            at: rfc3339(at_unix_ms),
+            at_unix_ms,
+        };
+        self.history.push(r.clone());
+        r
+    }
+}
+
+/// A stored resource as a document, so validation errors about it can still name
+/// a place (`<stored>`, line of the field in its YAML form).
+fn stored_doc(r: &Resource) -> Located {
+    Located {
+        resource: r.clone(),
+        file: PathBuf::from(format!("<stored {}>", r.id())),
+        line: 1,
+        text: serde_saphyr::to_string(r).unwrap_or_default(),
+    }
+}
+
+fn located_problem(d: &Located, reason: String) -> LoadError {
+    LoadError {
+        file: d.file.display().to_string(),
+        line: d.line,
+        column: 1,
+        resource: Some(d.resource.id()),
+        field: None,
+        reason,
+    }
+}
+
+/// Fresh context-signing keys: one key of 32 random bytes from the OS.
+pub fn generate_context_key(kid: &str) -> std::io::Result<ContextKey> {
+    use base64::Engine as _;
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(std::io::Error::other)?;
+    Ok(ContextKey {
+        kid: kid.to_string(),
+        secret: base64::engine::general_purpose::STANDARD.encode(secret),
+    })
+}
+
+// ------------------------------------------------------------------ persistence
+
+/// Why the state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid state file: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} has format {found}; this switchyard reads format {STATE_FORMAT}")]
+    Format { path: PathBuf, found: u32 },
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PersistError {
+    let path = path.to_path_buf();
+    move |source| PersistError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Loads `dir/state.json`; `None` when there is none yet. Leftover temp files of
+/// an interrupted write are removed: they were never renamed into place, so they
+/// never were the state.
+pub fn load_state(dir: &Path) -> Result<Option<Store>, PersistError> {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with(".state.json.tmp") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    let path = dir.join(STATE_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", &path)(e)),
+    };
+    let store: Store = serde_json::from_str(&text).map_err(|source| PersistError::Corrupt {
+        path: path.clone(),
+        source,
+    })?;
+    if store.format != STATE_FORMAT {
+        return Err(PersistError::Format {
+            path,
+            found: store.format,
+        });
+    }
+    Ok(Some(store))
+}
+
+/// Writes `store` to `dir/state.json` atomically: temp file in `dir`, fsync,
+/// rename over the old file, fsync of `dir` (so the rename itself is durable).
+pub fn save_state(dir: &Path, store: &Store) -> Result<(), PersistError> {
+    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(format!(".state.json.tmp-{}", std::process::id()));
+    let text = serde_json::to_vec_pretty(store).map_err(|source| PersistError::Corrupt {
+        path: path.clone(),
+        source,
+    })?;
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(io("write", &tmp)(e));
+    }
+    fs::rename(&tmp, &path).map_err(io("rename into", &path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", dir))?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ time
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time in milliseconds (UTC).
+pub fn rfc3339(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "\
+kind: Environment
+metadata: {name: dev}
+spec:
+  subPath: dev
+  defaultVirtualEnvironment: team-a
+---
+kind: VirtualEnvironment
+metadata: {name: team-a}
+spec:
+  environment: dev
+  release:
+    apps: {web: web-v1}
+---
+kind: AppDeployment
+metadata: {name: web-v1}
+spec:
+  app: web
+  version: v1
+  components:
+    frontend:
+      version: f1
+      endpoints: [\"127.0.0.1:9101\"]
+      routes:
+        - match: {pathPrefix: /hello}
+";
+
+    fn dep(name: &str, version: Option<&str>, port: u16) -> String {
+        let v = version.map_or(String::new(), |v| format!("  version: {v}\n"));
+        format!(
+            "kind: AppDeployment\nmetadata: {{name: {name}}}\nspec:\n  app: web\n{v}  components:\n    frontend:\n      version: f{port}\n      endpoints: [\"127.0.0.1:{port}\"]\n      routes:\n        - match: {{pathPrefix: /hello}}\n"
+        )
+    }
+
+    fn docs(file: &str, text: &str) -> Vec<Located> {
+        load::parse_text(Path::new(file), text).unwrap()
+    }
+
+    fn base() -> Store {
+        Store::new().apply(&docs("base.yaml", BASE), "t").unwrap().0
+    }
+
+    fn released(s: &Store, ve: &str, app: &str) -> Option<String> {
+        match s.get("VirtualEnvironment", ve) {
+            Some(Resource::VirtualEnvironment(v)) => {
+                v.spec.release.as_ref()?.apps.get(app).cloned()
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn apply_creates_and_reports_unchanged() {
+        let s = base();
+        assert_eq!(s.resources.len(), 3);
+        assert_eq!(s.generation, 1);
+        let (s2, sum) = s.apply(&docs("base.yaml", BASE), "t").unwrap();
+        assert_eq!(sum.unchanged.len(), 3);
+        assert!(!sum.changed());
+        assert_eq!(s2.generation, 1);
+    }
+
+    #[test]
+    fn invalid_batch_changes_nothing_and_lists_every_problem() {
+        let s = base();
+        let before = s.clone();
+        let bad = dep("web-v3", Some("v3"), 9103).replace("app: web", "app: web\n  colour: red");
+        let err = load::parse_text(Path::new("bad.yaml"), &bad).unwrap_err();
+        assert!(
+            err.0[0].file == "bad.yaml" && err.0[0].reason.contains("colour"),
+            "{err}"
+        );
+        // the parser stops at the first bad document; the engine lists them all:
+        let two_bad = format!(
+            "{}---\n{}",
+            dep("web-v2", Some("v2"), 9102).replace("/hello", "hello"),
+            dep("web-v3", Some("v3"), 9103).replace("/hello", "hello"),
+        );
+        match s.apply(&docs("two.yaml", &two_bad), "t") {
+            Err(StoreError::Invalid(e)) => {
+                assert_eq!(e.0.len(), 2, "{e}");
+                assert!(e.0[0].line > 1 && e.0[1].line > e.0[0].line, "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn versioned_deployment_is_immutable() {
+        let s = base();
+        let changed = dep("web-v1", Some("v1"), 9999);
+        match s.apply(&docs("c.yaml", &changed), "t") {
+            Err(StoreError::Invalid(e)) => {
+                assert!(e.0[0].reason.contains("immutable"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // unversioned deployments may change
+        let (s, _) = s
+            .publish(&docs("d.yaml", &dep("web-dev", None, 9200)), "t")
+            .unwrap();
+        let (_, sum) = s
+            .publish(&docs("d.yaml", &dep("web-dev", None, 9201)), "t")
+            .unwrap();
+        assert_eq!(sum.updated, vec!["AppDeployment/web-dev"]);
+    }
+
+    #[test]
+    fn publish_takes_deployments_only() {
+        let s = base();
+        assert!(matches!(
+            s.publish(&docs("base.yaml", BASE), "t"),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn release_history_and_rollback() {
+        let s = base();
+        let (s, _) = s
+            .publish(
+                &docs(
+                    "p.yaml",
+                    &format!(
+                        "{}---\n{}",
+                        dep("web-v2", Some("v2"), 9102),
+                        dep("web-v3", Some("v3"), 9103)
+                    ),
+                ),
+                "t",
+            )
+            .unwrap();
+        let (s, sum) = s.release("web-v2", "team-a", "alice").unwrap();
+        let r = &sum.releases[0];
+        assert_eq!(
+            (
+                r.deployment.as_deref(),
+                r.previous.as_deref(),
+                r.who.as_str()
+            ),
+            (Some("web-v2"), Some("web-v1"), "alice")
+        );
+        let (s, _) = s.release("web-v3", "team-a", "bob").unwrap();
+        assert_eq!(released(&s, "team-a", "web").as_deref(), Some("web-v3"));
+        let ids: Vec<_> = s
+            .history_of(Some("team-a"))
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        // the first entry is team-a's creation by apply
+        assert_eq!(ids, ["team-a-r1", "team-a-r2", "team-a-r3"]);
+
+        let (s, sum) = s.rollback("team-a", None, "carol").unwrap();
+        assert_eq!(released(&s, "team-a", "web").as_deref(), Some("web-v2"));
+        assert_eq!(sum.releases[0].undoes.as_deref(), Some("team-a-r3"));
+        let (s, _) = s.rollback("team-a", Some("web"), "carol").unwrap();
+        assert_eq!(released(&s, "team-a", "web").as_deref(), Some("web-v1"));
+        assert!(matches!(
+            s.rollback("team-a", None, "carol"),
+            Err(StoreError::Conflict(_))
+        ));
+        // the VE's release id follows
+        match s.get("VirtualEnvironment", "team-a") {
+            Some(Resource::VirtualEnvironment(v)) => assert_eq!(
+                v.spec.release.as_ref().unwrap().id.as_deref(),
+                Some("team-a-r5")
+            ),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn release_errors() {
+        let s = base();
+        assert!(matches!(
+            s.release("nope", "team-a", "t"),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.release("web-v1", "nope", "t"),
+            Err(StoreError::NotFound(_))
+        ));
+        let (s2, sum) = s.release("web-v1", "team-a", "t").unwrap();
+        assert!(!sum.changed());
+        assert_eq!(s2.generation, s.generation);
+
+        let stable = BASE.replace(
+            "defaultVirtualEnvironment: team-a",
+            "defaultVirtualEnvironment: team-a\n  releasePolicy: {type: Stable}",
+        );
+        let s = Store::new().apply(&docs("b.yaml", &stable), "t").unwrap().0;
+        let (s, _) = s
+            .publish(&docs("d.yaml", &dep("web-dev", None, 9200)), "t")
+            .unwrap();
+        match s.release("web-dev", "team-a", "t") {
+            Err(StoreError::Conflict(m)) => assert!(m.contains("Stable"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn delete_refuses_what_is_still_used() {
+        let s = base();
+        assert!(matches!(
+            s.delete("deployment", "web-v1"),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.delete("deployment", "nope"),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.delete("pod", "x"),
+            Err(StoreError::BadRequest(_))
+        ));
+        let (s, _) = s
+            .publish(&docs("d.yaml", &dep("web-v2", Some("v2"), 9102)), "t")
+            .unwrap();
+        let (s, sum) = s.delete("AppDeployment", "web-v2").unwrap();
+        assert_eq!(sum.deleted, vec!["AppDeployment/web-v2"]);
+        assert!(s.get("AppDeployment", "web-v2").is_none());
+    }
+
+    #[test]
+    fn apply_of_a_changed_release_is_recorded() {
+        let s = base();
+        let (s, _) = s
+            .publish(&docs("d.yaml", &dep("web-v2", Some("v2"), 9102)), "t")
+            .unwrap();
+        let (s, sum) = s
+            .apply(
+                &docs("b.yaml", &BASE.replace("{web: web-v1}", "{web: web-v2}")),
+                "dan",
+            )
+            .unwrap();
+        assert_eq!(sum.releases.len(), 1);
+        assert_eq!(sum.releases[0].action, "apply");
+        let (s, _) = s.rollback("team-a", None, "t").unwrap();
+        assert_eq!(released(&s, "team-a", "web").as_deref(), Some("web-v1"));
+    }
+
+    #[test]
+    fn state_round_trips_and_ignores_interrupted_writes() {
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-state-test-{}-{}",
+            std::process::id(),
+            now_unix_ms()
+        ));
+        assert!(load_state(&dir).unwrap().is_none());
+        let mut s = base();
+        s.context_keys = vec![generate_context_key("k1").unwrap()];
+        save_state(&dir, &s).unwrap();
+        // a crash mid-write: a truncated temp file next to the real one
+        fs::write(dir.join(".state.json.tmp-999"), b"{\"format\": 1, \"gener").unwrap();
+        let loaded = load_state(&dir).unwrap().unwrap();
+        assert_eq!(loaded, s);
+        assert!(!dir.join(".state.json.tmp-999").exists());
+        // a second save replaces the file whole
+        let (s2, _) = s.release("web-v1", "team-a", "t").unwrap();
+        save_state(&dir, &s2).unwrap();
+        assert_eq!(load_state(&dir).unwrap().unwrap(), s2);
+        // a corrupt state file is an error, never an empty state
+        fs::write(dir.join(STATE_FILE), b"{").unwrap();
+        assert!(matches!(
+            load_state(&dir),
+            Err(PersistError::Corrupt { .. })
+        ));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn context_keys_are_random_and_long_enough() {
+        use base64::Engine as _;
+        let a = generate_context_key("k1").unwrap();
+        let b = generate_context_key("k1").unwrap();
+        assert_ne!(a.secret, b.secret);
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&a.secret)
+            .unwrap();
+        assert_eq!(raw.len(), 32);
+        assert!(!format!("{a:?}").contains(&a.secret));
+    }
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
+    }
+}
