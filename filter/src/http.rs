@@ -126,7 +126,7 @@ impl HttpContext for RequestContext {
                 if let Err(e) = self.apply(&index, &decision) {
                     log::warn!("switchyard: {e}");
                 }
-                self.metrics.routed();
+                self.metrics.routed(&decision);
                 if index.settings().response_headers || decision.set_cookie.is_some() {
                     self.response = Some(ResponseHeaders {
                         deployment: decision.deployment.to_string(),

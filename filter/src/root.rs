@@ -41,6 +41,7 @@ impl RootContext for SwitchyardRoot {
                     index.clusters().len()
                 );
                 self.index = Some(Rc::new(index));
+                self.metrics.new_index();
                 true
             }
             Err(e) => {

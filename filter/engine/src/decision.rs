@@ -39,6 +39,8 @@ pub struct Decision<'i, 'r> {
     pub virtual_env: &'i str,
     pub app: &'i str,
     pub deployment: &'i str,
+    /// The deployment's position in the index: a cheap key for per-deployment stats.
+    pub deployment_id: usize,
     pub component: &'i str,
     pub component_version: &'i str,
     /// The Envoy cluster, written into the cluster-selection header.

@@ -49,11 +49,11 @@ impl Index {
                 format!("{what} is not part of deployment '{}'", ctx.deployment),
             )
         };
-        let dep = self
+        let dep_idx = *self
             .dep_by_name
             .get(&ctx.deployment)
-            .map(|&d| &self.deployments[d])
             .ok_or_else(|| not_in("the deployment"))?;
+        let dep = &self.deployments[dep_idx];
         if dep.app != ctx.app {
             return Err(RouteError::new(
                 ErrorCode::InvalidContext,
@@ -140,6 +140,7 @@ impl Index {
             virtual_env: &ve.name,
             app: &dep.app,
             deployment: &dep.name,
+            deployment_id: dep_idx,
             component: &target.name,
             component_version: &target.version,
             cluster: &self.clusters[cluster].name,

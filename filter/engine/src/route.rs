@@ -203,6 +203,7 @@ impl Index {
             virtual_env: &ve.name,
             app: &dep.app,
             deployment: &dep.name,
+            deployment_id: dep_idx,
             component: &comp.name,
             component_version: &comp.version,
             cluster: &self.clusters[cluster].name,
