@@ -1,0 +1,756 @@
+//! Resources → one xDS [`Snapshot`]: what `switchyard serve` pushes to Envoys.
+//!
+//! The resources are compiled by the filter's own engine first (genesis mode,
+//! and internal mode when an internal listener is wanted), so a set the filter
+//! would reject is an error here and is never served. From the compiled
+//! [`Index`] the builder makes, all stamped with one version:
+//! - CDS: one cluster per distilled [`ClusterSpec`] (EDS when every endpoint is
+//!   an IP, otherwise STRICT_DNS with the endpoints inline), with the LB policy
+//!   of DESIGN.md "Configuration delivery";
+//! - EDS: a `ClusterLoadAssignment` per EDS cluster;
+//! - ECDS: the Wasm filter (`switchyard`, and `switchyard-internal`) with the
+//!   plugin configuration (settings + resources) as its configuration;
+//! - LDS: `switchyard_genesis` (and `switchyard_internal`), an HCM that loads
+//!   the filter by ECDS and its routes by RDS;
+//! - RDS: one catch-all route taking the cluster from the filter's selection
+//!   header and hashing on its hash-key header.
+//!
+//! Only this module and `xds` know protobuf; nothing here does I/O.
+
+use std::collections::BTreeSet;
+
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    address, async_data_source, config_source, data_source, socket_address, Address,
+    AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource,
+    ExtensionConfigSource, SocketAddress, TypedExtensionConfig,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::route::v3::{
+    route, route_action, route_match, Route, RouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::envoy::extensions::wasm::v3::{
+    plugin_config, FailurePolicy, PluginConfig as WasmPluginConfig, VmConfig,
+};
+use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration, StringValue, UInt32Value};
+use switchyard_engine::context::ContextKey;
+use switchyard_engine::validate::split_endpoint;
+use switchyard_engine::{
+    ClusterSpec, ConfigError, Index, LbPolicy, Mode, PluginConfig, Resource, Settings,
+};
+
+use crate::xds::{to_any, References, ResourceType, Snapshot};
+
+/// The HTTP filter (and ECDS resource) routing genesis traffic.
+pub const GENESIS_FILTER: &str = "switchyard";
+/// The HTTP filter (and ECDS resource) checking component-to-component calls.
+pub const INTERNAL_FILTER: &str = "switchyard-internal";
+/// The genesis listener and its route configuration.
+pub const GENESIS_LISTENER: &str = "switchyard_genesis";
+/// The internal listener and its route configuration.
+pub const INTERNAL_LISTENER: &str = "switchyard_internal";
+/// The Wasm VM both filters share (one VM, one root context per filter).
+pub const VM_ID: &str = "switchyard";
+const WASM_RUNTIME: &str = "envoy.wasm.runtime.v8";
+const ROUTER: &str = "envoy.filters.http.router";
+const HCM: &str = "envoy.filters.network.http_connection_manager";
+
+/// What the snapshot needs besides the resources.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Path of `switchyard_filter.wasm` on the Envoy host.
+    pub wasm_path: String,
+    /// Address of the genesis listener.
+    pub genesis_listen: (String, u16),
+    /// Address of the internal listener, if component-to-component calls go
+    /// through Envoy (needs `context_keys`).
+    pub internal_listen: Option<(String, u16)>,
+    /// Keys signing and verifying `kf-context`.
+    pub context_keys: Vec<ContextKey>,
+}
+
+/// Why no snapshot was built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The filter's engine rejects the resources (genesis mode).
+    #[error("the resources are invalid: {0}")]
+    Invalid(#[source] ConfigError),
+    /// The filter's engine rejects the internal-mode configuration.
+    #[error("the internal listener's configuration is invalid: {0}")]
+    InvalidInternal(#[source] ConfigError),
+    /// The plugin configuration could not be written as JSON.
+    #[error("cannot encode the plugin configuration: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Compiles `resources` with the engine and builds the snapshot every Envoy
+/// gets, with `version` on every resource type. Also returns the references
+/// the cache checks and the compiled index (for status and `explain`).
+pub fn build_snapshot(
+    resources: &[Resource],
+    opts: &BuildOptions,
+    version: &str,
+) -> Result<(Snapshot, References, Index), BuildError> {
+    let genesis = plugin_config(resources, opts, Mode::Genesis);
+    let index = Index::compile(&genesis).map_err(BuildError::Invalid)?;
+    let settings = index.settings().clone();
+
+    let mut filters = vec![(GENESIS_FILTER, serde_json::to_string(&genesis)?)];
+    let mut listeners = vec![(GENESIS_LISTENER, GENESIS_FILTER, &opts.genesis_listen)];
+    if let Some(listen) = &opts.internal_listen {
+        let internal = plugin_config(resources, opts, Mode::Internal);
+        Index::compile(&internal).map_err(BuildError::InvalidInternal)?;
+        filters.push((INTERNAL_FILTER, serde_json::to_string(&internal)?));
+        listeners.push((INTERNAL_LISTENER, INTERNAL_FILTER, listen));
+    }
+
+    let mut refs = References::default();
+    let mut clusters = Vec::new();
+    let mut assignments = Vec::new();
+    for spec in index.clusters() {
+        refs.clusters.insert(spec.name.clone());
+        let c = cluster(spec);
+        if is_eds(spec) {
+            refs.eds_clusters.insert(spec.name.clone());
+            assignments.push((spec.name.clone(), to_any(&load_assignment(spec))));
+        }
+        clusters.push((spec.name.clone(), to_any(&c)));
+    }
+    let extension_configs: Vec<(String, Any)> = filters
+        .iter()
+        .map(|(name, json)| (name.to_string(), to_any(&wasm_extension(name, opts, json))))
+        .collect();
+    refs.extension_configs = filters.iter().map(|(n, _)| n.to_string()).collect();
+    let listener_resources: Vec<(String, Any)> = listeners
+        .iter()
+        .map(|(name, filter, listen)| (name.to_string(), to_any(&listener(name, filter, listen))))
+        .collect();
+    let route_resources: Vec<(String, Any)> = listeners
+        .iter()
+        .map(|(name, _, _)| (name.to_string(), to_any(&route_config(name, &settings))))
+        .collect();
+    refs.routes = listeners
+        .iter()
+        .map(|(n, _, _)| n.to_string())
+        .collect::<BTreeSet<_>>();
+
+    let snapshot = Snapshot::new()
+        .with(ResourceType::Cluster, version, clusters)
+        .with(ResourceType::Endpoint, version, assignments)
+        .with(ResourceType::ExtensionConfig, version, extension_configs)
+        .with(ResourceType::Listener, version, listener_resources)
+        .with(ResourceType::Route, version, route_resources);
+    Ok((snapshot, refs, index))
+}
+
+fn plugin_config(resources: &[Resource], opts: &BuildOptions, mode: Mode) -> PluginConfig {
+    PluginConfig {
+        settings: Settings {
+            mode,
+            context_keys: opts.context_keys.clone(),
+            ..Settings::default()
+        },
+        resources: resources.to_vec(),
+    }
+}
+
+fn ads() -> ConfigSource {
+    ConfigSource {
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        resource_api_version: ApiVersion::V3 as i32,
+        ..Default::default()
+    }
+}
+
+fn socket(host: &str, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: host.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
+            ..Default::default()
+        })),
+    }
+}
+
+fn seconds(seconds: i64) -> PbDuration {
+    PbDuration { seconds, nanos: 0 }
+}
+
+/// EDS needs IP endpoints; DNS names are resolved by a STRICT_DNS cluster.
+fn is_eds(spec: &ClusterSpec) -> bool {
+    spec.endpoints
+        .iter()
+        .all(|e| split_endpoint(e).0.parse::<std::net::IpAddr>().is_ok())
+}
+
+/// The endpoints of a distilled cluster.
+pub fn load_assignment(spec: &ClusterSpec) -> ClusterLoadAssignment {
+    let lb_endpoints = spec
+        .endpoints
+        .iter()
+        .map(|e| {
+            let (host, port) = split_endpoint(e);
+            LbEndpoint {
+                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                    address: Some(socket(host, port)),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ClusterLoadAssignment {
+        cluster_name: spec.name.clone(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The Envoy cluster of a distilled upstream: its LB policy, and EDS via ADS
+/// (or STRICT_DNS with inline endpoints when an endpoint is a DNS name).
+pub fn cluster(spec: &ClusterSpec) -> Cluster {
+    let lb_policy = match spec.policy {
+        LbPolicy::RoundRobin => cluster::LbPolicy::RoundRobin,
+        LbPolicy::LeastConnection => cluster::LbPolicy::LeastRequest,
+        LbPolicy::Hash { .. } => cluster::LbPolicy::Maglev,
+    };
+    let common_lb_config = match spec.policy {
+        LbPolicy::Hash { balance_factor, .. } if balance_factor > 0 => {
+            Some(cluster::CommonLbConfig {
+                consistent_hashing_lb_config: Some(
+                    cluster::common_lb_config::ConsistentHashingLbConfig {
+                        hash_balance_factor: Some(UInt32Value {
+                            value: balance_factor,
+                        }),
+                        ..Default::default()
+                    },
+                ),
+                ..Default::default()
+            })
+        }
+        _ => None,
+    };
+    let mut c = Cluster {
+        name: spec.name.clone(),
+        connect_timeout: Some(seconds(1)),
+        lb_policy: lb_policy as i32,
+        common_lb_config,
+        ..Default::default()
+    };
+    if is_eds(spec) {
+        c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        ));
+        c.eds_cluster_config = Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: String::new(),
+        });
+    } else {
+        c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::StrictDns as i32,
+        ));
+        c.load_assignment = Some(load_assignment(spec));
+    }
+    c
+}
+
+/// The ECDS resource of one filter: the Wasm filter with its plugin
+/// configuration (JSON) as a `StringValue`.
+pub fn wasm_extension(
+    name: &str,
+    opts: &BuildOptions,
+    plugin_config: &str,
+) -> TypedExtensionConfig {
+    let wasm = Wasm {
+        config: Some(WasmPluginConfig {
+            name: name.to_string(),
+            root_id: name.to_string(),
+            configuration: Some(to_any(&StringValue {
+                value: plugin_config.to_string(),
+            })),
+            failure_policy: FailurePolicy::FailReload as i32,
+            vm: Some(plugin_config::Vm::VmConfig(VmConfig {
+                vm_id: VM_ID.to_string(),
+                runtime: WASM_RUNTIME.to_string(),
+                code: Some(AsyncDataSource {
+                    specifier: Some(async_data_source::Specifier::Local(DataSource {
+                        specifier: Some(data_source::Specifier::Filename(opts.wasm_path.clone())),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+    };
+    TypedExtensionConfig {
+        name: name.to_string(),
+        typed_config: Some(to_any(&wasm)),
+    }
+}
+
+/// A listener whose HCM loads `filter` by ECDS and route config `name` by RDS.
+pub fn listener(name: &str, filter: &str, listen: &(String, u16)) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.to_string(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: name.to_string(),
+        })),
+        http_filters: vec![
+            HttpFilter {
+                name: filter.to_string(),
+                config_type: Some(http_filter::ConfigType::ConfigDiscovery(
+                    ExtensionConfigSource {
+                        config_source: Some(ads()),
+                        type_urls: vec![<Wasm as prost::Name>::type_url()],
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: ROUTER.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
+                    &Router::default(),
+                ))),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    Listener {
+        name: name.to_string(),
+        address: Some(socket(&listen.0, listen.1)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: HCM.to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(to_any(&hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// One catch-all route: the cluster comes from the filter's selection header,
+/// the hash from its hash-key header; neither header reaches the upstream.
+pub fn route_config(name: &str, settings: &Settings) -> RouteConfiguration {
+    let action = RouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::ClusterHeader(
+            settings.cluster_header.clone(),
+        )),
+        hash_policy: vec![route_action::HashPolicy {
+            policy_specifier: Some(route_action::hash_policy::PolicySpecifier::Header(
+                route_action::hash_policy::Header {
+                    header_name: settings.hash_key_header.clone(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }],
+        timeout: Some(seconds(30)),
+        ..Default::default()
+    };
+    RouteConfiguration {
+        name: name.to_string(),
+        virtual_hosts: vec![VirtualHost {
+            name: "switchyard".to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![Route {
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
+                    ..Default::default()
+                }),
+                request_headers_to_remove: vec![
+                    settings.cluster_header.clone(),
+                    settings.hash_key_header.clone(),
+                ],
+                action: Some(route::Action::Route(action)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+    use prost::Message;
+    use serde_json::{json, Value};
+
+    fn deployment(name: &str, front: &str, backend_endpoints: Value) -> Value {
+        json!({"kind": "AppDeployment", "metadata": {"name": name},
+        "spec": {"app": "hello-world", "version": name, "components": {
+            "frontend": {"version": front, "endpoints": ["127.0.0.1:9101"],
+                         "routes": [{"match": {"pathPrefix": "/hello"}}],
+                         "dependencies": ["backend", "worker"]},
+            "backend": {"version": "b1", "endpoints": backend_endpoints,
+                        "routes": [{"match": {"pathPrefix": "/hello/backend"}}],
+                        "options": {"loadbalancing": "hash", "hash_header": "tenant-id",
+                                    "hash_balance": 1.25}},
+            "worker": {"version": "w1", "endpoints": ["worker.internal:8080"],
+                       "routes": [{"match": {"pathPrefix": "/work"}}],
+                       "options": {"loadbalancing": "least-connection"}}
+        }}})
+    }
+
+    fn resources(extra: Vec<Value>) -> Vec<Resource> {
+        let mut all = vec![
+            json!({"kind": "Environment", "metadata": {"name": "dev"},
+                   "spec": {"subPath": "dev", "defaultVirtualEnvironment": "team-a"}}),
+            json!({"kind": "VirtualEnvironment", "metadata": {"name": "team-a"},
+                   "spec": {"environment": "dev",
+                            "release": {"apps": {"hello-world": "hello-world-v1"}}}}),
+            deployment(
+                "hello-world-v1",
+                "f1",
+                json!(["127.0.0.1:9201", "127.0.0.1:9202"]),
+            ),
+            deployment(
+                "hello-world-v2",
+                "f1",
+                json!(["127.0.0.1:9201", "127.0.0.1:9202"]),
+            ),
+        ];
+        all.extend(extra);
+        all.into_iter()
+            .map(|v| serde_json::from_value(v).unwrap())
+            .collect()
+    }
+
+    fn key() -> ContextKey {
+        ContextKey {
+            kid: "k1".into(),
+            // base64 of 32 bytes
+            secret: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+        }
+    }
+
+    fn opts(internal: bool) -> BuildOptions {
+        BuildOptions {
+            wasm_path: "/opt/switchyard_filter.wasm".into(),
+            genesis_listen: ("0.0.0.0".into(), 10000),
+            internal_listen: internal.then(|| ("127.0.0.1".into(), 10001)),
+            context_keys: if internal { vec![key()] } else { vec![] },
+        }
+    }
+
+    fn decode<M: Message + Default>(snapshot: &Snapshot, kind: ResourceType, name: &str) -> M {
+        let any = &snapshot.resources(kind).items[name];
+        assert_eq!(any.type_url, kind.type_url());
+        M::decode(any.value.as_slice()).unwrap()
+    }
+
+    fn names(snapshot: &Snapshot, kind: ResourceType) -> Vec<String> {
+        snapshot.resources(kind).items.keys().cloned().collect()
+    }
+
+    const FRONT: &str = "hello-world/frontend/f1/round-robin";
+    const HASH: &str = "hello-world/backend/b1/hash-tenant-id-125";
+    const TWIN: &str = "hello-world/backend/b1/round-robin";
+    const WORKER: &str = "hello-world/worker/w1/least-connection";
+
+    #[test]
+    fn deployments_sharing_versions_share_clusters() {
+        let (snapshot, refs, index) =
+            build_snapshot(&resources(vec![]), &opts(false), "7").unwrap();
+        // Two deployments, identical component versions: one cluster each.
+        assert_eq!(
+            names(&snapshot, ResourceType::Cluster),
+            [HASH, TWIN, FRONT, WORKER]
+        );
+        assert_eq!(index.clusters().len(), 4);
+        // The worker has a DNS endpoint: STRICT_DNS, no EDS.
+        assert_eq!(
+            names(&snapshot, ResourceType::Endpoint),
+            [HASH, TWIN, FRONT]
+        );
+        assert_eq!(
+            refs.eds_clusters,
+            [HASH, TWIN, FRONT].map(String::from).into()
+        );
+        assert_eq!(refs.clusters.len(), 4);
+        assert_eq!(snapshot.check(&refs), Ok(()));
+        for kind in ResourceType::PUSH_ORDER {
+            assert_eq!(snapshot.version(kind), "7");
+        }
+
+        let with_new_front = resources(vec![deployment(
+            "hello-world-v3",
+            "f3",
+            json!(["127.0.0.1:9201", "127.0.0.1:9202"]),
+        )]);
+        let (snapshot, _, _) = build_snapshot(&with_new_front, &opts(false), "8").unwrap();
+        assert_eq!(snapshot.resources(ResourceType::Cluster).items.len(), 5);
+        assert!(snapshot
+            .resources(ResourceType::Cluster)
+            .items
+            .contains_key("hello-world/frontend/f3/round-robin"));
+    }
+
+    #[test]
+    fn lb_policies_map_to_envoy_with_balance_factor() {
+        let (snapshot, _, _) = build_snapshot(&resources(vec![]), &opts(false), "1").unwrap();
+        let hash: Cluster = decode(&snapshot, ResourceType::Cluster, HASH);
+        assert_eq!(hash.lb_policy, cluster::LbPolicy::Maglev as i32);
+        let factor = hash
+            .common_lb_config
+            .and_then(|c| c.consistent_hashing_lb_config)
+            .and_then(|c| c.hash_balance_factor)
+            .map(|f| f.value);
+        assert_eq!(factor, Some(125));
+        assert_eq!(hash.connect_timeout, Some(seconds(1)));
+        assert_eq!(
+            hash.cluster_discovery_type,
+            Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Eds as i32
+            ))
+        );
+        assert_eq!(
+            hash.eds_cluster_config.and_then(|e| e.eds_config),
+            Some(ads())
+        );
+
+        // The twin for requests without the hash header is plain round-robin.
+        let twin: Cluster = decode(&snapshot, ResourceType::Cluster, TWIN);
+        assert_eq!(twin.lb_policy, cluster::LbPolicy::RoundRobin as i32);
+        assert_eq!(twin.common_lb_config, None);
+        let front: Cluster = decode(&snapshot, ResourceType::Cluster, FRONT);
+        assert_eq!(front.lb_policy, cluster::LbPolicy::RoundRobin as i32);
+
+        let worker: Cluster = decode(&snapshot, ResourceType::Cluster, WORKER);
+        assert_eq!(worker.lb_policy, cluster::LbPolicy::LeastRequest as i32);
+        assert_eq!(
+            worker.cluster_discovery_type,
+            Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::StrictDns as i32
+            ))
+        );
+        assert_eq!(worker.eds_cluster_config, None);
+        let inline = worker.load_assignment.unwrap();
+        assert_eq!(inline.cluster_name, WORKER);
+        assert_eq!(inline.endpoints[0].lb_endpoints.len(), 1);
+
+        let cla: ClusterLoadAssignment = decode(&snapshot, ResourceType::Endpoint, HASH);
+        assert_eq!(cla.cluster_name, HASH);
+        let ports: Vec<u32> = cla.endpoints[0]
+            .lb_endpoints
+            .iter()
+            .filter_map(|e| match &e.host_identifier {
+                Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                    address:
+                        Some(Address {
+                            address: Some(address::Address::SocketAddress(s)),
+                        }),
+                    ..
+                })) => match s.port_specifier {
+                    Some(socket_address::PortSpecifier::PortValue(p)) => Some(p),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ports, [9201, 9202]);
+    }
+
+    #[test]
+    fn balance_factor_zero_means_no_consistent_hashing_config() {
+        let spec = ClusterSpec {
+            name: "a/b/v/hash-h-0".into(),
+            app: "a".into(),
+            component: "b".into(),
+            version: "v".into(),
+            endpoints: vec!["10.0.0.1:80".into()],
+            policy: LbPolicy::Hash {
+                header: "h".into(),
+                balance_factor: 0,
+            },
+        };
+        let c = cluster(&spec);
+        assert_eq!(c.lb_policy, cluster::LbPolicy::Maglev as i32);
+        assert_eq!(c.common_lb_config, None);
+    }
+
+    #[test]
+    fn invalid_resources_are_an_error() {
+        let bad = resources(vec![json!({"kind": "VirtualEnvironment",
+            "metadata": {"name": "lost"}, "spec": {"environment": "nowhere"}})]);
+        let err = build_snapshot(&bad, &opts(false), "1").unwrap_err();
+        assert!(matches!(err, BuildError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains("nowhere"), "{err}");
+
+        // An internal listener needs context keys to verify kf-context.
+        let mut no_keys = opts(true);
+        no_keys.context_keys.clear();
+        let err = build_snapshot(&resources(vec![]), &no_keys, "1").unwrap_err();
+        assert!(matches!(err, BuildError::InvalidInternal(_)), "{err}");
+        assert!(err.to_string().contains("contextKeys"), "{err}");
+    }
+
+    fn wasm_of(snapshot: &Snapshot, name: &str) -> (WasmPluginConfig, PluginConfig) {
+        let ext: TypedExtensionConfig = decode(snapshot, ResourceType::ExtensionConfig, name);
+        assert_eq!(ext.name, name);
+        let any = ext.typed_config.unwrap();
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+        );
+        let config = Wasm::decode(any.value.as_slice()).unwrap().config.unwrap();
+        let value = config.configuration.clone().unwrap();
+        assert_eq!(
+            value.type_url,
+            "type.googleapis.com/google.protobuf.StringValue"
+        );
+        let json = StringValue::decode(value.value.as_slice()).unwrap().value;
+        (config, serde_json::from_str(&json).unwrap())
+    }
+
+    #[test]
+    fn ecds_delivers_the_wasm_filter_per_listener() {
+        let (snapshot, refs, _) = build_snapshot(&resources(vec![]), &opts(false), "1").unwrap();
+        assert_eq!(
+            names(&snapshot, ResourceType::ExtensionConfig),
+            [GENESIS_FILTER]
+        );
+        assert_eq!(names(&snapshot, ResourceType::Listener), [GENESIS_LISTENER]);
+        assert_eq!(refs.extension_configs, [GENESIS_FILTER.to_string()].into());
+
+        let (snapshot, refs, _) = build_snapshot(&resources(vec![]), &opts(true), "1").unwrap();
+        assert_eq!(
+            names(&snapshot, ResourceType::ExtensionConfig),
+            [GENESIS_FILTER, INTERNAL_FILTER]
+        );
+        assert_eq!(
+            names(&snapshot, ResourceType::Listener),
+            [GENESIS_LISTENER, INTERNAL_LISTENER]
+        );
+        assert_eq!(
+            names(&snapshot, ResourceType::Route),
+            [GENESIS_LISTENER, INTERNAL_LISTENER]
+        );
+        assert_eq!(refs.routes.len(), 2);
+        assert_eq!(snapshot.check(&refs), Ok(()));
+
+        for (name, mode) in [
+            (GENESIS_FILTER, Mode::Genesis),
+            (INTERNAL_FILTER, Mode::Internal),
+        ] {
+            let (config, plugin) = wasm_of(&snapshot, name);
+            assert_eq!(config.root_id, name);
+            assert_eq!(config.failure_policy, FailurePolicy::FailReload as i32);
+            let Some(plugin_config::Vm::VmConfig(vm)) = config.vm else {
+                panic!("no vm_config")
+            };
+            assert_eq!(vm.vm_id, VM_ID);
+            assert_eq!(vm.runtime, "envoy.wasm.runtime.v8");
+            let code = vm.code.and_then(|c| c.specifier);
+            assert_eq!(
+                code,
+                Some(async_data_source::Specifier::Local(DataSource {
+                    specifier: Some(data_source::Specifier::Filename(
+                        "/opt/switchyard_filter.wasm".into()
+                    )),
+                    ..Default::default()
+                }))
+            );
+            assert_eq!(plugin.settings.mode, mode);
+            assert_eq!(plugin.settings.context_keys, vec![key()]);
+            assert_eq!(plugin.resources, resources(vec![]));
+            // What is served compiles in the filter.
+            assert!(Index::compile(&plugin).is_ok());
+        }
+    }
+
+    #[test]
+    fn listeners_load_filter_by_ecds_and_routes_by_rds() {
+        let (snapshot, _, _) = build_snapshot(&resources(vec![]), &opts(true), "1").unwrap();
+        for (name, filter_name, port) in [
+            (GENESIS_LISTENER, GENESIS_FILTER, 10000),
+            (INTERNAL_LISTENER, INTERNAL_FILTER, 10001),
+        ] {
+            let l: Listener = decode(&snapshot, ResourceType::Listener, name);
+            assert_eq!(
+                l.address,
+                Some(socket(
+                    if port == 10000 {
+                        "0.0.0.0"
+                    } else {
+                        "127.0.0.1"
+                    },
+                    port
+                ))
+            );
+            let Some(filter::ConfigType::TypedConfig(any)) =
+                l.filter_chains[0].filters[0].config_type.clone()
+            else {
+                panic!("no HCM")
+            };
+            let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+            assert_eq!(hcm.stat_prefix, name);
+            assert_eq!(
+                hcm.route_specifier,
+                Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+                    config_source: Some(ads()),
+                    route_config_name: name.into(),
+                }))
+            );
+            let filters: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+            assert_eq!(filters, [filter_name, ROUTER]);
+            let Some(http_filter::ConfigType::ConfigDiscovery(ecds)) =
+                hcm.http_filters[0].config_type.clone()
+            else {
+                panic!("filter not by ECDS")
+            };
+            assert_eq!(ecds.config_source, Some(ads()));
+            assert_eq!(
+                ecds.type_urls,
+                ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
+            );
+
+            let rc: RouteConfiguration = decode(&snapshot, ResourceType::Route, name);
+            let route = &rc.virtual_hosts[0].routes[0];
+            assert_eq!(rc.virtual_hosts[0].domains, ["*"]);
+            assert_eq!(
+                route.request_headers_to_remove,
+                ["x-switchyard-cluster", "x-switchyard-hash-key"]
+            );
+            let Some(route::Action::Route(action)) = &route.action else {
+                panic!("not a route action")
+            };
+            assert_eq!(
+                action.cluster_specifier,
+                Some(route_action::ClusterSpecifier::ClusterHeader(
+                    "x-switchyard-cluster".into()
+                ))
+            );
+            assert_eq!(action.timeout, Some(seconds(30)));
+            assert_eq!(
+                action.hash_policy[0].policy_specifier,
+                Some(route_action::hash_policy::PolicySpecifier::Header(
+                    route_action::hash_policy::Header {
+                        header_name: "x-switchyard-hash-key".into(),
+                        regex_rewrite: None,
+                    }
+                ))
+            );
+        }
+    }
+}
