@@ -6,5 +6,6 @@
 pub mod explain;
 pub mod load;
 pub mod render;
+pub mod snapshot_builder;
 pub mod state;
 pub mod xds;
