@@ -4,8 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use switchyard::client::{Client, ClientError};
 use switchyard::load::{self, LoadErrors};
 use switchyard::render::{render_envoy, RenderOptions};
+use switchyard::serve::ServeOptions;
+use switchyard::snapshot_builder::BuildOptions;
 use switchyard_engine::{PluginConfig, Request, Settings};
 
 #[derive(Parser)]
@@ -18,6 +22,12 @@ struct Cli {
     /// Output format for results.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
+    /// The control plane's HTTP API (commands that talk to `switchyard serve`).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:18001")]
+    server: String,
+    /// Who makes the change, for the release history (default: $USER).
+    #[arg(long, global = true)]
+    who: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,16 +41,80 @@ enum Output {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the control plane: ADS for Envoys and the HTTP API for this CLI.
+    ///
+    /// On first start the --config resources are the state; with --state DIR the
+    /// state (resources, releases, history, context keys) is saved there after
+    /// every change, and on later starts the saved state wins over --config.
+    Serve {
+        /// Resource file or directory (first start only when --state has a state).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Directory of the persisted state (state.json); none: in memory only.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:18000")]
+        xds_addr: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:18001")]
+        api_addr: std::net::SocketAddr,
+        /// Path of switchyard_filter.wasm as Envoy will see it.
+        #[arg(
+            long,
+            default_value = "target/wasm32-wasip1/release/switchyard_filter.wasm"
+        )]
+        wasm: String,
+        /// Address of Envoy's genesis listener.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Address of Envoy's internal listener (component-to-component calls).
+        #[arg(long)]
+        internal_listen: Option<String>,
+    },
+    /// Create or replace resources (a file or directory, validated as one batch).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Delete a resource: KIND is Environment (env), VirtualEnvironment (ve),
+    /// AppDeployment (deployment) or Canary.
+    Delete { kind: String, name: String },
+    /// Publish AppDeployments (immutable once they have a version).
+    Publish {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Make DEPLOYMENT the release of its app in a virtual environment.
+    Release {
+        deployment: String,
+        #[arg(long = "virtual-env")]
+        virtual_env: String,
+    },
+    /// Restore the release before the latest one.
+    Rollback {
+        #[arg(long = "virtual-env")]
+        virtual_env: String,
+        /// The app to roll back (default: the one released last).
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Releases, canaries and connected Envoys with what each ACKed or NACKed.
+    Status,
+    /// Release history (of one virtual environment, or all).
+    History {
+        #[arg(long = "virtual-env")]
+        virtual_env: Option<String>,
+    },
     /// Check resource files; prints every problem with file, line, field and reason.
     Validate {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
-    /// Route a described request with the real engine and show the decision.
+    /// Route a described request with the real engine and show the decision
+    /// (against --config files, or the server's resources without --config).
     Explain {
-        /// Resource file or directory.
+        /// Resource file or directory; without it, ask the server.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// The request path, query included, e.g. '/dev/hello?kf-ve=joe'.
         path: String,
         #[arg(long, short = 'X', default_value = "GET")]
@@ -118,7 +192,108 @@ fn addr(s: &str) -> anyhow::Result<(String, u16)> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let output = cli.output;
+    let client = || Client::new(&cli.server);
+    let who = || {
+        cli.who
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into())
+    };
     match cli.command {
+        Command::Serve {
+            config,
+            state,
+            xds_addr,
+            api_addr,
+            wasm,
+            listen,
+            internal_listen,
+        } => {
+            let opts = ServeOptions {
+                config,
+                state_dir: state,
+                xds_addr,
+                api_addr,
+                build: BuildOptions {
+                    wasm_path: wasm,
+                    genesis_listen: addr(&listen)?,
+                    internal_listen: internal_listen.as_deref().map(addr).transpose()?,
+                    context_keys: Vec::new(),
+                },
+            };
+            serve(opts)
+        }
+        Command::Apply { file } => {
+            let body = files_body(&file, &who())?;
+            call(output, client().post("/v1/apply", &body), human_change)
+        }
+        Command::Publish { file } => {
+            let body = files_body(&file, &who())?;
+            call(output, client().post("/v1/publish", &body), human_change)
+        }
+        Command::Delete { kind, name } => call(
+            output,
+            client().post("/v1/delete", &json!({"kind": kind, "name": name})),
+            human_change,
+        ),
+        Command::Release {
+            deployment,
+            virtual_env,
+        } => call(
+            output,
+            client().post(
+                "/v1/release",
+                &json!({"deployment": deployment, "virtualEnv": virtual_env, "who": who()}),
+            ),
+            human_change,
+        ),
+        Command::Rollback { virtual_env, app } => call(
+            output,
+            client().post(
+                "/v1/rollback",
+                &json!({"virtualEnv": virtual_env, "app": app, "who": who()}),
+            ),
+            human_change,
+        ),
+        Command::Status => call(output, client().get("/v1/status", &[]), human_status),
+        Command::History { virtual_env } => {
+            let query: Vec<(&str, &str)> = virtual_env
+                .as_deref()
+                .map(|v| vec![("virtualEnv", v)])
+                .unwrap_or_default();
+            call(output, client().get("/v1/history", &query), human_history)
+        }
+        Command::Explain {
+            config: None,
+            path,
+            method,
+            headers,
+            source,
+        } => {
+            let headers: Vec<(String, String)> = headers
+                .iter()
+                .filter_map(|h| h.split_once(':'))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .collect();
+            let body =
+                json!({"path": path, "method": method, "headers": headers, "source": source});
+            match client().post("/v1/explain", &body) {
+                Ok(mut v) => {
+                    let human = v["human"].as_str().unwrap_or_default().to_string();
+                    if let Some(m) = v.as_object_mut() {
+                        m.remove("human");
+                    }
+                    print(output, &v, || human);
+                    Ok(if v["routed"] == json!(true) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(2)
+                    })
+                }
+                Err(e) => Ok(api_error(output, &e)),
+            }
+        }
         Command::Validate { file } => {
             let docs = match load::load_path(&file) {
                 Ok(d) => d,
@@ -140,7 +315,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Explain {
-            config,
+            config: Some(config),
             path,
             method,
             headers,
@@ -209,4 +384,279 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs `switchyard serve` until SIGINT or SIGTERM.
+fn serve(opts: ServeOptions) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        };
+        switchyard::serve::run(opts, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `{files: [{filename, text}], who}` for a file or every resource file of a directory.
+fn files_body(path: &std::path::Path, who: &str) -> anyhow::Result<Value> {
+    let paths = if path.is_dir() {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+            })
+            .collect();
+        paths.sort();
+        paths
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut files = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+        files.push(json!({"filename": p.display().to_string(), "text": text}));
+    }
+    if files.is_empty() {
+        anyhow::bail!("no .yaml, .yml or .json file in {}", path.display());
+    }
+    Ok(json!({"files": files, "who": who}))
+}
+
+/// Prints an API answer (or error) and chooses the exit code.
+fn call(
+    output: Output,
+    result: Result<Value, ClientError>,
+    human: fn(&Value) -> String,
+) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(v) => {
+            print(output, &v, || human(&v));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(api_error(output, &e)),
+    }
+}
+
+fn api_error(output: Output, e: &ClientError) -> ExitCode {
+    match (output, e) {
+        (Output::Human, ClientError::Api { body, message, .. }) => {
+            eprintln!("error: {message}");
+            for p in body["problems"].as_array().into_iter().flatten() {
+                eprintln!("  {}", problem_line(p));
+            }
+        }
+        (Output::Human, e) => eprintln!("error: {e}"),
+        (_, ClientError::Api { body, .. }) => print(output, body, String::new),
+        (_, e) => print(
+            output,
+            &json!({"error": "unreachable", "message": e.to_string()}),
+            String::new,
+        ),
+    }
+    ExitCode::FAILURE
+}
+
+/// `file:line:column: resource: field: reason`, as `validate` prints problems.
+fn problem_line(p: &Value) -> String {
+    let mut s = format!(
+        "{}:{}:{}: ",
+        p["file"].as_str().unwrap_or("?"),
+        p["line"],
+        p["column"]
+    );
+    for k in ["resource", "field"] {
+        if let Some(v) = p[k].as_str() {
+            s.push_str(v);
+            s.push_str(": ");
+        }
+    }
+    s.push_str(p["reason"].as_str().unwrap_or_default());
+    s
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+fn human_change(v: &Value) -> String {
+    let mut lines = Vec::new();
+    for (key, verb) in [
+        ("created", "created"),
+        ("updated", "updated"),
+        ("deleted", "deleted"),
+    ] {
+        for id in v[key].as_array().into_iter().flatten() {
+            lines.push(format!("{verb} {}", text(id)));
+        }
+    }
+    for r in v["releases"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "{}  [{} by {}]",
+            release_line(r),
+            text(&r["id"]),
+            text(&r["who"])
+        ));
+    }
+    let unchanged = v["unchanged"].as_array().map_or(0, Vec::len);
+    if lines.is_empty() {
+        lines.push("no change".into());
+    } else if unchanged > 0 {
+        lines.push(format!("{unchanged} unchanged"));
+    }
+    lines.push(format!("config version {}", text(&v["version"])));
+    lines.join("\n")
+}
+
+fn release_line(r: &Value) -> String {
+    let what = match r["action"].as_str() {
+        Some("rollback") => "rolled back",
+        Some("apply") => "applied release",
+        _ => "released",
+    };
+    format!(
+        "{what} {}: {} → {} (was {})",
+        text(&r["virtualEnv"]),
+        text(&r["app"]),
+        r["deployment"].as_str().unwrap_or("(none)"),
+        r["previous"].as_str().unwrap_or("(none)"),
+    )
+}
+
+fn human_history(v: &Value) -> String {
+    let records = v["history"].as_array().cloned().unwrap_or_default();
+    if records.is_empty() {
+        return "no releases yet".into();
+    }
+    records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}  {:<12} {}  by {}",
+                text(&r["at"]),
+                text(&r["id"]),
+                release_line(r),
+                text(&r["who"])
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn human_status(v: &Value) -> String {
+    let mut out = vec![format!(
+        "config version {} ({} resources), context keys: {}",
+        text(&v["version"]),
+        v["resources"],
+        v["contextKids"]
+            .as_array()
+            .map(|k| k.iter().map(text).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    )];
+    out.push("Releases".into());
+    for r in v["releases"].as_array().into_iter().flatten() {
+        let apps: Vec<String> = r["apps"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(app, dep)| format!("{app} → {}", text(dep)))
+            .collect();
+        out.push(format!(
+            "  {}/{}  {}  [{}]",
+            text(&r["environment"]),
+            text(&r["virtualEnv"]),
+            if apps.is_empty() {
+                "(no release)".to_string()
+            } else {
+                apps.join(", ")
+            },
+            r["id"].as_str().unwrap_or("-")
+        ));
+    }
+    let canaries = v["canaries"].as_array().cloned().unwrap_or_default();
+    out.push("Canaries".into());
+    if canaries.is_empty() {
+        out.push("  (none)".into());
+    }
+    for c in &canaries {
+        out.push(format!(
+            "  {}  {}/{} → {}  weight {}, {} match rules",
+            text(&c["name"]),
+            text(&c["virtualEnv"]),
+            text(&c["app"]),
+            text(&c["deployment"]),
+            c["weight"].as_str().unwrap_or("0%"),
+            c["matchRules"]
+        ));
+    }
+    let envoys = v["envoys"].as_array().cloned().unwrap_or_default();
+    out.push("Envoys".into());
+    if envoys.is_empty() {
+        out.push("  (none connected yet)".into());
+    }
+    for e in &envoys {
+        out.push(format!(
+            "  {} (cluster {}): {}",
+            text(&e["id"]),
+            text(&e["cluster"]),
+            if e["connected"] == json!(true) {
+                "connected"
+            } else {
+                "disconnected"
+            }
+        ));
+        let mut types = Vec::new();
+        let mut nacks = Vec::new();
+        for (kind, t) in e["types"].as_object().into_iter().flatten() {
+            let acked = t["ackedVersion"].as_str().unwrap_or("-");
+            let sent = t["sentVersion"].as_str().unwrap_or("-");
+            if acked == sent {
+                types.push(format!("{kind} {acked}"));
+            } else {
+                types.push(format!("{kind} {acked} (sent {sent})"));
+            }
+            if let Some(n) = t["lastNack"].as_object() {
+                nacks.push(format!(
+                    "    last NACK {kind} version {}: {}",
+                    n.get("version").and_then(Value::as_str).unwrap_or("?"),
+                    n.get("message").and_then(Value::as_str).unwrap_or("")
+                ));
+            }
+        }
+        out.push(format!("    ACKed: {}", types.join("  ")));
+        out.extend(nacks);
+    }
+    out.join("\n")
 }

@@ -87,8 +87,10 @@ pub struct ChangeSummary {
 impl ChangeSummary {
     /// Whether the store changed at all.
     pub fn changed(&self) -> bool {
-        !(self.created.is_empty() && self.updated.is_empty() && self.deleted.is_empty())
-            || !self.releases.is_empty()
+        !(self.created.is_empty()
+            && self.updated.is_empty()
+            && self.deleted.is_empty()
+            && self.releases.is_empty())
     }
 }
 

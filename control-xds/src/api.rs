@@ -1,0 +1,427 @@
+//! The HTTP API of `switchyard serve` (JSON), used by the CLI.
+//!
+//! | method | path | body / query | answer |
+//! |---|---|---|---|
+//! | GET | /v1/status | | releases per VE, canaries, connected Envoys (per type sent/ACKed versions, last NACK), context key ids |
+//! | GET | /v1/resources | | every resource |
+//! | POST | /v1/apply | `{filename, text}` or `{files: [{filename, text}]}`, `who` | what was created/updated/unchanged, releases recorded |
+//! | POST | /v1/publish | same as apply, AppDeployments only | same |
+//! | POST | /v1/delete | `{kind, name}` | what was deleted |
+//! | POST | /v1/release | `{deployment, virtualEnv, who}` | the release record |
+//! | POST | /v1/rollback | `{virtualEnv, app?, who}` | the release record |
+//! | GET | /v1/history | `?virtualEnv=` | release records, oldest first |
+//! | POST | /v1/explain | `{path, method?, headers?: [[name, value]], source?}` | the engine's decision |
+//! | GET | /v1/config | | the genesis filter's plugin configuration (pull mode; contains the context keys) |
+//!
+//! Errors are `{error, message, problems?}`: 400 `invalid_resources` (with every
+//! problem, file and line), 400 `bad_request`, 404 `not_found`, 409 `conflict`,
+//! 422 `snapshot_invalid`, 500 `state_not_saved`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use switchyard_engine::{Request, Resource};
+
+use crate::load::{self, Located};
+use crate::serve::{snapshot_version, ChangeError, ControlPlane};
+use crate::state::{ChangeSummary, StoreError};
+use crate::xds::NodeStatus;
+
+/// The API's routes over `plane`.
+pub fn router(plane: Arc<ControlPlane>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/resources", get(resources))
+        .route("/v1/apply", post(apply))
+        .route("/v1/publish", post(publish))
+        .route("/v1/delete", post(delete))
+        .route("/v1/release", post(release))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/history", get(history))
+        .route("/v1/explain", post(explain))
+        .route("/v1/config", get(config))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
+        })
+        .with_state(plane)
+}
+
+type Plane = State<Arc<ControlPlane>>;
+
+/// An error answer: `{error, message, problems?}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    problems: Option<Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            problems: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.code, "message": self.message});
+        if let Some(p) = self.problems {
+            body["problems"] = p;
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(errors) => {
+                let n = errors.0.len();
+                ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "invalid_resources",
+                    message: format!(
+                        "{n} problem{} found; nothing was changed",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                    problems: Some(json!(errors.0)),
+                }
+            }
+            StoreError::NotFound(what) => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            ),
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::BadRequest(m) => Self::bad_request(m),
+        }
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::Store(s) => s.into(),
+            ChangeError::Snapshot(m) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "snapshot_invalid",
+                format!("{m}; nothing was changed, the last good configuration stays"),
+            ),
+            ChangeError::Persist(p) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state_not_saved",
+                format!("{p}; nothing was changed"),
+            ),
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
+}
+
+fn changed(summary: ChangeSummary, generation: u64) -> Json<Value> {
+    let mut v = json!(summary);
+    v["changed"] = json!(summary_changed(&v));
+    v["generation"] = json!(generation);
+    v["version"] = json!(snapshot_version(generation));
+    Json(v)
+}
+
+fn summary_changed(v: &Value) -> bool {
+    ["created", "updated", "deleted", "releases"]
+        .iter()
+        .any(|k| v[k].as_array().is_some_and(|a| !a.is_empty()))
+}
+
+// ------------------------------------------------------------------ reads
+
+async fn status(State(plane): Plane) -> Json<Value> {
+    let store = plane.store();
+    let mut releases = Vec::new();
+    let mut canaries = Vec::new();
+    for r in store.resources.values() {
+        match r {
+            Resource::VirtualEnvironment(ve) => {
+                let release = ve.spec.release.clone().unwrap_or_default();
+                releases.push(json!({
+                    "virtualEnv": ve.metadata.name,
+                    "environment": ve.spec.environment,
+                    "id": release.id,
+                    "apps": release.apps,
+                }));
+            }
+            Resource::Canary(c) => canaries.push(json!({
+                "name": c.metadata.name,
+                "virtualEnv": c.spec.virtual_environment,
+                "app": c.spec.app,
+                "deployment": c.spec.deployment,
+                "weight": c.spec.weight,
+                "matchRules": c.spec.match_rules.len(),
+            })),
+            _ => {}
+        }
+    }
+    let served = plane
+        .cache()
+        .snapshot()
+        .map(|s| s.version(crate::xds::ResourceType::Listener).to_string());
+    Json(json!({
+        "generation": store.generation,
+        "version": snapshot_version(store.generation),
+        "servedVersion": served,
+        "resources": store.resources.len(),
+        "contextKids": store.context_keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(),
+        "releases": releases,
+        "canaries": canaries,
+        "envoys": plane.cache().nodes().iter().map(node_json).collect::<Vec<_>>(),
+    }))
+}
+
+/// A node's status with types by their xDS short names (`CDS`, `EDS`, ...).
+fn node_json(n: &NodeStatus) -> Value {
+    let types: serde_json::Map<String, Value> = n
+        .types
+        .iter()
+        .map(|(kind, t)| {
+            (
+                kind.short_name().to_string(),
+                json!({
+                    "sentVersion": t.sent_version,
+                    "ackedVersion": t.acked_version,
+                    "lastNack": t.last_nack.as_ref().map(|k| json!({
+                        "version": k.version,
+                        "message": k.message,
+                        "code": k.code,
+                        "atUnixMs": k.at_unix_ms,
+                    })),
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "id": n.id,
+        "cluster": n.cluster,
+        "connected": n.connected,
+        "streams": n.streams,
+        "lastSeenUnixMs": n.last_seen_unix_ms,
+        "types": types,
+    })
+}
+
+async fn resources(State(plane): Plane) -> Json<Value> {
+    Json(json!({"resources": plane.store().resource_list()}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryQuery {
+    virtual_env: Option<String>,
+}
+
+async fn history(
+    State(plane): Plane,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let store = plane.store();
+    if let Some(ve) = &q.virtual_env {
+        if store.get("VirtualEnvironment", ve).is_none()
+            && !store.history.iter().any(|r| &r.virtual_env == ve)
+        {
+            return Err(StoreError::NotFound(format!("VirtualEnvironment/{ve}")).into());
+        }
+    }
+    Ok(Json(
+        json!({"history": store.history_of(q.virtual_env.as_deref())}),
+    ))
+}
+
+async fn config(State(plane): Plane) -> Json<Value> {
+    Json(json!(plane.plugin_config()))
+}
+
+// ------------------------------------------------------------------ changes
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileText {
+    filename: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyBody {
+    #[serde(default)]
+    filename: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    files: Vec<FileText>,
+    #[serde(default)]
+    who: Option<String>,
+}
+
+impl ApplyBody {
+    /// Every document of every file; all parse problems at once.
+    fn documents(self) -> Result<(Vec<Located>, String), ApiError> {
+        let mut files = self.files;
+        match (self.filename, self.text) {
+            (filename, Some(text)) => files.push(FileText {
+                filename: filename.unwrap_or_else(|| "<request>".into()),
+                text,
+            }),
+            (Some(_), None) => return Err(ApiError::bad_request("'filename' without 'text'")),
+            (None, None) => {}
+        }
+        if files.is_empty() {
+            return Err(ApiError::bad_request(
+                "give 'filename' and 'text', or 'files'",
+            ));
+        }
+        let mut docs = Vec::new();
+        let mut problems = Vec::new();
+        for f in files {
+            match load::parse_text(std::path::Path::new(&f.filename), &f.text) {
+                Ok(mut d) => docs.append(&mut d),
+                Err(mut e) => problems.append(&mut e.0),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(StoreError::Invalid(load::LoadErrors(problems)).into());
+        }
+        Ok((docs, who(self.who)))
+    }
+}
+
+fn who(who: Option<String>) -> String {
+    who.filter(|w| !w.trim().is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+async fn apply(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let (docs, who) = parse::<ApplyBody>(&body)?.documents()?;
+    let (summary, generation) = plane.change(|s| s.apply(&docs, &who))?;
+    Ok(changed(summary, generation))
+}
+
+async fn publish(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let (docs, who) = parse::<ApplyBody>(&body)?.documents()?;
+    let (summary, generation) = plane.change(|s| s.publish(&docs, &who))?;
+    Ok(changed(summary, generation))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    kind: String,
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    who: Option<String>,
+}
+
+async fn delete(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let b: DeleteBody = parse(&body)?;
+    let (summary, generation) = plane.change(|s| s.delete(&b.kind, &b.name))?;
+    Ok(changed(summary, generation))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ReleaseBody {
+    deployment: String,
+    virtual_env: String,
+    #[serde(default)]
+    who: Option<String>,
+}
+
+async fn release(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let b: ReleaseBody = parse(&body)?;
+    let who = who(b.who);
+    let (summary, generation) = plane.change(|s| s.release(&b.deployment, &b.virtual_env, &who))?;
+    Ok(changed(summary, generation))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RollbackBody {
+    virtual_env: String,
+    #[serde(default)]
+    app: Option<String>,
+    #[serde(default)]
+    who: Option<String>,
+}
+
+async fn rollback(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let b: RollbackBody = parse(&body)?;
+    let who = who(b.who);
+    let (summary, generation) =
+        plane.change(|s| s.rollback(&b.virtual_env, b.app.as_deref(), &who))?;
+    Ok(changed(summary, generation))
+}
+
+// ------------------------------------------------------------------ explain
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainBody {
+    path: String,
+    #[serde(default = "get_method")]
+    method: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+fn get_method() -> String {
+    "GET".into()
+}
+
+async fn explain(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let b: ExplainBody = parse(&body)?;
+    if !b.path.starts_with('/') {
+        return Err(ApiError::bad_request("'path' must start with '/'"));
+    }
+    let headers: Vec<(String, String)> = b
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let request = Request {
+        method: &b.method,
+        path: &b.path,
+        headers: &headers,
+        source_address: b.source.as_deref(),
+        now_unix_seconds: now,
+    };
+    let index = plane.index();
+    let mut out = Value::Null;
+    crate::explain::explain(&index, &request, |v, human| {
+        out = v.clone();
+        out["human"] = json!(human);
+    });
+    Ok(Json(out))
+}

@@ -1,0 +1,306 @@
+//! `switchyard serve`: the running control plane. It owns the [`Store`], turns
+//! every accepted change into a snapshot for the [`SnapshotCache`] the ADS server
+//! streams from, persists the store, and serves the HTTP API ([`crate::api`]).
+//!
+//! A change goes store → snapshot → disk → cache, each step able to refuse it:
+//! the store validates it with the engine, the snapshot builder compiles it again
+//! the way the filter will and the snapshot is checked for consistency, then the
+//! state file is written; only then is the snapshot served and the new store
+//! kept. So an invalid snapshot is never served (the last good one stays) and
+//! what Envoys have always matches what a restart would load.
+//!
+//! Start-up: with `--state DIR` holding a state file, that state is used and
+//! `--config` is ignored (the state already contains every change made since
+//! the first start); otherwise the `--config` resources are the first state.
+//! Context-signing keys are generated on first start and kept in the state.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use switchyard_engine::{Index, PluginConfig, Resource, Settings};
+
+use crate::load::{self, LoadErrors};
+use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
+use crate::state::{self, ChangeSummary, PersistError, Store, StoreError};
+use crate::xds::{AdsServer, References, Snapshot, SnapshotCache};
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The snapshot could not be built or is inconsistent: nothing was served.
+    #[error("no snapshot could be built from the result: {0}")]
+    Snapshot(String),
+    /// The state file could not be written: nothing changed.
+    #[error("the state could not be saved: {0}")]
+    Persist(#[from] PersistError),
+}
+
+/// What `serve` needs to know.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub config: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub xds_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    /// Listeners and Wasm path; `context_keys` come from the store.
+    pub build: BuildOptions,
+}
+
+struct Current {
+    store: Store,
+    index: Arc<Index>,
+}
+
+/// The running control plane, shared by the API handlers.
+pub struct ControlPlane {
+    current: Mutex<Current>,
+    cache: SnapshotCache,
+    build: BuildOptions,
+    state_dir: Option<PathBuf>,
+}
+
+/// A built snapshot, not yet served.
+struct Built {
+    snapshot: Snapshot,
+    refs: References,
+    index: Index,
+}
+
+impl ControlPlane {
+    /// Builds the first snapshot from `store` and serves it through `cache`.
+    pub fn start(
+        store: Store,
+        cache: SnapshotCache,
+        build: BuildOptions,
+        state_dir: Option<PathBuf>,
+    ) -> Result<Self, ChangeError> {
+        let built = build_for(&build, &store)?;
+        if let Some(dir) = &state_dir {
+            state::save_state(dir, &store)?;
+        }
+        cache
+            .set_snapshot(built.snapshot, &built.refs)
+            .map_err(|e| ChangeError::Snapshot(e.to_string()))?;
+        Ok(Self {
+            current: Mutex::new(Current {
+                store,
+                index: Arc::new(built.index),
+            }),
+            cache,
+            build,
+            state_dir,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Current> {
+        // `Current` is replaced whole, never left half-updated by a panic.
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `change` to the store; if it changes anything, builds, persists
+    /// and serves the result. Changes are serialized.
+    pub fn change(
+        &self,
+        change: impl FnOnce(&Store) -> Result<(Store, ChangeSummary), StoreError>,
+    ) -> Result<(ChangeSummary, u64), ChangeError> {
+        let mut current = self.lock();
+        let (next, summary) = change(&current.store)?;
+        if !summary.changed() {
+            return Ok((summary, current.store.generation));
+        }
+        let built = build_for(&self.build, &next)?;
+        if let Some(dir) = &self.state_dir {
+            state::save_state(dir, &next)?;
+        }
+        self.cache
+            .set_snapshot(built.snapshot, &built.refs)
+            .map_err(|e| ChangeError::Snapshot(e.to_string()))?;
+        tracing::info!(
+            generation = next.generation,
+            created = summary.created.len(),
+            updated = summary.updated.len(),
+            deleted = summary.deleted.len(),
+            releases = summary.releases.len(),
+            "new snapshot served"
+        );
+        let generation = next.generation;
+        *current = Current {
+            store: next,
+            index: Arc::new(built.index),
+        };
+        Ok((summary, generation))
+    }
+
+    /// A copy of the store.
+    pub fn store(&self) -> Store {
+        self.lock().store.clone()
+    }
+
+    /// The compiled index of the served resources (for `explain`).
+    pub fn index(&self) -> Arc<Index> {
+        self.lock().index.clone()
+    }
+
+    /// The cache the ADS server streams from (and that records node status).
+    pub fn cache(&self) -> &SnapshotCache {
+        &self.cache
+    }
+
+    /// The plugin configuration the genesis filter gets (for pull mode).
+    pub fn plugin_config(&self) -> PluginConfig {
+        let store = self.store();
+        PluginConfig {
+            settings: Settings {
+                context_keys: store.context_keys.clone(),
+                ..Settings::default()
+            },
+            resources: store.resource_list(),
+        }
+    }
+}
+
+/// The snapshot version for a store generation.
+pub fn snapshot_version(generation: u64) -> String {
+    generation.to_string()
+}
+
+fn build_for(build: &BuildOptions, store: &Store) -> Result<Built, ChangeError> {
+    let opts = BuildOptions {
+        context_keys: store.context_keys.clone(),
+        ..build.clone()
+    };
+    let resources: Vec<Resource> = store.resource_list();
+    let (snapshot, refs, index) =
+        build_snapshot(&resources, &opts, &snapshot_version(store.generation))
+            .map_err(|e: BuildError| ChangeError::Snapshot(e.to_string()))?;
+    snapshot
+        .check(&refs)
+        .map_err(|e| ChangeError::Snapshot(e.to_string()))?;
+    Ok(Built {
+        snapshot,
+        refs,
+        index,
+    })
+}
+
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(LoadErrors),
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    #[error("cannot generate a context key: {0}")]
+    Random(std::io::Error),
+}
+
+/// The store `serve` starts from: the state file if there is one, else the
+/// `--config` resources; context keys generated if there are none.
+pub fn initial_store(opts: &ServeOptions) -> Result<Store, StartError> {
+    let saved = match &opts.state_dir {
+        Some(dir) => state::load_state(dir)?,
+        None => None,
+    };
+    let mut store = match saved {
+        Some(store) => {
+            if let (Some(config), Some(dir)) = (&opts.config, &opts.state_dir) {
+                tracing::info!(
+                    state = %dir.display(),
+                    config = %config.display(),
+                    "using the saved state; --config is only read on first start"
+                );
+            }
+            store
+        }
+        None => {
+            let store = Store::new();
+            match &opts.config {
+                Some(path) => {
+                    let docs = load::load_path(path).map_err(StartError::Config)?;
+                    let (store, _) =
+                        store
+                            .apply(&docs, "switchyard serve --config")
+                            .map_err(|e| match e {
+                                StoreError::Invalid(errors) => StartError::Config(errors),
+                                other => StartError::Change(other.into()),
+                            })?;
+                    store
+                }
+                None => store,
+            }
+        }
+    };
+    if store.context_keys.is_empty() {
+        let mut tag = [0u8; 4];
+        getrandom::fill(&mut tag).map_err(|e| StartError::Random(std::io::Error::other(e)))?;
+        let kid = format!(
+            "k-{}",
+            tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        store.context_keys = vec![state::generate_context_key(&kid).map_err(StartError::Random)?];
+        tracing::info!(%kid, "generated a context-signing key");
+    }
+    Ok(store)
+}
+
+/// Runs the control plane until `shutdown` completes: ADS on `xds_addr`, the
+/// HTTP API on `api_addr`.
+pub async fn run(
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = initial_store(&opts)?;
+    let cache = SnapshotCache::new();
+    let plane = Arc::new(ControlPlane::start(
+        store,
+        cache.clone(),
+        opts.build.clone(),
+        opts.state_dir.clone(),
+    )?);
+    let generation = plane.store().generation;
+    let api_listener = tokio::net::TcpListener::bind(opts.api_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for the API on {}: {e}", opts.api_addr))?;
+    tracing::info!(xds = %opts.xds_addr, api = %opts.api_addr, generation, "switchyard serve started");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut xds_stop = stop_rx.clone();
+    let mut api_stop = stop_rx;
+    let xds = tokio::spawn(AdsServer::new(cache).serve(opts.xds_addr, async move {
+        let _ = xds_stop.wait_for(|s| *s).await;
+    }));
+    let api = tokio::spawn(async move {
+        axum::serve(api_listener, crate::api::router(plane))
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tokio::pin!(shutdown);
+    tokio::select! {
+        () = &mut shutdown => tracing::info!("shutting down"),
+        r = xds => {
+            let _ = stop_tx.send(true);
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(e.into()),
+            };
+        }
+        r = api => {
+            let _ = stop_tx.send(true);
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::anyhow!("API server failed: {e}")),
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    Ok(())
+}
