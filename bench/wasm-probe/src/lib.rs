@@ -5,6 +5,7 @@
 //!   callbacks only); this is listener C of BENCHMARKS.md;
 //! - a comma-separated list of steps, e.g. `get,set=9,clear,metric,resp=3`:
 //!   `get` reads the whole request header map once (one `get_header_map_pairs`),
+//!   `prop` reads `source.address`, `time` reads the clock (one call each),
 //!   `set=N` sets N request headers one call each, `clear` clears the route
 //!   cache (`clear_route_cache` foreign function), `metric` increments a counter,
 //!   `resp=N` adds N response headers, `cluster=NAME` sets the cluster header to
@@ -18,6 +19,8 @@ use std::rc::Rc;
 #[derive(Default, Clone)]
 struct Plan {
     get: bool,
+    prop: bool,
+    time: bool,
     sets: usize,
     clear: bool,
     metric: Option<u32>,
@@ -55,6 +58,8 @@ impl RootContext for Root {
             let (k, v) = step.split_once('=').unwrap_or((step, ""));
             match k {
                 "get" => plan.get = true,
+                "prop" => plan.prop = true,
+                "time" => plan.time = true,
                 "set" => plan.sets = v.parse().unwrap_or(0).min(NAMES.len()),
                 "clear" => plan.clear = true,
                 "metric" => {
@@ -89,6 +94,12 @@ impl HttpContext for Probe {
         let p = &self.plan;
         if p.get {
             let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
+        }
+        if p.prop {
+            let _ = hostcalls::get_property(vec!["source", "address"]);
+        }
+        if p.time {
+            let _ = hostcalls::get_current_time();
         }
         for name in &NAMES[..p.sets] {
             let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some("probe-value-0001"));

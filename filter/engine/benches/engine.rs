@@ -13,8 +13,9 @@
 //!   --filter SUBSTR        only cases whose name contains SUBSTR
 //!   --count CASE N         run CASE exactly N times inside `bench_loop` (callgrind:
 //!                          --collect-atstart=no --toggle-collect='*bench_loop*')
-//!   --emit small|large ENDPOINT   print the table as plugin-configuration JSON
-//!                          with every endpoint set to ENDPOINT (for Envoy runs)
+//!   --emit small|large ENDPOINT   print {plugin_config, clusters, path}: the table
+//!                          (with context keys) with every endpoint set to ENDPOINT,
+//!                          its cluster names and a path it routes (for Envoy runs)
 //!
 //! Output per case: `case=NAME table=T ns_median=.. ns_min=.. ns_max=.. allocs=.. bytes=.. kind=..`
 
@@ -394,7 +395,17 @@ fn main() {
         let endpoint = args.get(args.len() - 1).cloned().unwrap_or_default();
         let es = ES256KeyPair::generate();
         let pem = es.public_key().to_pem().unwrap_or_default();
-        println!("{}", table(shape, &endpoint, &pem, true));
+        let config = table(shape, &endpoint, &pem, true);
+        let clusters: Vec<String> = compile(&config)
+            .clusters()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        println!(
+            "{}",
+            json!({"plugin_config": config.to_string(), "clusters": clusters,
+                   "path": format!("/env0/app{}/c{}/items/42", shape.apps - 1, shape.comps - 1)})
+        );
         return;
     }
     let smoke = args.iter().any(|a| a == "--smoke");

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""The filter inside Envoy, measured side by side (BENCHMARKS.md, part 2 and 3).
+
+One Envoy (--concurrency 1, 127.0.0.1) with one listener per variant, all routing
+to the same direct-response upstream listener in that same Envoy:
+
+  A  Envoy's own header route (cluster_header), no filter: the limit
+  C  an empty proxy-wasm filter (bench/wasm-probe, empty config): the wasm floor
+  D  Envoy's Lua filter: read two headers, set the cluster header, clear the route cache
+  S  the Switchyard filter with the bench table (contextKeys, canaries, JWT keys, vars)
+  H  (full run only) the probe doing exactly S's host calls without S's engine
+  G  (full run only) the probe reading the header map once
+
+wrk loads them in turn (A C D S A C D S ...) with keep-alive; per run the Envoy
+process's utime+stime delta (from /proc/PID/stat) is divided by the requests served.
+Prints one JSON document with every run and the medians.
+
+Footprint mode (--footprint) starts separate Envoys (without / with the filter, 1
+and 2 workers) and reports VmRSS after startup and after traffic.
+
+Standard library only.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+CLUSTER_HEADER = "x-switchyard-cluster"
+HASH_HEADER = "x-switchyard-hash-key"
+TICK = os.sysconf("SC_CLK_TCK")
+
+LUA = """
+function envoy_on_request(handle)
+  local h = handle:headers()
+  local ve = h:get("kf-ve") or "none"
+  local app = h:get("x-app") or "none"
+  h:replace("x-switchyard-cluster", "upstream")
+  handle:clearRouteCache()
+end
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def addr(port):
+    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+
+
+def router():
+    return {"name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def route_config(name):
+    # The shape of control-xds/src/render.rs route_config.
+    return {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": [{
+        "match": {"prefix": "/"},
+        "request_headers_to_remove": [CLUSTER_HEADER, HASH_HEADER],
+        "route": {"cluster_header": CLUSTER_HEADER,
+                  "hash_policy": [{"header": {"header_name": HASH_HEADER}}],
+                  "timeout": "30s"}}]}]}
+
+
+def wasm_filter(name, path, config):
+    # The shape of control-xds/src/render.rs wasm_filter.
+    return {"name": name, "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {"name": name, "root_id": name, "failure_policy": "FAIL_RELOAD",
+                   "vm_config": {"vm_id": name, "runtime": "envoy.wasm.runtime.v8",
+                                 "code": {"local": {"filename": path}}},
+                   "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                     "value": config}}}}
+
+
+def lua_filter():
+    return {"name": "envoy.filters.http.lua", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": LUA}}}
+
+
+def listener(name, port, filters, routes=None):
+    return {"name": name, "address": addr(port), "filter_chains": [{"filters": [{
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": name,
+            "route_config": routes or route_config(name),
+            "http_filters": filters + [router()]}}]}]}
+
+
+def cluster(name, port):
+    return {"name": name, "type": "STATIC", "connect_timeout": "1s", "lb_policy": "ROUND_ROBIN",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": addr(port)}}]}]}}
+
+
+# Per variant: the filters, and what wrk sends.
+def variants(args, s_table, upstream_hdr):
+    s_headers = {}
+    return {
+        "A": ([], "/dev/hello", upstream_hdr),
+        "C": ([wasm_filter("probe_c", args.probe_wasm, "")], "/dev/hello", upstream_hdr),
+        "D": ([lua_filter()], "/dev/hello", {"kf-ve": "team-a", "x-app": "hello-world"}),
+        "S": ([wasm_filter("switchyard", args.filter_wasm, s_table["plugin_config"])],
+              s_table["path"], s_headers),
+        # S's host calls for this request, without its engine (see BENCHMARKS.md):
+        # get_map, source.address, clock, 9 sets (7 kf-* + kf-var-who + kf-context),
+        # the cluster header, clear_route_cache, one counter, 3 response headers.
+        "H": ([wasm_filter("probe_h", args.probe_wasm,
+                           "get,prop,time,set=9,cluster=upstream,clear,metric,resp=3")],
+              "/dev/hello", {}),
+        "G": ([wasm_filter("probe_g", args.probe_wasm, "get")], "/dev/hello", upstream_hdr),
+    }
+
+
+def bootstrap(args, names, s_table, admin_port, ports, upstream_port):
+    upstream_hdr = {CLUSTER_HEADER: "upstream"}
+    v = variants(args, s_table, upstream_hdr)
+    listeners = [listener("upstream", upstream_port, [], routes={
+        "name": "upstream", "virtual_hosts": [{"name": "upstream", "domains": ["*"], "routes": [{
+            "match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}]}]})]
+    for n in names:
+        listeners.append(listener(f"v{n}", ports[n], v[n][0]))
+    clusters = [cluster("upstream", upstream_port)]
+    if "S" in names:
+        clusters += [cluster(c, upstream_port) for c in s_table["clusters"]]
+    return {"admin": {"address": addr(admin_port)},
+            "static_resources": {"listeners": listeners, "clusters": clusters}}, v
+
+
+class Envoy:
+    def __init__(self, args, config, workers, tag):
+        self.dir = tempfile.mkdtemp(prefix=f"swy-bench-{tag}-")
+        path = os.path.join(self.dir, "envoy.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        self.log = open(os.path.join(self.dir, "envoy.log"), "w")
+        self.admin = config["admin"]["address"]["socket_address"]["port_value"]
+        self.proc = subprocess.Popen(
+            [args.envoy, "-c", path, "--concurrency", str(workers), "--disable-hot-restart",
+             "-l", "warning"], stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"envoy exited: see {self.log.name}\n" + open(self.log.name).read()[-3000:])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        sys.exit("envoy did not become ready")
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+    def rss_kib(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def to_us(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+
+
+def wrk(port, path, headers, seconds, connections):
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for k, val in headers.items():
+        cmd += ["-H", f"{k}: {val}"]
+    cmd.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    req = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    lat = {p: to_us(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
+    return {"requests": req, "non2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": errors.group(1) if errors else "",
+            "p50_us": lat.get("50"), "p99_us": lat.get("99")}
+
+
+def check(port, path, headers):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status, dict(r.headers)
+
+
+def run_side_by_side(args, s_table):
+    names = args.variants.split(",")
+    ports = {n: free_port() for n in names}
+    admin, upstream = free_port(), free_port()
+    config, v = bootstrap(args, names, s_table, admin, ports, upstream)
+    envoy = Envoy(args, config, 1, "cpu")
+    runs = []
+    try:
+        for n in names:  # every variant answers 200 before anything is measured
+            status, hdrs = check(ports[n], v[n][1], v[n][2])
+            if status != 200:
+                sys.exit(f"variant {n} answered {status}")
+            if n == "S" and "kf-deployment" not in {k.lower() for k in hdrs}:
+                sys.exit("S did not route through the filter")
+            wrk(ports[n], v[n][1], v[n][2], args.warmup, args.connections)
+        for rnd in range(args.rounds):
+            for n in names:
+                t0, c0 = time.time(), envoy.cpu_ticks()
+                r = wrk(ports[n], v[n][1], v[n][2], args.duration, args.connections)
+                c1, t1 = envoy.cpu_ticks(), time.time()
+                r.update(variant=n, round=rnd,
+                         cpu_us_per_req=(c1 - c0) / TICK * 1e6 / max(r["requests"], 1),
+                         rps=r["requests"] / (t1 - t0))
+                if r["non2xx"]:
+                    sys.exit(f"variant {n}: {r['non2xx']} non-2xx responses")
+                runs.append(r)
+                print(f"  round {rnd} {n}: {r['cpu_us_per_req']:.1f} us CPU/req, "
+                      f"{r['rps']:.0f} req/s, p50 {r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us",
+                      file=sys.stderr)
+    finally:
+        envoy.stop()
+    return summarize(names, runs)
+
+
+def summarize(names, runs):
+    out = {"runs": runs, "summary": {}}
+    by = {n: [r for r in runs if r["variant"] == n] for n in names}
+    base = {}
+    for key in ("cpu_us_per_req", "rps", "p50_us", "p99_us"):
+        base[key] = statistics.median(r[key] for r in by["A"])
+    # Per round, a variant's figure relative to A of the same round: the ratio's
+    # spread is what the noisy machine leaves after pairing.
+    a_by_round = {r["round"]: r for r in by["A"]}
+    for n in names:
+        s = {}
+        for key in ("cpu_us_per_req", "rps", "p50_us", "p99_us"):
+            vals = [r[key] for r in by[n]]
+            ratios = [r[key] / a_by_round[r["round"]][key] for r in by[n]]
+            s[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
+                      "ratio_to_A": statistics.median(ratios),
+                      "ratio_min": min(ratios), "ratio_max": max(ratios)}
+        added = [r["cpu_us_per_req"] - a_by_round[r["round"]]["cpu_us_per_req"] for r in by[n]]
+        s["added_cpu_us"] = {"median": statistics.median(added), "min": min(added), "max": max(added)}
+        out["summary"][n] = s
+    if "S" in names and "C" in names:
+        sa = out["summary"]["S"]["added_cpu_us"]["median"]
+        ca = out["summary"]["C"]["added_cpu_us"]["median"]
+        out["s_over_c_added_cpu"] = sa / ca if ca > 0 else float("nan")
+        # Per round too, for the spread.
+        per_round = []
+        for rnd in a_by_round:
+            s_r = [r for r in by["S"] if r["round"] == rnd]
+            c_r = [r for r in by["C"] if r["round"] == rnd]
+            if s_r and c_r:
+                a = a_by_round[rnd]["cpu_us_per_req"]
+                c_add = c_r[0]["cpu_us_per_req"] - a
+                if c_add > 0:
+                    per_round.append((s_r[0]["cpu_us_per_req"] - a) / c_add)
+        out["s_over_c_per_round"] = per_round
+    return out
+
+
+def footprint(args, s_table):
+    out = []
+    for workers in (1, 2):
+        for with_filter in (False, True):
+            names = ["A", "S"] if with_filter else ["A"]
+            ports = {n: free_port() for n in names}
+            admin, upstream = free_port(), free_port()
+            config, v = bootstrap(args, names, s_table, admin, ports, upstream)
+            envoy = Envoy(args, config, workers, f"rss{workers}")
+            try:
+                time.sleep(1.0)
+                idle = envoy.rss_kib()
+                n = "S" if with_filter else "A"
+                wrk(ports[n], v[n][1], v[n][2], args.warmup, max(args.connections, 2 * workers))
+                time.sleep(0.5)
+                loaded = envoy.rss_kib()
+            finally:
+                envoy.stop()
+            out.append({"workers": workers, "filter": with_filter, "rss_idle_kib": idle,
+                        "rss_after_traffic_kib": loaded})
+            print(f"  rss workers={workers} filter={with_filter}: idle {idle} KiB, "
+                  f"after traffic {loaded} KiB", file=sys.stderr)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--envoy", required=True)
+    p.add_argument("--filter-wasm", required=True)
+    p.add_argument("--probe-wasm", required=True)
+    p.add_argument("--table", required=True, help="JSON from the engine bench's --emit")
+    p.add_argument("--variants", default="A,C,D,S")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--duration", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--connections", type=int, default=10)
+    p.add_argument("--footprint", action="store_true")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    with open(args.table) as f:
+        s_table = json.load(f)
+    result = {}
+    if args.footprint:
+        result["footprint"] = footprint(args, s_table)
+    else:
+        result = run_side_by_side(args, s_table)
+        result["config"] = {k: getattr(args, k) for k in ("variants", "rounds", "duration", "connections")}
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
