@@ -13,13 +13,17 @@
 //! - LDS: `switchyard_genesis` (and `switchyard_internal`), an HCM that loads
 //!   the filter by ECDS and its routes by RDS;
 //! - RDS: one catch-all route taking the cluster from the filter's selection
-//!   header and hashing on its hash-key header.
+//!   header and hashing on its hash-key header (both headers are removed before
+//!   the request goes upstream).
 //!
 //! Only this module and `xds` know protobuf; nothing here does I/O.
 
 use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::{
+    header_mutation, HeaderMutation as HeaderAction,
+};
 use envoy_types::pb::envoy::config::core::v3::{
     address, async_data_source, config_source, data_source, socket_address, Address,
     AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource,
@@ -33,7 +37,11 @@ use envoy_types::pb::envoy::config::route::v3::{
     route, route_action, route_match, Route, RouteAction, RouteConfiguration, RouteMatch,
     VirtualHost,
 };
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
+    HeaderMutation, Mutations,
+};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::http::upstream_codec::v3::UpstreamCodec;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
@@ -62,6 +70,8 @@ pub const INTERNAL_LISTENER: &str = "switchyard_internal";
 pub const VM_ID: &str = "switchyard";
 const WASM_RUNTIME: &str = "envoy.wasm.runtime.v8";
 const ROUTER: &str = "envoy.filters.http.router";
+const HEADER_MUTATION: &str = "envoy.filters.http.header_mutation";
+const UPSTREAM_CODEC: &str = "envoy.filters.http.upstream_codec";
 const HCM: &str = "envoy.filters.network.http_connection_manager";
 
 /// What the snapshot needs besides the resources.
@@ -132,7 +142,12 @@ pub fn build_snapshot(
     refs.extension_configs = filters.iter().map(|(n, _)| n.to_string()).collect();
     let listener_resources: Vec<(String, Any)> = listeners
         .iter()
-        .map(|(name, filter, listen)| (name.to_string(), to_any(&listener(name, filter, listen))))
+        .map(|(name, filter, listen)| {
+            (
+                name.to_string(),
+                to_any(&listener(name, filter, listen, &settings)),
+            )
+        })
         .collect();
     let route_resources: Vec<(String, Any)> = listeners
         .iter()
@@ -304,7 +319,7 @@ pub fn wasm_extension(
 }
 
 /// A listener whose HCM loads `filter` by ECDS and route config `name` by RDS.
-pub fn listener(name: &str, filter: &str, listen: &(String, u16)) -> Listener {
+pub fn listener(name: &str, filter: &str, listen: &(String, u16), settings: &Settings) -> Listener {
     let hcm = HttpConnectionManager {
         stat_prefix: name.to_string(),
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
@@ -325,9 +340,9 @@ pub fn listener(name: &str, filter: &str, listen: &(String, u16)) -> Listener {
             },
             HttpFilter {
                 name: ROUTER.to_string(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
-                    &Router::default(),
-                ))),
+                config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&router(
+                    settings,
+                )))),
                 ..Default::default()
             },
         ],
@@ -347,8 +362,47 @@ pub fn listener(name: &str, filter: &str, listen: &(String, u16)) -> Listener {
     }
 }
 
+/// The router, with an upstream filter chain that removes the hash-key header
+/// once the load balancer has hashed on it: neither selection header reaches
+/// the upstream.
+pub fn router(settings: &Settings) -> Router {
+    let remove_hash_key = HeaderMutation {
+        mutations: Some(Mutations {
+            request_mutations: vec![HeaderAction {
+                action: Some(header_mutation::Action::Remove(
+                    settings.hash_key_header.clone(),
+                )),
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Router {
+        upstream_http_filters: vec![
+            HttpFilter {
+                name: HEADER_MUTATION.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
+                    &remove_hash_key,
+                ))),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: UPSTREAM_CODEC.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
+                    &UpstreamCodec::default(),
+                ))),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+}
+
 /// One catch-all route: the cluster comes from the filter's selection header,
-/// the hash from its hash-key header; neither header reaches the upstream.
+/// the hash from its hash-key header. The route removes the selection header;
+/// the hash-key header must survive until the host is chosen (Envoy applies a
+/// route's `request_headers_to_remove` before hashing), so the router's upstream
+/// filters remove it ([`router`]).
 pub fn route_config(name: &str, settings: &Settings) -> RouteConfiguration {
     let action = RouteAction {
         cluster_specifier: Some(route_action::ClusterSpecifier::ClusterHeader(
@@ -376,10 +430,7 @@ pub fn route_config(name: &str, settings: &Settings) -> RouteConfiguration {
                     path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
                     ..Default::default()
                 }),
-                request_headers_to_remove: vec![
-                    settings.cluster_header.clone(),
-                    settings.hash_key_header.clone(),
-                ],
+                request_headers_to_remove: vec![settings.cluster_header.clone()],
                 action: Some(route::Action::Route(action)),
                 ..Default::default()
             }],
@@ -714,6 +765,36 @@ mod tests {
             );
             let filters: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
             assert_eq!(filters, [filter_name, ROUTER]);
+            // The hash-key header is removed after hashing, by the router's
+            // upstream filters.
+            let Some(http_filter::ConfigType::TypedConfig(router_any)) =
+                hcm.http_filters[1].config_type.clone()
+            else {
+                panic!("router has no config")
+            };
+            let router = Router::decode(router_any.value.as_slice()).unwrap();
+            let upstream: Vec<&str> = router
+                .upstream_http_filters
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            assert_eq!(upstream, [HEADER_MUTATION, UPSTREAM_CODEC]);
+            let Some(http_filter::ConfigType::TypedConfig(m)) =
+                router.upstream_http_filters[0].config_type.clone()
+            else {
+                panic!("header mutation has no config")
+            };
+            let removed = HeaderMutation::decode(m.value.as_slice())
+                .unwrap()
+                .mutations
+                .unwrap()
+                .request_mutations;
+            assert_eq!(
+                removed[0].action,
+                Some(header_mutation::Action::Remove(
+                    "x-switchyard-hash-key".into()
+                ))
+            );
             let Some(http_filter::ConfigType::ConfigDiscovery(ecds)) =
                 hcm.http_filters[0].config_type.clone()
             else {
@@ -728,10 +809,7 @@ mod tests {
             let rc: RouteConfiguration = decode(&snapshot, ResourceType::Route, name);
             let route = &rc.virtual_hosts[0].routes[0];
             assert_eq!(rc.virtual_hosts[0].domains, ["*"]);
-            assert_eq!(
-                route.request_headers_to_remove,
-                ["x-switchyard-cluster", "x-switchyard-hash-key"]
-            );
+            assert_eq!(route.request_headers_to_remove, ["x-switchyard-cluster"]);
             let Some(route::Action::Route(action)) = &route.action else {
                 panic!("not a route action")
             };
