@@ -40,13 +40,13 @@ class ControlPlane(harness.Process):
 
     def __init__(self, bins: harness.Binaries, config: Path | None, state_dir: Path | None,
                  xds_port: int, api_port: int, listen_port: int, log_dir: Path,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, wasm: Path | None = None):
         self.bins = bins
         self.xds_port, self.api_port, self.listen_port = xds_port, api_port, listen_port
         self.server = f"http://{LOCALHOST}:{api_port}"
         argv = [str(bins.switchyard), "serve",
                 "--xds-addr", f"{LOCALHOST}:{xds_port}", "--api-addr", f"{LOCALHOST}:{api_port}",
-                "--wasm", str(bins.wasm), "--listen", f"{LOCALHOST}:{listen_port}"]
+                "--wasm", str(wasm or bins.wasm), "--listen", f"{LOCALHOST}:{listen_port}"]
         if config is not None:
             argv += ["--config", str(config)]
         if state_dir is not None:

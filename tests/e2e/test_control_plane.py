@@ -253,3 +253,32 @@ def test_unreachable_server_is_a_clear_error(bins):
     port = harness.free_port()
     r = cp.cli(bins, f"http://127.0.0.1:{port}", "status")
     assert r.code == 1 and "cannot reach switchyard serve" in r.stderr
+
+
+def test_a_nack_is_reported_and_the_last_good_config_keeps_serving(world, work_dir):
+    """Restart the control plane with a Wasm path Envoy cannot load: Envoy NACKs the
+    filter's config (ECDS), `status` reports it, and routing goes on as before."""
+    world.wait_acked()
+    world.plane.stop()
+    old = world.plane
+    world.plane = cp.ControlPlane(world.bins, None, world.state_dir, old.xds_port, old.api_port,
+                                  old.listen_port, world.procs.log_dir,
+                                  wasm=work_dir / "missing.wasm")
+    world.procs.add(world.plane.start())
+    world.plane.wait_ready()
+    # a release makes every type's version move; ECDS carries the bad Wasm path
+    assert world.cli("release", V3, "--virtual-env", "team-a").code == 0
+
+    def nacked():
+        n = world.envoy_node()
+        return n and n["connected"] and n["types"]["ECDS"]["lastNack"]
+    nack = cp.wait_for("Envoy NACKs ECDS", nacked, timeout=30)
+    assert nack["version"] == world.plane.api("/v1/status")["version"]
+    assert nack["message"]
+    print(f"\nECDS NACK: {nack['message'][:200]}")
+
+    human = world.cli("status")
+    assert "last NACK ECDS" in human.stdout, human.stdout
+    # the filter's last good config (release: main) keeps routing
+    for _ in range(10):
+        assert world.deployment() == MAIN
