@@ -6,7 +6,7 @@
 //! engine's distilled clusters.
 
 use serde_json::{json, Value};
-use switchyard_engine::{ClusterSpec, Index, LbPolicy, PluginConfig};
+use switchyard_engine::{ClusterSpec, Index, LbPolicy, Mode, PluginConfig};
 
 /// Where the rendered Envoy listens and finds the filter.
 #[derive(Debug, Clone)]
@@ -14,6 +14,9 @@ pub struct RenderOptions {
     pub wasm_path: String,
     pub listen: (String, u16),
     pub admin: (String, u16),
+    /// The internal listener for component-to-component calls (internal mode);
+    /// the plugin configuration must then carry context keys.
+    pub internal_listen: Option<(String, u16)>,
 }
 
 fn socket(host: &str, port: u16) -> Value {
@@ -21,14 +24,16 @@ fn socket(host: &str, port: u16) -> Value {
 }
 
 /// The HTTP filter entry of the Wasm filter with an inline plugin configuration.
-pub fn wasm_filter(wasm_path: &str, plugin_config: &str) -> Value {
+/// `name` is also the plugin's root id, so two filters (genesis and internal) in
+/// one VM keep separate configurations.
+pub fn wasm_filter(name: &str, wasm_path: &str, plugin_config: &str) -> Value {
     json!({
-        "name": "switchyard",
+        "name": name,
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": "switchyard",
-                "root_id": "switchyard",
+                "name": name,
+                "root_id": name,
                 "failure_policy": "FAIL_RELOAD",
                 "vm_config": {
                     "vm_id": "switchyard",
@@ -99,30 +104,53 @@ pub fn cluster(spec: &ClusterSpec) -> Value {
     c
 }
 
-/// A whole static bootstrap.
-pub fn render_envoy(config: &PluginConfig, index: &Index, opts: &RenderOptions) -> Value {
+/// A listener whose HTTP connection manager runs the filter, then the router.
+fn listener(name: &str, address: &(String, u16), filter: Value, index: &Index) -> Value {
     let settings = index.settings();
-    let plugin_config = serde_json::to_string(config).unwrap_or_default();
+    json!({
+        "name": name,
+        "address": socket(&address.0, address.1),
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": route_config(name, &settings.cluster_header, &settings.hash_key_header),
+                "http_filters": [
+                    filter,
+                    {"name": "envoy.filters.http.router",
+                     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                ]
+            }
+        }]}]
+    })
+}
+
+/// A whole static bootstrap: the genesis listener, optionally the internal one,
+/// and every distilled cluster.
+pub fn render_envoy(config: &PluginConfig, index: &Index, opts: &RenderOptions) -> Value {
+    let genesis_config = serde_json::to_string(config).unwrap_or_default();
+    let mut listeners = vec![listener(
+        "switchyard_genesis",
+        &opts.listen,
+        wasm_filter("switchyard", &opts.wasm_path, &genesis_config),
+        index,
+    )];
+    if let Some(internal) = &opts.internal_listen {
+        let mut internal_config = config.clone();
+        internal_config.settings.mode = Mode::Internal;
+        let internal_config = serde_json::to_string(&internal_config).unwrap_or_default();
+        listeners.push(listener(
+            "switchyard_internal",
+            internal,
+            wasm_filter("switchyard-internal", &opts.wasm_path, &internal_config),
+            index,
+        ));
+    }
     json!({
         "admin": {"address": socket(&opts.admin.0, opts.admin.1)},
         "static_resources": {
-            "listeners": [{
-                "name": "switchyard_genesis",
-                "address": socket(&opts.listen.0, opts.listen.1),
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "switchyard_genesis",
-                        "route_config": route_config("switchyard_genesis", &settings.cluster_header, &settings.hash_key_header),
-                        "http_filters": [
-                            wasm_filter(&opts.wasm_path, &plugin_config),
-                            {"name": "envoy.filters.http.router",
-                             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-                        ]
-                    }
-                }]}]
-            }],
+            "listeners": listeners,
             "clusters": index.clusters().iter().map(cluster).collect::<Vec<_>>()
         }
     })

@@ -135,7 +135,9 @@ fn handle(args: &Args, mut request: Request) {
         "headers": headers,
         "listen": args.listen,
     });
-    if let Some(base) = &args.call_backend {
+    // Health checks answer without calling on: the backend path may not be up yet.
+    let health_check = request.url() == "/healthz";
+    if let Some(base) = args.call_backend.as_ref().filter(|_| !health_check) {
         let (backend_status, backend_body) = match call_backend(base, headers.get("kf-context")) {
             Ok(answer) => answer,
             Err(err) => (502, json!({"error": "backend_unreachable", "message": err})),
