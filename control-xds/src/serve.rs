@@ -304,3 +304,156 @@ pub async fn run(
     let _ = stop_tx.send(true);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::ResourceType;
+    use std::path::Path;
+
+    const RESOURCES: &str = "\
+kind: Environment
+metadata: {name: dev}
+spec: {subPath: dev, defaultVirtualEnvironment: team-a}
+---
+kind: VirtualEnvironment
+metadata: {name: team-a}
+spec:
+  environment: dev
+  release: {apps: {web: web-v1}}
+---
+kind: AppDeployment
+metadata: {name: web-v1}
+spec:
+  app: web
+  version: v1
+  components:
+    frontend:
+      version: f1
+      endpoints: [\"127.0.0.1:9101\"]
+      routes: [{match: {pathPrefix: /hello}}]
+---
+kind: AppDeployment
+metadata: {name: web-v2}
+spec:
+  app: web
+  version: v2
+  components:
+    frontend:
+      version: f2
+      endpoints: [\"127.0.0.1:9102\"]
+      routes: [{match: {pathPrefix: /hello}}]
+";
+
+    fn opts() -> BuildOptions {
+        BuildOptions {
+            wasm_path: "/filter.wasm".into(),
+            genesis_listen: ("127.0.0.1".into(), 8080),
+            internal_listen: None,
+            context_keys: Vec::new(),
+        }
+    }
+
+    fn store() -> Store {
+        let docs = load::parse_text(Path::new("r.yaml"), RESOURCES).unwrap();
+        let (mut s, _) = Store::new().apply(&docs, "t").unwrap();
+        s.context_keys = vec![state::generate_context_key("k1").unwrap()];
+        s
+    }
+
+    fn served_version(cache: &SnapshotCache) -> String {
+        cache
+            .snapshot()
+            .unwrap()
+            .version(ResourceType::Listener)
+            .to_string()
+    }
+
+    #[test]
+    fn every_change_is_served_and_refusals_serve_nothing() {
+        let cache = SnapshotCache::new();
+        let plane = ControlPlane::start(store(), cache.clone(), opts(), None).unwrap();
+        assert_eq!(served_version(&cache), "1");
+
+        let (summary, generation) = plane
+            .change(|s| s.release("web-v2", "team-a", "t"))
+            .unwrap();
+        assert_eq!((summary.releases.len(), generation), (1, 2));
+        assert_eq!(served_version(&cache), "2");
+
+        let refused = plane.change(|s| s.delete("AppDeployment", "web-v2"));
+        assert!(matches!(
+            refused,
+            Err(ChangeError::Store(StoreError::Invalid(_)))
+        ));
+        let unchanged = plane
+            .change(|s| s.release("web-v2", "team-a", "t"))
+            .unwrap();
+        assert_eq!(unchanged.1, 2);
+        assert_eq!(served_version(&cache), "2");
+        assert_eq!(plane.store().generation, 2);
+    }
+
+    #[test]
+    fn a_state_that_cannot_be_saved_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-serve-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = SnapshotCache::new();
+        let plane =
+            ControlPlane::start(store(), cache.clone(), opts(), Some(dir.join("state"))).unwrap();
+        // replace the state directory by a file: the next save fails
+        std::fs::remove_dir_all(dir.join("state")).unwrap();
+        std::fs::write(dir.join("state"), b"not a directory").unwrap();
+        let r = plane.change(|s| s.release("web-v2", "team-a", "t"));
+        assert!(matches!(r, Err(ChangeError::Persist(_))), "{r:?}");
+        assert_eq!(served_version(&cache), "1");
+        assert_eq!(plane.store().generation, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn saved_state_wins_over_config_and_keys_are_generated_once() {
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-serve-start-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("r.yaml");
+        std::fs::write(&config, RESOURCES).unwrap();
+        let o = ServeOptions {
+            config: Some(config.clone()),
+            state_dir: Some(dir.join("state")),
+            xds_addr: "127.0.0.1:0".parse().unwrap(),
+            api_addr: "127.0.0.1:0".parse().unwrap(),
+            build: opts(),
+        };
+        let first = initial_store(&o).unwrap();
+        assert_eq!(first.context_keys.len(), 1);
+        let plane = ControlPlane::start(
+            first.clone(),
+            SnapshotCache::new(),
+            opts(),
+            o.state_dir.clone(),
+        )
+        .unwrap();
+        plane
+            .change(|s| s.release("web-v2", "team-a", "t"))
+            .unwrap();
+        // a changed --config is ignored once there is a state
+        std::fs::write(
+            &config,
+            "kind: Environment\nmetadata: {name: x}\nspec: {subPath: x}\n",
+        )
+        .unwrap();
+        let again = initial_store(&o).unwrap();
+        assert_eq!(again, plane.store());
+        assert_eq!(again.context_keys, first.context_keys);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
