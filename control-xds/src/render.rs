@@ -58,8 +58,10 @@ pub fn route_config(name: &str, cluster_header: &str, hash_key_header: &str) -> 
             "domains": ["*"],
             "routes": [{
                 "match": {"prefix": "/"},
-                // The selection headers are for this route only, never the upstream.
-                "request_headers_to_remove": [cluster_header, hash_key_header],
+                // The selection headers are for Envoy only, never the upstream. The
+                // hash key is removed by the router's upstream filters instead (see
+                // `router`): Envoy drops a route's removed headers before hashing.
+                "request_headers_to_remove": [cluster_header],
                 "route": {
                     "cluster_header": cluster_header,
                     "hash_policy": [{"header": {"header_name": hash_key_header}}],
@@ -104,6 +106,25 @@ pub fn cluster(spec: &ClusterSpec) -> Value {
     c
 }
 
+/// The router, with upstream filters that remove the hash-key header once the
+/// endpoint has been chosen.
+fn router(hash_key_header: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+            "upstream_http_filters": [
+                {"name": "envoy.filters.http.header_mutation",
+                 "typed_config": {
+                     "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                     "mutations": {"request_mutations": [{"remove": hash_key_header}]}}},
+                {"name": "envoy.filters.http.upstream_codec",
+                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}}
+            ]
+        }
+    })
+}
+
 /// A listener whose HTTP connection manager runs the filter, then the router.
 fn listener(name: &str, address: &(String, u16), filter: Value, index: &Index) -> Value {
     let settings = index.settings();
@@ -116,11 +137,7 @@ fn listener(name: &str, address: &(String, u16), filter: Value, index: &Index) -
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": name,
                 "route_config": route_config(name, &settings.cluster_header, &settings.hash_key_header),
-                "http_filters": [
-                    filter,
-                    {"name": "envoy.filters.http.router",
-                     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-                ]
+                "http_filters": [filter, router(&settings.hash_key_header)]
             }
         }]}]
     })

@@ -63,6 +63,8 @@ def test_release_of_the_default_ve(sy, hello_world):
     assert kf["kf-decision"] == "release"
     assert r.json["vars"] == {"who": "Universe"}
     assert r.json["path"] == "/dev/hello"  # forwarded whole
+    # the cluster-selection headers are for Envoy only
+    assert not [h for h in r.json["headers"] if h.startswith("x-switchyard-")], r.json["headers"]
     assert r.json["listen"] == hello_world.upstream("frontend", "f1a0001").addr
     # response headers, on by default
     assert r.headers["kf-deployment"] == "hello-world-main"
