@@ -425,3 +425,131 @@ async fn explain(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiErr
     });
     Ok(Json(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{Client, ClientError};
+    use crate::snapshot_builder::BuildOptions;
+    use crate::state::Store;
+    use crate::xds::SnapshotCache;
+
+    const RESOURCES: &str = "\
+kind: Environment
+metadata: {name: dev}
+spec: {subPath: dev, defaultVirtualEnvironment: team-a}
+---
+kind: VirtualEnvironment
+metadata: {name: team-a}
+spec:
+  environment: dev
+  release: {apps: {web: web-v1}}
+---
+kind: AppDeployment
+metadata: {name: web-v1}
+spec:
+  app: web
+  version: v1
+  components:
+    frontend:
+      version: f1
+      endpoints: [\"127.0.0.1:9101\"]
+      routes: [{match: {pathPrefix: /hello}}]
+";
+
+    /// Serves the API on a free port in a background runtime; returns its URL.
+    fn server() -> String {
+        let docs = load::parse_text(std::path::Path::new("r.yaml"), RESOURCES).unwrap();
+        let (store, _) = Store::new().apply(&docs, "t").unwrap();
+        let opts = BuildOptions {
+            wasm_path: "/filter.wasm".into(),
+            genesis_listen: ("127.0.0.1".into(), 8080),
+            internal_listen: None,
+            context_keys: Vec::new(),
+        };
+        let plane = Arc::new(ControlPlane::start(store, SnapshotCache::new(), opts, None).unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(l, router(plane)).await.unwrap();
+            });
+        });
+        format!("http://{addr}")
+    }
+
+    fn api_error(r: Result<Value, ClientError>) -> (u16, String, Value) {
+        match r {
+            Err(ClientError::Api {
+                status, code, body, ..
+            }) => (status, code, body),
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_are_json_with_status_codes() {
+        let c = Client::new(&server());
+        let (status, code, _) = api_error(c.post("/v1/apply", &json!({"nope": 1})));
+        assert_eq!((status, code.as_str()), (400, "bad_request"));
+
+        let bad = RESOURCES.replace("/hello", "hello");
+        let (status, code, body) =
+            api_error(c.post("/v1/apply", &json!({"filename": "x.yaml", "text": bad})));
+        assert_eq!((status, code.as_str()), (400, "invalid_resources"));
+        assert_eq!(body["problems"][0]["file"], "x.yaml");
+        assert!(body["problems"][0]["line"].as_u64().unwrap() > 10, "{body}");
+
+        let (status, code, _) = api_error(c.post(
+            "/v1/release",
+            &json!({"deployment": "web-v9", "virtualEnv": "team-a"}),
+        ));
+        assert_eq!((status, code.as_str()), (404, "not_found"));
+        let (status, code, _) = api_error(c.post(
+            "/v1/rollback",
+            &json!({"virtualEnv": "team-a", "app": "web"}),
+        ));
+        assert_eq!((status, code.as_str()), (409, "conflict"));
+        let (status, _, _) = api_error(c.get("/v1/history", &[("virtualEnv", "nope")]));
+        assert_eq!(status, 404);
+        let (status, _, _) = api_error(c.get("/v1/nothing", &[]));
+        assert_eq!(status, 404);
+    }
+
+    #[test]
+    fn reads_and_explain() {
+        let c = Client::new(&server());
+        let status = c.get("/v1/status", &[]).unwrap();
+        assert_eq!(status["version"], "1");
+        assert_eq!(status["releases"][0]["apps"]["web"], "web-v1");
+        assert!(!status.to_string().contains("secret"));
+        let config = c.get("/v1/config", &[]).unwrap();
+        assert_eq!(config["resources"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            c.get("/v1/resources", &[]).unwrap()["resources"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        let e = c
+            .post(
+                "/v1/explain",
+                &json!({"path": "/dev/hello", "headers": [["X-A", "1"]]}),
+            )
+            .unwrap();
+        assert_eq!(
+            (e["routed"].clone(), e["deployment"].clone()),
+            (json!(true), json!("web-v1"))
+        );
+        assert!(e["human"].as_str().unwrap().contains("web-v1"));
+        let e = c.post("/v1/explain", &json!({"path": "/nowhere"})).unwrap();
+        assert_eq!(e["error"], "environment_not_found");
+    }
+}
