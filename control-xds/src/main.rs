@@ -150,6 +150,10 @@ enum RenderTarget {
         listen: String,
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: String,
+        /// Also render the internal listener (component-to-component calls); a
+        /// context-signing key is generated for both listeners.
+        #[arg(long)]
+        internal_listen: Option<String>,
     },
 }
 
@@ -357,6 +361,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     wasm,
                     listen,
                     admin,
+                    internal_listen,
                 },
         } => {
             let docs = match load::load_path(&config) {
@@ -367,14 +372,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(i) => i,
                 Err(e) => return Ok(report(cli.output, &e)),
             };
+            let mut settings = Settings::default();
+            if internal_listen.is_some() {
+                settings.context_keys = vec![switchyard::state::generate_context_key("render-1")?];
+            }
             let plugin = PluginConfig {
-                settings: Settings::default(),
+                settings,
                 resources: docs.into_iter().map(|d| d.resource).collect(),
             };
             let opts = RenderOptions {
                 wasm_path: wasm,
                 listen: addr(&listen)?,
                 admin: addr(&admin)?,
+                internal_listen: internal_listen.as_deref().map(addr).transpose()?,
             };
             let value = render_envoy(&plugin, &index, &opts);
             match cli.output {
@@ -586,6 +596,9 @@ fn human_status(v: &Value) -> String {
             .unwrap_or_default()
     )];
     out.push("Releases".into());
+    if v["releases"].as_array().is_none_or(Vec::is_empty) {
+        out.push("  (none)".into());
+    }
     for r in v["releases"].as_array().into_iter().flatten() {
         let apps: Vec<String> = r["apps"]
             .as_object()

@@ -12,7 +12,17 @@
 //! Persistence (`--state DIR`): one JSON file, `DIR/state.json`, replaced
 //! atomically (temp file in the same directory, fsync, rename, fsync of the
 //! directory). A crash mid-write leaves either the old or the new file; leftover
-//! temp files are ignored (and removed) at load.
+//! temp files are ignored (and removed) at load. The file:
+//!
+//! ```json
+//! {"format": 1, "generation": 7,
+//!  "contextKeys": [{"kid": "k-1a2b3c4d", "secret": "<base64 of 32 bytes>"}],
+//!  "resources": [{"kind": "Environment", ...}, ...],
+//!  "history": [{"id": "team-a-r2", "virtualEnv": "team-a", "app": "hello-world",
+//!               "deployment": "hello-world-v2", "previous": "hello-world-main",
+//!               "action": "release", "who": "alice",
+//!               "at": "2026-11-22T03:10:20Z", "atUnixMs": 1795316620000}]}
+//! ```
 
 use std::collections::BTreeMap;
 use std::fs;
