@@ -2,6 +2,9 @@
 //!
 //! `load` reads resource files, the engine validates and indexes them, `render`
 //! writes static Envoy configuration, `xds` serves snapshots to Envoys over ADS.
+//! `state` is the store of resources and releases (persisted atomically),
+//! `serve` runs the control plane (store → snapshot → cache), `api` is its HTTP
+//! API and `client` the CLI's side of it.
 
 pub mod api;
 pub mod client;
