@@ -2,7 +2,7 @@
 # Switchyard benchmarks (BENCHMARKS.md): the one command.
 #
 #   scripts/bench.sh            full suite (~10 minutes): engine, callgrind, Envoy
-#                               side by side (A C D S H G N, 5 rounds × 5 s), footprint
+#                               side by side (A C D S H G N, 8 rounds × 3 s), footprint
 #   scripts/bench.sh --smoke    short version for CI (~1 minute): every part runs,
 #                               few seconds each, numbers are only indicative
 #   scripts/bench.sh --out DIR  keep the raw results in DIR (default: a temp dir)
@@ -62,7 +62,8 @@ if [ $smoke = 1 ]; then engine_bench --smoke > "$out/engine.txt"; else engine_be
 
 step "1b. engine, callgrind (instructions per decision; repeatable)"
 : > "$out/callgrind.txt"
-cg_cases=(small/release small/release+ctx large/release large/explicit_kf_dep large/canary_20_match_last large/jwt_hs256)
+cg_cases=(small/release large/release small/release+ctx small/explicit_kf_dep large/explicit_kf_dep
+          small/canary_20_match_last large/canary_20_match_last small/jwt_hs256 large/jwt_hs256)
 [ $smoke = 1 ] && cg_cases=(small/release)
 n=2000
 for c in "${cg_cases[@]}"; do
@@ -79,7 +80,7 @@ engine_bench --emit small 127.0.0.1:1 > "$out/table.json"
 if [ $smoke = 1 ]; then
     args=(--variants A,C,D,S --rounds 1 --duration 1 --warmup 1)
 else
-    args=(--variants A,C,D,S,H,G,N --rounds 5 --duration 5 --warmup 2)
+    args=(--variants A,C,D,S,H,G,N --rounds 8 --duration 3 --warmup 2)
 fi
 python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
     --table "$out/table.json" "${args[@]}" --out "$out/envoy.json"
@@ -110,7 +111,8 @@ else {
     python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))["results"][0]
-print(f"  `switchyard validate` (debug build: load, validate and compile): median {r[\"median\"]*1e3:.0f} ms, min {r[\"min\"]*1e3:.0f}, max {r[\"max\"]*1e3:.0f}")
+ms = [r[k] * 1e3 for k in ("median", "min", "max")]
+print("  `switchyard validate` (debug build: load, validate, compile): median {:.0f} ms, min {:.0f}, max {:.0f}".format(*ms))
 ' "$out/validate.json" 2>/dev/null || echo "  switchyard validate failed on the large table"
     if target/debug/switchyard --help | grep -q '^  serve'; then
         # TODO(bench part 4): release→first-response p50/p99 over 50 releases,
