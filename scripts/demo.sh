@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Run the hello-world demo: build, install Envoy, start the hello-world upstreams
-# (examples/hello-world/upstreams.txt) and one Envoy with the Switchyard filter in
-# static mode on 127.0.0.1:8080 (admin 127.0.0.1:9901). Ctrl-C stops everything.
+# (examples/hello-world/upstreams.txt), the control plane `switchyard serve`
+# (xDS 127.0.0.1:18000, API 127.0.0.1:18001) with examples/hello-world, and one
+# Envoy on envoy/bootstrap-ads.yaml: genesis listener 127.0.0.1:8080, internal
+# listener 127.0.0.1:15001 (frontends call backends through it), admin
+# 127.0.0.1:9901. Ctrl-C stops everything.
 #
 #   scripts/demo.sh           run until Ctrl-C
 #   scripts/demo.sh --check   start, make one request, stop; exit status = the request's
 #
-# LISTEN_PORT / ADMIN_PORT override 8080 / 9901. Logs and configs: .work/demo/.
+# DEMO_MODE=static runs Envoy in static mode instead (`switchyard render envoy`,
+# no control plane; LISTEN_PORT / ADMIN_PORT override 8080 / 9901 there).
 # DEMO_PLAIN=1 runs a plain Envoy without the filter (checks the plumbing only).
+# Logs, configs and the control plane's state: .work/demo/ (state is fresh each run).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,14 +51,31 @@ target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,
 wasm="$target/wasm32-wasip1/release/switchyard_filter.wasm"
 envoy="$(bash scripts/install-envoy.sh | tail -1)"
 
+mode="${DEMO_MODE:-ads}"
+[[ "${DEMO_PLAIN:-}" == 1 ]] && mode=plain
+internal="127.0.0.1:15001"
 while read -r component version port; do
   say "upstream $component/$version on 127.0.0.1:$port"
+  call=()
+  if [[ "$mode" == ads && "$component" == frontend ]]; then call=(--call-backend "http://$internal"); fi
   "$target/debug/hello-world-upstream" --listen "127.0.0.1:$port" \
-    --component "$component" --version "$version" >"$work/upstream-$component-$version.log" 2>&1 &
+    --component "$component" --version "$version" "${call[@]}" >"$work/upstream-$component-$version.log" 2>&1 &
   pids+=($!)
 done < <(grep -v '^\s*#' examples/hello-world/upstreams.txt | grep -v '^\s*$')
 
-if [[ "${DEMO_PLAIN:-}" == 1 ]]; then
+if [[ "$mode" == ads ]]; then
+  listen="127.0.0.1:8080"; admin="127.0.0.1:9901"   # as in envoy/bootstrap-ads.yaml
+  rm -rf "$work/state"
+  say "starting switchyard serve (xDS 127.0.0.1:18000, API 127.0.0.1:18001), log: $work/switchyard.log"
+  "$target/debug/switchyard" serve --config examples/hello-world/resources.yaml --state "$work/state" \
+    --wasm "$wasm" --listen "$listen" --internal-listen "$internal" >"$work/switchyard.log" 2>&1 </dev/null &
+  pids+=($!)
+  for _ in $(seq 100); do
+    if "$target/debug/switchyard" status >/dev/null 2>&1; then break; fi
+    sleep 0.1
+  done
+  cp envoy/bootstrap-ads.yaml "$work/envoy.yaml"
+elif [[ "$mode" == plain ]]; then
   # Without Switchyard: a plain Envoy routing everything to frontend f1a0001
   # (for checking the demo's plumbing only).
   say "DEMO_PLAIN=1: plain Envoy without the Switchyard filter"
@@ -94,8 +116,34 @@ fi
 
 if $check; then
   say "GET http://$listen/dev/hello"
+  for _ in $(seq 100); do   # in ADS mode the listener arrives just after /ready
+    if curl -fsS "http://$listen/dev/hello" >"$work/check.json" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
   curl -fsS "http://$listen/dev/hello"
   echo
+  exit 0
+fi
+
+if [[ "$mode" == ads ]]; then
+  sy="$target/debug/switchyard"
+  cat <<MSG
+
+Switchyard demo is running: Envoy on http://$listen (admin http://$admin), the
+control plane's API on http://127.0.0.1:18001. The frontend calls its backend
+through the internal listener $internal, so each answer shows both versions.
+Try:
+  curl -s 'http://$listen/dev/hello'                                  # team-a's release: hello-world-main (f1a0001 → b1a0001)
+  curl -s 'http://$listen/dev/hello?kf-dep=hello-world-v2&kf-ve=team-a'  # v2: the same frontend → b2a0002
+  curl -s 'http://$listen/dev/hello?kf-ve=joe'                           # VE joe: vars.who == Joe
+  $sy release hello-world-v2 --virtual-env team-a                       # plain URLs now reach v2
+  $sy explain '/dev/hello'                                               # the real engine says where and why
+  $sy rollback --virtual-env team-a                                      # back to hello-world-main
+  $sy status                                                             # releases, Envoys, ACKed versions
+Logs: $work/
+Press Ctrl-C to stop.
+MSG
+  wait "$envoy_pid" || true
   exit 0
 fi
 

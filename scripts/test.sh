@@ -26,3 +26,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "end-to-end tests (pytest tests/e2e)"
 cargo build -p switchyard -p hello-world-upstream
 SWITCHYARD_SKIP_BUILD=1 .venv/bin/python -m pytest tests/e2e -q "$@"
+
+step "the README's demo command, once (scripts/demo.sh --check)"
+bash scripts/demo.sh --check >/dev/null
