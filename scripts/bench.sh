@@ -115,9 +115,39 @@ ms = [r[k] * 1e3 for k in ("median", "min", "max")]
 print("  `switchyard validate` (debug build: load, validate, compile): median {:.0f} ms, min {:.0f}, max {:.0f}".format(*ms))
 ' "$out/validate.json" 2>/dev/null || echo "  switchyard validate failed on the large table"
     if target/debug/switchyard --help | grep -q '^  serve'; then
-        # TODO(bench part 4): release→first-response p50/p99 over 50 releases,
-        # snapshot build time and memory at the large table, 200 ADS streams ACK time.
-        echo "- \`switchyard serve\` exists; release latency, snapshot build and 200-stream ACK benchmarks: TODO (not written yet)"
+        # A release build when one is there (it is what ships); else the debug build.
+        sy=target/debug/switchyard
+        [ target/release/switchyard -nt target/debug/switchyard ] && sy=target/release/switchyard
+        echo "- binary: $sy"
+        if [ $smoke = 1 ]; then
+            cp_args=(--releases 5)
+        else
+            engine_bench --emit large 127.0.0.1:1 > "$out/large-table.json"
+            cp_args=(--releases 50 --large-table "$out/large-table.json" --large-releases 5)
+        fi
+        if python3 bench/cp_bench.py --switchyard "$sy" --envoy "$envoy" --filter-wasm "$filter_wasm" \
+            --table "$out/table.json" "${cp_args[@]}" --out "$out/cp.json" >&2; then
+            python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+a = r["release"]
+t, c = a["to_first_response_ms"], a["cli_round_trip_ms"]
+print("- `switchyard release` → first response from the new release ({} releases, small table, one Envoy on ADS): "
+      "p50 {:.0f} ms, p99 {:.0f} ms (min {:.0f}, max {:.0f}); the CLI call itself p50 {:.0f} ms".format(
+      a["releases"], t["p50"], t["p99"], t["min"], t["max"], c["p50"]))
+if "large" in r:
+    l = r["large"]
+    print("- large table in `switchyard serve`: start to API ready {:.1f} s, RSS {:.0f} MiB ({:.0f} MiB after releases); "
+          "one `release` (validate, snapshot build, persist) p50 {:.0f} ms, min {:.0f}, max {:.0f} (n={})".format(
+          l["start_to_api_s"], l["rss_mib"], l["rss_after_releases_mib"], l["release_ms"]["p50"],
+          l["release_ms"]["min"], l["release_ms"]["max"], l["release_ms"]["n"]))
+' "$out/cp.json"
+        else
+            echo "- control-plane benchmark failed (see stderr)"
+        fi
+        # TODO(bench part 4): 200 ADS client streams receiving one change, time until
+        # all have ACKed (needs a small gRPC client program in bench/).
+        echo "- 200 ADS streams ACK time: TODO (needs a small gRPC client program)"
     else
         # TODO(bench part 4): needs `switchyard serve` (control plane) first.
         echo "- waits for the control plane: \`switchyard serve\` is not in this build"
