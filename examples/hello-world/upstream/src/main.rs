@@ -68,6 +68,21 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+/// A listening socket with TCP_NODELAY, which accepted connections inherit on
+/// Linux: tiny_http writes a response in pieces, and with Nagle on, a keep-alive
+/// peer (Envoy) would wait for its delayed ACK (~40 ms) before the last piece.
+/// socket2: the well-kept crate for socket options std does not expose.
+fn listen(addr: &str) -> Result<std::net::TcpListener, Box<dyn std::error::Error + Send + Sync>> {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = addr.parse()?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => Arc::new(args),
@@ -76,7 +91,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let server = match Server::http(&args.listen) {
+    let server = match listen(&args.listen).and_then(|l| Server::from_listener(l, None)) {
         Ok(server) => Arc::new(server),
         Err(err) => {
             eprintln!("cannot listen on {}: {err}", args.listen);
