@@ -9,7 +9,7 @@ use crate::decision::{Decision, DecisionKind};
 use crate::error::{ErrorCode, RouteError};
 use crate::index::Index;
 use crate::request::Request;
-use crate::route::METADATA_HEADERS;
+use crate::route::deliver;
 
 pub const CONTEXT_HEADER: &str = "kf-context";
 
@@ -102,18 +102,6 @@ impl Index {
                 ),
             ));
         }
-        let (cluster, hash_key) = match &target.hash {
-            Some((header, twin)) => match req.header(header) {
-                Some(v) => (target.cluster, Some(v)),
-                None => (*twin, None),
-            },
-            None => (target.cluster, None),
-        };
-        let vars: Vec<(&str, &str)> = target
-            .vars
-            .iter()
-            .filter_map(|n| ve.vars.get(n).map(|v| (n.as_str(), v.as_str())))
-            .collect();
         let context = self.issue_context(
             &env.name,
             ve,
@@ -123,18 +111,14 @@ impl Index {
             req.now_unix_seconds,
             Some(expires_at),
         );
-        let strip_headers = req
-            .headers
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .filter(|k| {
-                k.starts_with("kf-") && !METADATA_HEADERS.contains(k) && *k != CONTEXT_HEADER
-            })
-            .filter(|k| {
-                !k.strip_prefix("kf-var-")
-                    .is_some_and(|name| vars.iter().any(|(n, _)| *n == name))
-            })
-            .collect();
+        let delivery = deliver(
+            req,
+            ve,
+            target,
+            target.cluster,
+            &target.hash,
+            context.is_some(),
+        );
         Ok(Decision {
             environment: &env.name,
             virtual_env: &ve.name,
@@ -143,12 +127,12 @@ impl Index {
             deployment_id: dep_idx,
             component: &target.name,
             component_version: &target.version,
-            cluster: &self.clusters[cluster].name,
-            hash_key,
+            cluster: &self.clusters[delivery.cluster].name,
+            hash_key: delivery.hash_key,
             kind: DecisionKind::Internal,
-            vars,
+            vars: delivery.vars,
             rewritten_path: None,
-            strip_headers,
+            strip_headers: delivery.strip_headers,
             set_cookie: None,
             context,
             note: None,

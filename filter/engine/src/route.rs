@@ -6,7 +6,8 @@ use std::borrow::Cow;
 use crate::context::RoutingContext;
 use crate::decision::{Decision, DecisionKind};
 use crate::error::{ErrorCode, RouteError};
-use crate::index::{DeploymentEntry, Index, RouteEntry, VirtualEnvironmentEntry};
+use crate::index::{ComponentEntry, DeploymentEntry, Index, RouteEntry, VirtualEnvironmentEntry};
+use crate::internal::CONTEXT_HEADER;
 use crate::request::{query_pairs, Request};
 use crate::validate::is_dns_label;
 
@@ -159,20 +160,6 @@ impl Index {
         let dep = &self.deployments[dep_idx];
         let comp = &dep.components[route.component];
 
-        let (cluster, hash_key) = match &route.hash {
-            Some((header, twin)) => match req.header(header) {
-                Some(v) => (route.cluster, Some(v)),
-                None => (*twin, None),
-            },
-            None => (route.cluster, None),
-        };
-
-        let vars: Vec<(&str, &str)> = comp
-            .vars
-            .iter()
-            .filter_map(|n| ve.vars.get(n).map(|v| (n.as_str(), v.as_str())))
-            .collect();
-
         let context = self.issue_context(
             env.name.as_str(),
             ve,
@@ -182,21 +169,7 @@ impl Index {
             req.now_unix_seconds,
             None,
         );
-
-        // Step 1 and 3: inbound metadata and selector headers never reach the upstream.
-        // Headers the filter sets anyway are overwritten, so only the rest is removed.
-        let strip_headers = req
-            .headers
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .filter(|k| k.starts_with("kf-") || is_selector(k))
-            .filter(|k| !METADATA_HEADERS.contains(k))
-            .filter(|k| !(context.is_some() && *k == "kf-context"))
-            .filter(|k| {
-                !k.strip_prefix("kf-var-")
-                    .is_some_and(|name| vars.iter().any(|(n, _)| *n == name))
-            })
-            .collect();
+        let delivery = deliver(req, ve, comp, route.cluster, &route.hash, context.is_some());
 
         Ok(Decision {
             environment: &env.name,
@@ -206,12 +179,12 @@ impl Index {
             deployment_id: dep_idx,
             component: &comp.name,
             component_version: &comp.version,
-            cluster: &self.clusters[cluster].name,
-            hash_key,
+            cluster: &self.clusters[delivery.cluster].name,
+            hash_key: delivery.hash_key,
             kind,
-            vars,
+            vars: delivery.vars,
             rewritten_path: rewrite_path(req.path, env.strip_sub_path.then_some(rel_path)),
-            strip_headers,
+            strip_headers: delivery.strip_headers,
             set_cookie,
             context,
             note,
@@ -260,6 +233,58 @@ impl Index {
             .ok_or_else(|| {
                 RouteError::new(ErrorCode::RouteNotFound, "no route matches this request")
             })
+    }
+}
+
+/// What genesis and internal hops share once the component is known.
+pub(crate) struct Delivery<'i, 'r> {
+    pub cluster: usize,
+    pub hash_key: Option<&'r str>,
+    pub vars: Vec<(&'i str, &'i str)>,
+    pub strip_headers: Vec<&'r str>,
+}
+
+/// The cluster (a `hash` cluster, or its round-robin twin when the request lacks
+/// the hash header), the vars the component declares and the VE defines, and the
+/// inbound headers to remove: forged `kf-*` metadata and selectors, except the
+/// headers the filter overwrites anyway.
+pub(crate) fn deliver<'i, 'r>(
+    req: &Request<'r>,
+    ve: &'i VirtualEnvironmentEntry,
+    comp: &'i ComponentEntry,
+    cluster: usize,
+    hash: &'i Option<(String, usize)>,
+    sets_context: bool,
+) -> Delivery<'i, 'r> {
+    let (cluster, hash_key) = match hash {
+        Some((header, twin)) => match req.header(header) {
+            Some(v) => (cluster, Some(v)),
+            None => (*twin, None),
+        },
+        None => (cluster, None),
+    };
+    let vars: Vec<(&str, &str)> = comp
+        .vars
+        .iter()
+        .filter_map(|n| ve.vars.get(n).map(|v| (n.as_str(), v.as_str())))
+        .collect();
+    let strip_headers = req
+        .headers
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("kf-") || is_selector(k))
+        .filter(|k| !METADATA_HEADERS.contains(k))
+        .filter(|k| !(sets_context && *k == CONTEXT_HEADER))
+        .filter(|k| {
+            !k.strip_prefix("kf-var-")
+                .is_some_and(|name| vars.iter().any(|(n, _)| *n == name))
+        })
+        .collect();
+    Delivery {
+        cluster,
+        hash_key,
+        vars,
+        strip_headers,
     }
 }
 
