@@ -238,6 +238,13 @@ fn find_key(doc: &str, path: &[&str]) -> Option<(usize, usize)> {
     found
 }
 
+/// Loads resource files and compiles them with default settings.
+pub fn load_and_compile(path: &Path) -> Result<(Vec<Located>, Index), LoadErrors> {
+    let docs = load_path(path)?;
+    let index = compile(&docs, Settings::default())?;
+    Ok((docs, index))
+}
+
 /// Compiles located resources with the engine, locating each validation error.
 pub fn compile(docs: &[Located], settings: Settings) -> Result<Index, LoadErrors> {
     let config = PluginConfig {

@@ -298,26 +298,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => Ok(api_error(output, &e)),
             }
         }
-        Command::Validate { file } => {
-            let docs = match load::load_path(&file) {
-                Ok(d) => d,
-                Err(e) => return Ok(report(cli.output, &e)),
-            };
-            match load::compile(&docs, Settings::default()) {
-                Ok(index) => {
-                    let value = serde_json::json!({"valid": true, "resources": docs.len(), "clusters": index.clusters().len()});
-                    print(cli.output, &value, || {
-                        format!(
-                            "{} resources valid ({} clusters)",
-                            docs.len(),
-                            index.clusters().len()
-                        )
-                    });
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => Ok(report(cli.output, &e)),
+        Command::Validate { file } => match load::load_and_compile(&file) {
+            Ok((docs, index)) => {
+                let value = serde_json::json!({"valid": true, "resources": docs.len(), "clusters": index.clusters().len()});
+                print(cli.output, &value, || {
+                    format!(
+                        "{} resources valid ({} clusters)",
+                        docs.len(),
+                        index.clusters().len()
+                    )
+                });
+                Ok(ExitCode::SUCCESS)
             }
-        }
+            Err(e) => Ok(report(cli.output, &e)),
+        },
         Command::Explain {
             config: Some(config),
             path,
@@ -325,12 +319,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             headers,
             source,
         } => {
-            let docs = match load::load_path(&config) {
-                Ok(d) => d,
-                Err(e) => return Ok(report(cli.output, &e)),
-            };
-            let index = match load::compile(&docs, Settings::default()) {
-                Ok(i) => i,
+            let (_, index) = match load::load_and_compile(&config) {
+                Ok(loaded) => loaded,
                 Err(e) => return Ok(report(cli.output, &e)),
             };
             let headers: Vec<(String, String)> = headers
@@ -364,12 +354,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     internal_listen,
                 },
         } => {
-            let docs = match load::load_path(&config) {
-                Ok(d) => d,
-                Err(e) => return Ok(report(cli.output, &e)),
-            };
-            let index = match load::compile(&docs, Settings::default()) {
-                Ok(i) => i,
+            let (docs, index) = match load::load_and_compile(&config) {
+                Ok(loaded) => loaded,
                 Err(e) => return Ok(report(cli.output, &e)),
             };
             let mut settings = Settings::default();
