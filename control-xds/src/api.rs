@@ -47,6 +47,8 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/rollback", post(rollback))
         .route("/v1/history", get(history))
         .route("/v1/explain", post(explain))
+        .route("/v1/keys/rotate", post(rotate_key))
+        .route("/v1/keys/retire", post(retire_key))
         .route("/v1/config", get(config))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
@@ -147,7 +149,7 @@ fn changed(summary: ChangeSummary, generation: u64) -> Json<Value> {
 }
 
 fn summary_changed(v: &Value) -> bool {
-    ["created", "updated", "deleted", "releases"]
+    ["created", "updated", "deleted", "releases", "keys"]
         .iter()
         .any(|k| v[k].as_array().is_some_and(|a| !a.is_empty()))
 }
@@ -190,6 +192,7 @@ async fn status(State(plane): Plane) -> Json<Value> {
         "servedVersion": served,
         "resources": store.resources.len(),
         "contextKids": store.context_keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(),
+        "signingKid": store.signing_kid(),
         "releases": releases,
         "canaries": canaries,
         "envoys": plane.cache().nodes().iter().map(node_json).collect::<Vec<_>>(),
@@ -376,6 +379,28 @@ async fn rollback(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiEr
     let who = who(b.who);
     let (summary, generation) =
         plane.change(|s| s.rollback(&b.virtual_env, b.app.as_deref(), &who))?;
+    Ok(changed(summary, generation))
+}
+
+// ------------------------------------------------------------------ context keys
+
+async fn rotate_key(State(plane): Plane) -> Result<Json<Value>, ApiError> {
+    let key = crate::state::new_kid()
+        .and_then(|kid| crate::state::generate_context_key(&kid))
+        .map_err(|e| StoreError::BadRequest(format!("no random key could be made: {e}")))?;
+    let (summary, generation) = plane.change(|s| s.rotate_key(key))?;
+    Ok(changed(summary, generation))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetireBody {
+    kid: String,
+}
+
+async fn retire_key(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let b: RetireBody = parse(&body)?;
+    let (summary, generation) = plane.change(|s| s.retire_key(&b.kid))?;
     Ok(changed(summary, generation))
 }
 

@@ -89,6 +89,11 @@ enum Command {
         #[arg(long = "virtual-env")]
         virtual_env: String,
     },
+    /// Rotate or retire the keys that sign the routing context `kf-context`.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Restore the release before the latest one.
     Rollback {
         #[arg(long = "virtual-env")]
@@ -131,6 +136,14 @@ enum Command {
         #[command(subcommand)]
         target: RenderTarget,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// A new key signs from now on; the old ones keep verifying until retired.
+    Rotate,
+    /// Contexts signed with KID stop verifying (not the signing key).
+    Retire { kid: String },
 }
 
 #[derive(Subcommand)]
@@ -258,6 +271,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "/v1/rollback",
                 &json!({"virtualEnv": virtual_env, "app": app, "who": who()}),
             ),
+            human_change,
+        ),
+        Command::Keys {
+            action: KeysAction::Rotate,
+        } => call(
+            output,
+            client().post("/v1/keys/rotate", &json!({})),
+            human_change,
+        ),
+        Command::Keys {
+            action: KeysAction::Retire { kid },
+        } => call(
+            output,
+            client().post("/v1/keys/retire", &json!({ "kid": kid })),
             human_change,
         ),
         Command::Status => call(output, client().get("/v1/status", &[]), human_status),
@@ -525,6 +552,9 @@ fn human_change(v: &Value) -> String {
             text(&r["id"]),
             text(&r["who"])
         ));
+    }
+    for k in v["keys"].as_array().into_iter().flatten() {
+        lines.push(format!("context key {}", text(k)));
     }
     let unchanged = v["unchanged"].as_array().map_or(0, Vec::len);
     if lines.is_empty() {

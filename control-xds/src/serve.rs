@@ -236,12 +236,7 @@ pub fn initial_store(opts: &ServeOptions) -> Result<Store, StartError> {
         }
     };
     if store.context_keys.is_empty() {
-        let mut tag = [0u8; 4];
-        getrandom::fill(&mut tag).map_err(|e| StartError::Random(std::io::Error::other(e)))?;
-        let kid = format!(
-            "k-{}",
-            tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let kid = state::new_kid().map_err(StartError::Random)?;
         store.context_keys = vec![state::generate_context_key(&kid).map_err(StartError::Random)?];
         tracing::info!(%kid, "generated a context-signing key");
     }

@@ -92,6 +92,9 @@ pub struct ChangeSummary {
     pub deleted: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<ReleaseRecord>,
+    /// Context-key changes, e.g. `added k-1a2b3c4d (signing)`, `retired k-…`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
 }
 
 impl ChangeSummary {
@@ -100,7 +103,8 @@ impl ChangeSummary {
         !(self.created.is_empty()
             && self.updated.is_empty()
             && self.deleted.is_empty()
-            && self.releases.is_empty())
+            && self.releases.is_empty()
+            && self.keys.is_empty())
     }
 }
 
@@ -576,6 +580,63 @@ fn located_problem(d: &Located, reason: String) -> LoadError {
     }
 }
 
+impl Store {
+    /// The key that signs contexts: the first one. The others only verify.
+    pub fn signing_kid(&self) -> Option<&str> {
+        self.context_keys.first().map(|k| k.kid.as_str())
+    }
+
+    /// Key rotation, step 1: `key` signs from now on; the current keys keep
+    /// verifying the contexts they signed until they are retired.
+    pub fn rotate_key(&self, key: ContextKey) -> Result<(Store, ChangeSummary), StoreError> {
+        if self.context_keys.iter().any(|k| k.kid == key.kid) {
+            return Err(StoreError::Conflict(format!(
+                "a context key with kid '{}' exists",
+                key.kid
+            )));
+        }
+        let mut next = self.clone();
+        let summary = ChangeSummary {
+            keys: vec![format!("added {} (signing)", key.kid)],
+            ..Default::default()
+        };
+        next.context_keys.insert(0, key);
+        next.generation += 1;
+        Ok((next, summary))
+    }
+
+    /// Key rotation, step 2: contexts signed with `kid` stop verifying. The
+    /// signing key cannot be retired (rotate first).
+    pub fn retire_key(&self, kid: &str) -> Result<(Store, ChangeSummary), StoreError> {
+        if !self.context_keys.iter().any(|k| k.kid == kid) {
+            return Err(StoreError::NotFound(format!("context key '{kid}'")));
+        }
+        if self.signing_kid() == Some(kid) {
+            return Err(StoreError::Conflict(format!(
+                "context key '{kid}' signs contexts: rotate to a new key before retiring it"
+            )));
+        }
+        let mut next = self.clone();
+        next.context_keys.retain(|k| k.kid != kid);
+        next.generation += 1;
+        let summary = ChangeSummary {
+            keys: vec![format!("retired {kid}")],
+            ..Default::default()
+        };
+        Ok((next, summary))
+    }
+}
+
+/// A new key id: `k-` and 8 random hex digits.
+pub fn new_kid() -> std::io::Result<String> {
+    let mut tag = [0u8; 4];
+    getrandom::fill(&mut tag).map_err(std::io::Error::other)?;
+    Ok(format!(
+        "k-{}",
+        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
 /// Fresh context-signing keys: one key of 32 random bytes from the OS.
 pub fn generate_context_key(kid: &str) -> std::io::Result<ContextKey> {
     use base64::Engine as _;
@@ -978,6 +1039,48 @@ spec:
             Err(PersistError::Corrupt { .. })
         ));
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn key_rotation_adds_a_signing_key_and_retires_old_ones() {
+        let mut s = store_with_key();
+        let old = s.signing_kid().unwrap().to_string();
+        assert!(
+            matches!(s.retire_key(&old), Err(StoreError::Conflict(_))),
+            "the signing key stays"
+        );
+        let (rotated, summary) = s
+            .rotate_key(generate_context_key("k-new").unwrap())
+            .unwrap();
+        assert!(summary.changed());
+        assert_eq!(rotated.signing_kid(), Some("k-new"));
+        assert_eq!(rotated.context_keys.len(), 2, "the old key keeps verifying");
+        assert!(matches!(
+            rotated.rotate_key(generate_context_key("k-new").unwrap()),
+            Err(StoreError::Conflict(_))
+        ));
+        let (retired, _) = rotated.retire_key(&old).unwrap();
+        assert_eq!(
+            retired
+                .context_keys
+                .iter()
+                .map(|k| k.kid.as_str())
+                .collect::<Vec<_>>(),
+            ["k-new"]
+        );
+        assert!(matches!(
+            retired.retire_key("nope"),
+            Err(StoreError::NotFound(_))
+        ));
+        s = retired;
+        assert!(s.generation > 0);
+    }
+
+    fn store_with_key() -> Store {
+        Store {
+            context_keys: vec![generate_context_key("k-old").unwrap()],
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -175,17 +175,23 @@ class World:
 
 
 def start_world(procs: harness.Processes, bins: harness.Binaries, work: Path,
-                node_id: str = "switchyard-envoy") -> World:
+                node_id: str = "switchyard-envoy", internal: bool = False) -> World:
     """Upstreams, `switchyard serve --config hello-world --state`, and an Envoy on the
-    ADS bootstrap; returns once /dev/hello is served."""
-    hello = harness.start_hello_world(procs, bins, work)
-    xds, api, listen, admin = harness.free_ports(4)
+    ADS bootstrap; returns once /dev/hello is served. With `internal`, Envoy also
+    gets the internal listener (`World.internal_url`) and frontends call backends
+    through it."""
+    xds, api, listen, admin, internal_port = harness.free_ports(5)
+    internal_url = f"http://{LOCALHOST}:{internal_port}"
+    hello = harness.start_hello_world(procs, bins, work, call_backend=internal_url if internal else None)
     state_dir = work / "state"
-    plane = ControlPlane(bins, hello.resources_path, state_dir, xds, api, listen, procs.log_dir)
+    extra = ["--internal-listen", f"{LOCALHOST}:{internal_port}"] if internal else None
+    plane = ControlPlane(bins, hello.resources_path, state_dir, xds, api, listen, procs.log_dir,
+                         extra_args=extra)
     procs.add(plane.start())
     plane.wait_ready()
     boot = ads_bootstrap(work / "bootstrap-ads.yaml", xds, admin, node_id)
     envoy = harness.start_envoy(procs, bins.envoy, boot, "envoy-ads")
     world = World(bins, procs, work, hello, plane, envoy, state_dir, node_id)
+    world.internal_url = internal_url
     wait_for("the genesis listener serves /dev/hello", lambda: world.deployment() is not None, 30)
     return world

@@ -282,3 +282,45 @@ def test_a_nack_is_reported_and_the_last_good_config_keeps_serving(world, work_d
     # the filter's last good config (release: main) keeps routing
     for _ in range(10):
         assert world.deployment() == MAIN
+
+
+def test_context_key_rotation_through_the_control_plane(procs, bins, work_dir):
+    """`switchyard keys rotate` / `retire`: a context signed with the old key keeps
+    working on the internal listener until the old key is retired."""
+    import base64
+    import json
+
+    world = cp.start_world(procs, bins, work_dir, internal=True)
+
+    def kid_of(token: str) -> str:
+        return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+
+    def hop(token: str) -> harness.Reply:
+        return harness.get(world.internal_url + "/backend",
+                           headers={"host": "backend", "kf-context": token})
+
+    r = world.get("/dev/hello")
+    assert (r.status, r.json["backend"]["version"]) == (200, "b1a0001"), r
+    old_token = r.json["kf"]["kf-context"]
+    old_kid = world.plane.api("/v1/status")["signingKid"]
+    assert kid_of(old_token) == old_kid
+
+    rotated = world.cli("keys", "rotate")
+    assert rotated.code == 0, rotated.stderr
+    world.wait_acked()
+    status = world.plane.api("/v1/status")
+    new_kid = status["signingKid"]
+    assert new_kid != old_kid and set(status["contextKids"]) == {old_kid, new_kid}
+    assert "secret" not in json.dumps(status)
+    assert hop(old_token).status == 200, "the old key still verifies"
+    new_token = world.get("/dev/hello").json["kf"]["kf-context"]
+    assert kid_of(new_token) == new_kid
+
+    refused = world.cli("keys", "retire", new_kid)
+    assert refused.code != 0 and "rotate" in refused.stderr
+    retired = world.cli("keys", "retire", old_kid)
+    assert retired.code == 0, retired.stderr
+    world.wait_acked()
+    r = hop(old_token)
+    assert (r.status, r.json["error"]) == (401, "invalid_context_token")
+    assert world.get("/dev/hello").json["backend"]["version"] == "b1a0001"
