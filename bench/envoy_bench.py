@@ -273,7 +273,15 @@ def summarize(names, runs):
         base[key] = statistics.median(r[key] for r in by["A"])
     # Per round, a variant's figure relative to A of the same round: the ratio's
     # spread is what the noisy machine leaves after pairing.
-    a_by_round = {r["round"]: r for r in by["A"]}
+    # A runs first in every round; a variant is compared with the mean of this
+    # round's A and the next round's A (before and after it), which cancels
+    # slow drift of the machine's load.
+    a_runs = {r["round"]: r for r in by["A"]}
+    a_by_round = {}
+    for rnd, r in a_runs.items():
+        nxt = a_runs.get(rnd + 1)
+        a_by_round[rnd] = r if nxt is None else {
+            k: (r[k] + nxt[k]) / 2 for k in ("cpu_us_per_req", "rps", "p50_us", "p99_us")}
     for n in names:
         s = {}
         for key in ("cpu_us_per_req", "rps", "p50_us", "p99_us"):

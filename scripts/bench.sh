@@ -2,7 +2,7 @@
 # Switchyard benchmarks (BENCHMARKS.md): the one command.
 #
 #   scripts/bench.sh            full suite (~10 minutes): engine, callgrind, Envoy
-#                               side by side (A C D S H G N, 8 rounds × 3 s), footprint
+#                               side by side (A C D S H G N, 12 rounds × 2 s), footprint
 #   scripts/bench.sh --smoke    short version for CI (~1 minute): every part runs,
 #                               few seconds each, numbers are only indicative
 #   scripts/bench.sh --out DIR  keep the raw results in DIR (default: a temp dir)
@@ -80,7 +80,7 @@ engine_bench --emit small 127.0.0.1:1 > "$out/table.json"
 if [ $smoke = 1 ]; then
     args=(--variants A,C,D,S --rounds 1 --duration 1 --warmup 1)
 else
-    args=(--variants A,C,D,S,H,G,N --rounds 8 --duration 3 --warmup 2)
+    args=(--variants A,C,D,S,H,G,N --rounds 12 --duration 2 --warmup 2)
 fi
 python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
     --table "$out/table.json" "${args[@]}" --out "$out/envoy.json"
