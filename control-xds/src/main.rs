@@ -167,6 +167,10 @@ enum RenderTarget {
         /// context-signing key is generated for both listeners.
         #[arg(long)]
         internal_listen: Option<String>,
+        /// Pull mode: the filter polls this control plane API (host:port) for the
+        /// routing table instead of using the resources inline.
+        #[arg(long)]
+        pull_from: Option<String>,
     },
 }
 
@@ -379,6 +383,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     listen,
                     admin,
                     internal_listen,
+                    pull_from,
                 },
         } => {
             let (docs, index) = match load::load_and_compile(&config) {
@@ -389,6 +394,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if internal_listen.is_some() {
                 settings.context_keys = vec![switchyard::state::generate_context_key("render-1")?];
             }
+            if let Some(api) = &pull_from {
+                settings.pull = Some(switchyard_engine::config::PullSettings {
+                    cluster: switchyard::render::PULL_CLUSTER.to_string(),
+                    authority: Some(api.clone()),
+                    path: "/v1/config".into(),
+                    interval_ms: 1000,
+                });
+            }
             let plugin = PluginConfig {
                 settings,
                 resources: docs.into_iter().map(|d| d.resource).collect(),
@@ -398,6 +411,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen: addr(&listen)?,
                 admin: addr(&admin)?,
                 internal_listen: internal_listen.as_deref().map(addr).transpose()?,
+                pull_from: pull_from.as_deref().map(addr).transpose()?,
             };
             let value = render_envoy(&plugin, &index, &opts);
             match cli.output {

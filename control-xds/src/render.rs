@@ -17,7 +17,13 @@ pub struct RenderOptions {
     /// The internal listener for component-to-component calls (internal mode);
     /// the plugin configuration must then carry context keys.
     pub internal_listen: Option<(String, u16)>,
+    /// Pull mode: the control plane's HTTP API, reached through the cluster
+    /// [`PULL_CLUSTER`] (the plugin settings must name it in `pull`).
+    pub pull_from: Option<(String, u16)>,
 }
+
+/// The cluster of the control plane's HTTP API in pull mode.
+pub const PULL_CLUSTER: &str = "switchyard_api";
 
 fn socket(host: &str, port: u16) -> Value {
     json!({"socket_address": {"address": host, "port_value": port}})
@@ -164,11 +170,21 @@ pub fn render_envoy(config: &PluginConfig, index: &Index, opts: &RenderOptions) 
             index,
         ));
     }
+    let mut clusters: Vec<Value> = index.clusters().iter().map(cluster).collect();
+    if let Some((host, port)) = &opts.pull_from {
+        clusters.push(json!({
+            "name": PULL_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": PULL_CLUSTER,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(host, *port)}}]}]}
+        }));
+    }
     json!({
         "admin": {"address": socket(&opts.admin.0, opts.admin.1)},
         "static_resources": {
             "listeners": listeners,
-            "clusters": index.clusters().iter().map(cluster).collect::<Vec<_>>()
+            "clusters": clusters
         }
     })
 }

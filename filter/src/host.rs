@@ -47,10 +47,14 @@ pub fn source_address() -> Option<String> {
 }
 
 pub fn now_unix_seconds() -> u64 {
+    now_unix_millis() / 1000
+}
+
+pub fn now_unix_millis() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Tells Envoy to pick the route again now that the cluster header is set.

@@ -2,7 +2,8 @@
 //! - `switchyard.decision.<app>.<deployment>.<decision>`: routed requests, by why;
 //! - `switchyard.error.<code>`: refused requests, by DESIGN.md error code;
 //! - `switchyard.jwt.<note>`: JWTs a canary could not use, by reason;
-//! - `switchyard.config_rejected`: configurations refused by `on_configure`.
+//! - `switchyard.config_rejected`: configurations refused (plugin or pulled);
+//! - `switchyard.pull.ok` / `switchyard.pull.failed`: polls in pull mode.
 //!
 //! Fixed counters are defined at configure time; per-deployment counters on first
 //! use (a table may have thousands of deployments), then looked up by index.
@@ -20,6 +21,8 @@ pub struct Metrics {
     errors: HashMap<ErrorCode, u32>,
     notes: HashMap<&'static str, u32>,
     config_rejected: Option<u32>,
+    pull_ok: Option<u32>,
+    pull_failed: Option<u32>,
     /// (deployment index, decision) → counter; reset when the index changes.
     decisions: RefCell<HashMap<(usize, DecisionKind), Option<u32>>>,
 }
@@ -46,6 +49,8 @@ impl Metrics {
                 .filter_map(|n| Some((*n, counter(&format!("switchyard.jwt.{n}"))?)))
                 .collect(),
             config_rejected: counter("switchyard.config_rejected"),
+            pull_ok: counter("switchyard.pull.ok"),
+            pull_failed: counter("switchyard.pull.failed"),
             decisions: RefCell::default(),
         }
     }
@@ -77,5 +82,13 @@ impl Metrics {
 
     pub fn config_rejected(&self) {
         bump(self.config_rejected);
+    }
+
+    pub fn pull_ok(&self) {
+        bump(self.pull_ok);
+    }
+
+    pub fn pull_failed(&self) {
+        bump(self.pull_failed);
     }
 }

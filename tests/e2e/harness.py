@@ -348,12 +348,12 @@ class Envoy(Process):
 
     def __init__(self, binary: str, config_path: Path, log_dir: Path, name: str = "envoy",
                  admin: str | None = None, extra_args: list[str] | None = None,
-                 log_level: str = "warning"):
+                 log_level: str = "warning", concurrency: int = 1):
         self.config_path = Path(config_path)
         self.admin = admin or admin_address_of(self.config_path)
         self.admin_url = f"http://{self.admin}"
         argv = [binary, "-c", str(self.config_path), "--use-dynamic-base-id",
-                "--concurrency", "1", "-l", log_level, *(extra_args or [])]
+                "--concurrency", str(concurrency), "-l", log_level, *(extra_args or [])]
         super().__init__(name, argv, Path(log_dir) / f"{name}.log")
 
     def wait_ready(self, timeout: float = 30.0) -> "Envoy":

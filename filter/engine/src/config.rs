@@ -51,6 +51,48 @@ pub struct Settings {
     /// Lifetime of a context issued at genesis; hops never extend it.
     #[serde(default = "default_context_ttl")]
     pub context_ttl_seconds: u64,
+    /// Pull mode (for Istio, where istiod owns xDS): poll the control plane's
+    /// `GET /v1/config` and route by what it returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullSettings>,
+}
+
+/// Where and how often the filter polls the control plane in pull mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PullSettings {
+    /// The Envoy cluster of the control plane's HTTP API.
+    pub cluster: String,
+    /// `:authority` of the poll request (default: the cluster name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    #[serde(default = "default_pull_path")]
+    pub path: String,
+    #[serde(default = "default_pull_interval")]
+    pub interval_ms: u64,
+}
+
+fn default_pull_path() -> String {
+    "/v1/config".to_string()
+}
+
+fn default_pull_interval() -> u64 {
+    1000
+}
+
+impl PluginConfig {
+    /// The configuration to route by once a pulled configuration arrived: this
+    /// filter's own settings (mode, headers, pull) with the control plane's
+    /// resources and context keys.
+    pub fn with_pulled(&self, pulled: PluginConfig) -> PluginConfig {
+        let mut settings = self.settings.clone();
+        settings.context_keys = pulled.settings.context_keys;
+        settings.signing_kid = pulled.settings.signing_kid;
+        PluginConfig {
+            settings,
+            resources: pulled.resources,
+        }
+    }
 }
 
 fn default_context_ttl() -> u64 {
@@ -82,6 +124,38 @@ impl Default for Settings {
             context_keys: Vec::new(),
             signing_kid: None,
             context_ttl_seconds: default_context_ttl(),
+            pull: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pulled_resources_and_keys_replace_local_ones_settings_stay() {
+        let local: PluginConfig = serde_json::from_value(json!({
+            "settings": {"mode": "internal", "clusterHeader": "x-c",
+                         "pull": {"cluster": "switchyard_api"}},
+            "resources": [{"kind": "Environment", "metadata": {"name": "old"}, "spec": {"subPath": "old"}}]
+        }))
+        .unwrap();
+        let pulled: PluginConfig = serde_json::from_value(json!({
+            "settings": {"contextKeys": [{"kid": "k1", "secret": "c2VjcmV0"}]},
+            "resources": [{"kind": "Environment", "metadata": {"name": "dev"}, "spec": {"subPath": "dev"}}]
+        }))
+        .unwrap();
+        let merged = local.with_pulled(pulled);
+        assert_eq!(merged.settings.mode, Mode::Internal);
+        assert_eq!(merged.settings.cluster_header, "x-c");
+        assert_eq!(
+            merged.settings.pull.as_ref().map(|p| p.interval_ms),
+            Some(1000)
+        );
+        assert_eq!(merged.settings.context_keys[0].kid, "k1");
+        assert_eq!(merged.resources.len(), 1);
+        assert_eq!(merged.resources[0].name(), "dev");
     }
 }
