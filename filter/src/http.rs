@@ -103,7 +103,7 @@ impl HttpContext for RequestContext {
                 .map_or("", |(_, v)| v.as_str())
         };
         let source = index
-            .needs_client_facts()
+            .needs_source_address()
             .then(host::source_address)
             .flatten();
         let request = Request {
@@ -111,7 +111,7 @@ impl HttpContext for RequestContext {
             path: pseudo(":path"),
             headers: &headers,
             source_address: source.as_deref(),
-            now_unix_seconds: if index.needs_client_facts() {
+            now_unix_seconds: if index.needs_clock() {
                 host::now_unix_seconds()
             } else {
                 0

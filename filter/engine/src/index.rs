@@ -125,9 +125,15 @@ impl Index {
         Index::compile(&config)
     }
 
-    /// Whether routing may look at the client address or the clock (canaries,
-    /// internal mode): the host fetches them only then, to save host calls.
-    pub fn needs_client_facts(&self) -> bool {
+    /// Whether routing may look at the client address (canaries): the host
+    /// fetches it only then, to save a host call per request.
+    pub fn needs_source_address(&self) -> bool {
+        !self.canaries.is_empty()
+    }
+
+    /// Whether routing needs the clock (JWT expiry in canaries, the routing
+    /// context's expiry).
+    pub fn needs_clock(&self) -> bool {
         !self.canaries.is_empty() || self.context_keys.is_some()
     }
 
