@@ -18,6 +18,7 @@ import http.client
 import http.server
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -227,6 +228,7 @@ def main():
         out["large"] = large(args, tmp)
         print(f"  large table: {out['large']}", file=sys.stderr)
     json.dump(out, open(args.out, "w"), indent=1)
+    shutil.rmtree(tmp, ignore_errors=True)  # kept (logs) only when a step failed
 
 
 if __name__ == "__main__":
