@@ -29,9 +29,22 @@ struct Plan {
 }
 
 const NAMES: [&str; 16] = [
-    "kf-environment", "kf-virtual-env", "kf-app", "kf-deployment", "kf-component",
-    "kf-component-version", "kf-decision", "kf-var-who", "kf-context", "kf-x9", "kf-x10",
-    "kf-x11", "kf-x12", "kf-x13", "kf-x14", "kf-x15",
+    "kf-environment",
+    "kf-virtual-env",
+    "kf-app",
+    "kf-deployment",
+    "kf-component",
+    "kf-component-version",
+    "kf-decision",
+    "kf-var-who",
+    "kf-context",
+    "kf-x9",
+    "kf-x10",
+    "kf-x11",
+    "kf-x12",
+    "kf-x13",
+    "kf-x14",
+    "kf-x15",
 ];
 
 proxy_wasm::main! {{
@@ -75,7 +88,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Probe { plan: self.plan.clone() }))
+        Some(Box::new(Probe {
+            plan: self.plan.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -102,10 +117,18 @@ impl HttpContext for Probe {
             let _ = hostcalls::get_current_time();
         }
         for name in &NAMES[..p.sets] {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some("probe-value-0001"));
+            let _ = hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                name,
+                Some("probe-value-0001"),
+            );
         }
         if let Some(c) = &p.cluster {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "x-switchyard-cluster", Some(c));
+            let _ = hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                "x-switchyard-cluster",
+                Some(c),
+            );
         }
         if p.clear {
             let _ = hostcalls::call_foreign_function("clear_route_cache", Some(&[]));
@@ -118,7 +141,8 @@ impl HttpContext for Probe {
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
         for name in &NAMES[..self.plan.resp] {
-            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, "probe-value-0001");
+            let _ =
+                hostcalls::add_map_value(MapType::HttpResponseHeaders, name, "probe-value-0001");
         }
         Action::Continue
     }

@@ -392,7 +392,7 @@ fn main() {
             Some("large") => &LARGE,
             _ => &SMALL,
         };
-        let endpoint = args.get(args.len() - 1).cloned().unwrap_or_default();
+        let endpoint = args.last().cloned().unwrap_or_default();
         let es = ES256KeyPair::generate();
         let pem = es.public_key().to_pem().unwrap_or_default();
         let config = table(shape, &endpoint, &pem, true);
