@@ -116,6 +116,16 @@ pub struct Index {
     pub(crate) clusters: Vec<ClusterSpec>,
     pub(crate) canaries: Vec<CompiledCanary>,
     pub(crate) context_keys: Option<ContextKeys>,
+    /// Signed contexts of the current expiry second (see `issue_context`).
+    pub(crate) context_memo: std::sync::Mutex<ContextMemo>,
+}
+
+/// Routing contexts signed for one expiry second, by (VE, deployment,
+/// component, released).
+#[derive(Debug, Default)]
+pub(crate) struct ContextMemo {
+    pub expires_at: u64,
+    pub tokens: HashMap<(usize, usize, usize, bool), String>,
 }
 
 impl Index {
@@ -682,6 +692,7 @@ impl Builder {
     fn index(self, settings: Settings, context_keys: Option<ContextKeys>) -> Index {
         Index {
             context_keys,
+            context_memo: std::sync::Mutex::default(),
             settings,
             environments: self.environments,
             env_by_sub_path: self.env_by_sub_path,

@@ -60,16 +60,13 @@ impl Index {
                 "the context's deployment belongs to another app",
             ));
         }
-        let ve = self
-            .ve_by_name
-            .get(&ctx.virtual_env)
-            .map(|&v| &self.ves[v])
-            .ok_or_else(|| {
-                RouteError::new(
-                    ErrorCode::InvalidContext,
-                    "the context's virtual environment is gone",
-                )
-            })?;
+        let ve_idx = *self.ve_by_name.get(&ctx.virtual_env).ok_or_else(|| {
+            RouteError::new(
+                ErrorCode::InvalidContext,
+                "the context's virtual environment is gone",
+            )
+        })?;
+        let ve = &self.ves[ve_idx];
         let env = &self.environments[ve.environment];
         if env.name != ctx.environment {
             return Err(RouteError::new(
@@ -88,11 +85,12 @@ impl Index {
             .iter()
             .find(|c| c.name == ctx.component)
             .ok_or_else(|| not_in(&format!("component '{}'", ctx.component)))?;
-        let target = dep
+        let target_idx = dep
             .components
             .iter()
-            .find(|c| c.name == target_name)
+            .position(|c| c.name == target_name)
             .ok_or_else(|| not_in(&format!("component '{target_name}'")))?;
+        let target = &dep.components[target_idx];
         if !source.dependencies.iter().any(|d| d == target_name) {
             return Err(RouteError::new(
                 ErrorCode::DependencyNotDeclared,
@@ -103,10 +101,9 @@ impl Index {
             ));
         }
         let context = self.issue_context(
-            &env.name,
-            ve,
-            dep,
-            &target.name,
+            ve_idx,
+            dep_idx,
+            target_idx,
             !ctx.release.is_empty(),
             req.now_unix_seconds,
             Some(expires_at),
@@ -288,6 +285,31 @@ mod tests {
         assert_eq!(
             retired.route_internal(&at("/", &h, 1001)).unwrap_err().code,
             ErrorCode::InvalidContextToken
+        );
+    }
+
+    #[test]
+    fn contexts_are_reused_within_a_second_and_renewed_after() {
+        let index = keyed(hello_world(), &[("k1", 1)], None);
+        let none = headers(&[]);
+        let token = |path: &str, now| index.route(&at(path, &none, now)).unwrap().context.unwrap();
+        let first = token("/dev/hello", 1000);
+        assert_eq!(
+            token("/dev/hello", 1000),
+            first,
+            "same second, same context"
+        );
+        assert_ne!(
+            token("/dev/hello/backend", 1000),
+            first,
+            "another component"
+        );
+        let later = token("/dev/hello", 1001);
+        let keys = index.context_keys.as_ref().unwrap();
+        assert_eq!(
+            keys.verify(&later, 1001).unwrap().1,
+            1031,
+            "a new second, a new expiry"
         );
     }
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use crate::context::RoutingContext;
 use crate::decision::{Decision, DecisionKind};
 use crate::error::{ErrorCode, RouteError};
-use crate::index::{ComponentEntry, DeploymentEntry, Index, RouteEntry, VirtualEnvironmentEntry};
+use crate::index::{ComponentEntry, Index, RouteEntry, VirtualEnvironmentEntry};
 use crate::internal::CONTEXT_HEADER;
 use crate::request::{query_pairs, Request};
 use crate::validate::is_dns_label;
@@ -161,10 +161,9 @@ impl Index {
         let comp = &dep.components[route.component];
 
         let context = self.issue_context(
-            env.name.as_str(),
-            ve,
-            dep,
-            comp.name.as_str(),
+            ve_idx,
+            dep_idx,
+            route.component,
             kind != DecisionKind::Explicit,
             req.now_unix_seconds,
             None,
@@ -191,33 +190,50 @@ impl Index {
         })
     }
 
-    /// Signs the routing context for a request delivered to `component`. At genesis
-    /// the expiry is now + TTL; at a hop it is the expiry the caller's context had.
-    #[allow(clippy::too_many_arguments)]
+    /// The signed routing context for a request delivered to component
+    /// `comp_idx` of deployment `dep_idx`. At genesis the expiry is now + TTL; at a
+    /// hop it is the expiry the caller's context had. Tokens are memoized per
+    /// expiry second: requests of the same second reuse the same signature.
     pub(crate) fn issue_context(
         &self,
-        environment: &str,
-        ve: &VirtualEnvironmentEntry,
-        dep: &DeploymentEntry,
-        component: &str,
+        ve_idx: usize,
+        dep_idx: usize,
+        comp_idx: usize,
         released: bool,
         now: u64,
         expires_at: Option<u64>,
     ) -> Option<String> {
         let keys = self.context_keys.as_ref()?;
+        let expires_at = expires_at.unwrap_or(now + keys.ttl_seconds);
+        let key = (ve_idx, dep_idx, comp_idx, released);
+        let mut memo = self
+            .context_memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if memo.expires_at != expires_at {
+            memo.expires_at = expires_at;
+            memo.tokens.clear();
+        }
+        if let Some(token) = memo.tokens.get(&key) {
+            return Some(token.clone());
+        }
+        let ve = &self.ves[ve_idx];
+        let dep = &self.deployments[dep_idx];
         let context = RoutingContext {
-            environment: environment.to_string(),
+            environment: self.environments[ve.environment].name.clone(),
             virtual_env: ve.name.clone(),
             app: dep.app.clone(),
             deployment: dep.name.clone(),
-            component: component.to_string(),
+            component: dep.components[comp_idx].name.clone(),
             release: if released {
                 ve.release_id.clone()
             } else {
                 String::new()
             },
         };
-        keys.sign(&context, expires_at.unwrap_or(now + keys.ttl_seconds))
+        let token = keys.sign(&context, expires_at)?;
+        memo.tokens.insert(key, token.clone());
+        Some(token)
     }
 
     fn match_route(
