@@ -49,6 +49,7 @@ impl RequestContext {
             host::set_request_header(":path", Some(path))?;
         }
         let kind = d.kind.to_string();
+        let wanted = settings.metadata_headers.names();
         for (name, value) in [
             ("kf-environment", d.environment),
             ("kf-virtual-env", d.virtual_env),
@@ -58,7 +59,9 @@ impl RequestContext {
             ("kf-component-version", d.component_version),
             ("kf-decision", kind.as_str()),
         ] {
-            host::set_request_header(name, Some(value))?;
+            if wanted.contains(&name) {
+                host::set_request_header(name, Some(value))?;
+            }
         }
         let mut var_header = String::with_capacity(32);
         for (name, value) in &d.vars {

@@ -73,3 +73,24 @@ def test_a_configuration_that_fails_validation_is_refused_with_the_reason(procs,
     assert "configuration refused" in log, log[-3000:]
     assert "AppDeployment/hello-world-v2: spec.components.backend.options: " \
            "Hash header must be present when loadbalancing is set to hash." in log, log[-3000:]
+
+
+def test_lean_metadata_headers(procs, bins, work_dir, hello_world):
+    """settings.metadataHeaders: lean sets kf-deployment (and kf-context, vars) only,
+    and strips the metadata it no longer overwrites."""
+    listen, admin = harness.free_ports(2)
+    cfg = harness.render_envoy(bins, hello_world.resources_path, work_dir / "lean.yaml",
+                               f"127.0.0.1:{listen}", f"127.0.0.1:{admin}")
+    boot = yaml.safe_load(cfg.read_text())
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    conf = hcm["http_filters"][0]["typed_config"]["config"]["configuration"]
+    plugin = json.loads(conf["value"])
+    plugin["settings"]["metadataHeaders"] = "lean"
+    conf["value"] = json.dumps(plugin)
+    cfg.write_text(yaml.safe_dump(boot))
+    e = harness.start_envoy(procs, bins.envoy, cfg, "lean")
+    r = harness.get(f"http://127.0.0.1:{listen}/dev/hello",
+                    headers={"kf-environment": "forged", "kf-decision": "forged"})
+    assert r.status == 200, r
+    assert r.json["kf"] == {"kf-deployment": "hello-world-main", "kf-var-who": "Universe"}, r.json["kf"]
+    assert e.alive()

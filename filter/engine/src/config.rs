@@ -27,6 +27,28 @@ pub enum Mode {
     Internal,
 }
 
+/// The metadata headers set on routed requests. Each costs a host call (~2 µs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataHeaders {
+    /// Every header of DESIGN.md step 7.
+    #[default]
+    Full,
+    /// `kf-deployment`, `kf-context` (which names environment, VE, app,
+    /// deployment and component) and the declared `kf-var-*`.
+    Lean,
+}
+
+impl MetadataHeaders {
+    /// The `kf-*` metadata headers (besides `kf-context` and vars) this setting sets.
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            MetadataHeaders::Full => &crate::route::METADATA_HEADERS,
+            MetadataHeaders::Lean => &["kf-deployment"],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Settings {
@@ -41,6 +63,9 @@ pub struct Settings {
     /// Add `kf-deployment`, `kf-virtual-env`, `kf-component-version` to responses.
     #[serde(default = "yes")]
     pub response_headers: bool,
+    /// Which metadata headers the upstream gets (`full`, the default, or `lean`).
+    #[serde(default)]
+    pub metadata_headers: MetadataHeaders,
     /// Keys for the signed routing context `kf-context`; without keys no context is
     /// issued at genesis, and internal mode refuses to start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -121,6 +146,7 @@ impl Default for Settings {
             cluster_header: default_cluster_header(),
             hash_key_header: default_hash_key_header(),
             response_headers: true,
+            metadata_headers: MetadataHeaders::Full,
             context_keys: Vec::new(),
             signing_kid: None,
             context_ttl_seconds: default_context_ttl(),

@@ -112,8 +112,8 @@ impl Index {
             req,
             ve,
             target,
-            target.cluster,
-            &target.hash,
+            (target.cluster, &target.hash),
+            self.settings.metadata_headers.names(),
             context.is_some(),
         );
         Ok(Decision {

@@ -168,7 +168,14 @@ impl Index {
             req.now_unix_seconds,
             None,
         );
-        let delivery = deliver(req, ve, comp, route.cluster, &route.hash, context.is_some());
+        let delivery = deliver(
+            req,
+            ve,
+            comp,
+            (route.cluster, &route.hash),
+            self.settings.metadata_headers.names(),
+            context.is_some(),
+        );
 
         Ok(Decision {
             environment: &env.name,
@@ -268,8 +275,8 @@ pub(crate) fn deliver<'i, 'r>(
     req: &Request<'r>,
     ve: &'i VirtualEnvironmentEntry,
     comp: &'i ComponentEntry,
-    cluster: usize,
-    hash: &'i Option<(String, usize)>,
+    (cluster, hash): (usize, &'i Option<(String, usize)>),
+    overwritten: &[&str],
     sets_context: bool,
 ) -> Delivery<'i, 'r> {
     let (cluster, hash_key) = match hash {
@@ -289,7 +296,7 @@ pub(crate) fn deliver<'i, 'r>(
         .iter()
         .map(|(k, _)| k.as_str())
         .filter(|k| k.starts_with("kf-") || is_selector(k))
-        .filter(|k| !METADATA_HEADERS.contains(k))
+        .filter(|k| !overwritten.contains(k))
         .filter(|k| !(sets_context && *k == CONTEXT_HEADER))
         .filter(|k| {
             !k.strip_prefix("kf-var-")
@@ -447,6 +454,20 @@ mod tests {
             d.strip_headers,
             vec!["kf-context", "kf-var-secret", "kf-whatever"]
         );
+    }
+
+    #[test]
+    fn lean_metadata_strips_what_it_does_not_overwrite() {
+        let mut config = hello_world();
+        config["settings"] = serde_json::json!({"metadataHeaders": "lean"});
+        let index = index(&config);
+        let h = headers(&[
+            ("kf-deployment", "forged"),
+            ("kf-environment", "forged"),
+            ("kf-decision", "x"),
+        ]);
+        let d = index.route(&req("/dev/hello", &h)).unwrap();
+        assert_eq!(d.strip_headers, vec!["kf-environment", "kf-decision"]);
     }
 
     #[test]
