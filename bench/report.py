@@ -59,7 +59,8 @@ if envoy:
     if "s_over_c_added_cpu" in e:
         pr = e.get("s_over_c_per_round") or []
         spread = f" (per round {min(pr):.2f}–{max(pr):.2f})" if pr else ""
-        print(f"S/C added-CPU ratio: {e['s_over_c_added_cpu']:.2f}{spread}\n")
+        note = " — smoke run (few rounds): not a measurement" if (cfg.get("rounds") or 0) < 3 else ""
+        print(f"S/C added-CPU ratio: {e['s_over_c_added_cpu']:.2f}{spread}{note}\n")
 
 fp = read("footprint.json")
 sizes = read("sizes.txt")
