@@ -52,10 +52,53 @@ pub(crate) struct VirtualEnvironmentEntry {
     pub release: BTreeMap<String, usize>,
     /// The release id, carried in the routing context.
     pub release_id: String,
-    /// The routes of every released deployment, longest prefix first.
-    pub release_routes: Vec<(usize, usize)>,
+    /// The routes of every released deployment, as (deployment, route).
+    pub release_routes: ReleaseRoutes,
     /// app → (canary, canary deployment).
     pub canaries: HashMap<String, (usize, usize)>,
+}
+
+/// A VE's release routes bucketed by the first path segment of their prefix, so
+/// a request scans only the routes that can match it (plus catch-all `/` routes):
+/// the cost does not grow with the number of apps released. Each list is
+/// longest prefix first, like the routes of one deployment.
+#[derive(Debug, Default)]
+pub(crate) struct ReleaseRoutes {
+    by_segment: HashMap<String, Vec<(usize, usize)>>,
+    catch_all: Vec<(usize, usize)>,
+}
+
+/// The first segment of a path: `/hello/x` → `hello`, `/` → ``.
+pub(crate) fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
+}
+
+impl ReleaseRoutes {
+    /// `sorted` is (deployment, route, prefix), longest prefix first.
+    fn new<'a>(sorted: impl IntoIterator<Item = (usize, usize, &'a str)>) -> Self {
+        let mut table = ReleaseRoutes::default();
+        for (dep, route, prefix) in sorted {
+            match first_segment(prefix) {
+                "" => table.catch_all.push((dep, route)),
+                segment => table
+                    .by_segment
+                    .entry(segment.to_string())
+                    .or_default()
+                    .push((dep, route)),
+            }
+        }
+        table
+    }
+
+    /// The routes that may match `rel_path`, longest prefix first.
+    pub fn candidates<'s>(&'s self, rel_path: &str) -> impl Iterator<Item = &'s (usize, usize)> {
+        self.by_segment
+            .get(first_segment(rel_path))
+            .into_iter()
+            .flatten()
+            .chain(self.catch_all.iter())
+    }
 }
 
 #[derive(Debug)]
@@ -595,6 +638,11 @@ impl Builder {
         release_routes.sort_by_key(|&(dep, r)| {
             std::cmp::Reverse(self.deployments[dep].routes[r].prefix.len())
         });
+        let release_routes = ReleaseRoutes::new(
+            release_routes
+                .into_iter()
+                .map(|(dep, r)| (dep, r, self.deployments[dep].routes[r].prefix.as_str())),
+        );
         // The Environment's vars, overridden key by key by the VE's.
         let mut vars: HashMap<String, String> = self.environments[env_idx]
             .vars

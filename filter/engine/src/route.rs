@@ -132,7 +132,7 @@ impl Index {
                 }
                 let (stable, route) = ve
                     .release_routes
-                    .iter()
+                    .candidates(rel_path)
                     .map(|&(d, r)| (d, &self.deployments[d].routes[r]))
                     .find(|(_, r)| r.matches(req.method, rel_path))
                     .ok_or_else(|| {
@@ -468,6 +468,35 @@ mod tests {
         ]);
         let d = index.route(&req("/dev/hello", &h)).unwrap();
         assert_eq!(d.strip_headers, vec!["kf-environment", "kf-decision"]);
+    }
+
+    #[test]
+    fn releases_of_several_apps_share_one_route_table() {
+        let mut config = hello_world();
+        let resources = config["resources"].as_array_mut().unwrap();
+        resources.push(serde_json::json!({"kind": "AppDeployment", "metadata": {"name": "shop-v1"},
+            "spec": {"app": "shop", "components": {
+                "web": {"version": "w1", "endpoints": ["127.0.0.1:1"], "routes": [{"match": {"pathPrefix": "/"}}]},
+                "api": {"version": "a1", "endpoints": ["127.0.0.1:2"], "routes": [{"match": {"pathPrefix": "/api/"}}]}}}}));
+        for r in resources.iter_mut() {
+            if r["metadata"]["name"] == "team-a" {
+                r["spec"]["release"]["apps"]["shop"] = serde_json::json!("shop-v1");
+            }
+        }
+        let index = index(&config);
+        let served = |path: &str| {
+            let d = index.route(&req(path, &[])).unwrap();
+            (d.app, d.component)
+        };
+        assert_eq!(served("/dev/hello/backend"), ("hello-world", "backend"));
+        assert_eq!(served("/dev/hello"), ("hello-world", "frontend"));
+        assert_eq!(served("/dev/api/orders"), ("shop", "api"));
+        assert_eq!(
+            served("/dev/hellox"),
+            ("shop", "web"),
+            "the catch-all route"
+        );
+        assert_eq!(served("/dev"), ("shop", "web"));
     }
 
     #[test]
