@@ -29,7 +29,9 @@
 //! (e.g. `jwt_authn` rejects requests with failed tokens, or a route strips the
 //! header). When the header is absent, the token is verified with the keys as usual.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use base64::Engine;
 use jwt_simple::algorithms::{
@@ -125,7 +127,20 @@ pub struct JwtVerifier {
     keys: Vec<Key>,
     payload_header: Option<String>,
     skew: u64,
+    /// Tokens that verified, with their validity window (`nbf`, `exp`): a client
+    /// sends the same token many times, and a signature check costs 10 µs (HS256)
+    /// to 0.7 ms (ES256). Only successes are kept, keyed by the whole token.
+    verified: Mutex<HashMap<String, VerifiedToken>>,
 }
+
+struct VerifiedToken {
+    not_before: u64,
+    expires_at: u64,
+    claims: Claims,
+}
+
+/// Verified tokens remembered at most (the cache is emptied when full).
+const VERIFIED_CACHE_SIZE: usize = 1024;
 
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -306,6 +321,7 @@ impl JwtVerifier {
             return Err(errors);
         }
         Ok(JwtVerifier {
+            verified: Mutex::default(),
             bearer: header == "authorization",
             header,
             issuers: s.issuers.clone(),
@@ -364,6 +380,9 @@ impl JwtVerifier {
             max_token_length: Some(MAX_TOKEN_LEN),
             ..VerificationOptions::default()
         };
+        if let Some(claims) = self.cached(token, now) {
+            return Ok(claims);
+        }
         let mut outcome = Err(NOTE_ALG_MISMATCH);
         for key in self
             .keys
@@ -372,7 +391,13 @@ impl JwtVerifier {
             .filter(|k| k.alg == alg)
         {
             match key.verify(token, options.clone()) {
-                Ok(claims) => return self.accept(claims),
+                Ok(claims) => {
+                    let not_before = claims.invalid_before.map_or(0, |t| t.as_secs());
+                    let expires_at = claims.expires_at.map_or(u64::MAX, |t| t.as_secs());
+                    let claims = self.accept(claims)?;
+                    self.remember(token, not_before, expires_at, &claims);
+                    return Ok(claims);
+                }
                 Err(e) => {
                     let note = note_for(&e);
                     // Another key might still verify; keep the most telling failure.
@@ -383,6 +408,30 @@ impl JwtVerifier {
             }
         }
         outcome
+    }
+
+    /// The claims of a token verified before, if it is still inside its window.
+    fn cached(&self, token: &str, now: u64) -> Option<Claims> {
+        let cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let hit = cache.get(token)?;
+        let valid = now.saturating_add(self.skew) >= hit.not_before
+            && now < hit.expires_at.saturating_add(self.skew);
+        valid.then(|| hit.claims.clone())
+    }
+
+    fn remember(&self, token: &str, not_before: u64, expires_at: u64, claims: &Claims) {
+        let mut cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= VERIFIED_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(
+            token.to_string(),
+            VerifiedToken {
+                not_before,
+                expires_at,
+                claims: claims.clone(),
+            },
+        );
     }
 
     fn accept(&self, c: JWTClaims<Claims>) -> Result<Claims, &'static str> {

@@ -461,3 +461,17 @@ fn key_errors_are_validation_errors() {
     let errors = JwtVerifier::compile("Environment/prod", &settings(vec![])).unwrap_err();
     assert_eq!(errors[0].field, "spec.jwt.keys");
 }
+
+#[test]
+fn a_remembered_token_still_expires() {
+    let v = verifier(&hs_settings());
+    let t = hs256_token(Some("hs"), claims(json!({"role": "beta-tester"})));
+    assert!(v.verify(&t, NOW).is_ok());
+    assert!(v.verify(&t, NOW + 10).is_ok(), "served from the cache");
+    // claims(): valid for 600 s from NOW, 30 s skew
+    assert_eq!(v.verify(&t, NOW + 600 + 31), Err(NOTE_EXPIRED));
+    // a tampered copy is not the remembered token
+    let last = if t.ends_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{}{last}", &t[..t.len() - 1]);
+    assert!(v.verify(&tampered, NOW + 10).is_err());
+}
