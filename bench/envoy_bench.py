@@ -11,6 +11,7 @@ to the same direct-response upstream listener in that same Envoy:
   H  (full run only) the probe doing exactly S's host calls without S's engine
   G  (full run only) the probe reading the header map once
   N  (full run only) S without contextKeys (no kf-context signing)
+  L  (full run only) S with settings metadataHeaders: lean, responseHeaders: false
 
 wrk loads them in turn (A C D S A C D S ...) with keep-alive; per run the Envoy
 process's utime+stime delta (from /proc/PID/stat) is divided by the requests served.
@@ -131,7 +132,16 @@ def variants(args, s_table, upstream_hdr):
         # S without contextKeys: no kf-context signing (and one header fewer).
         "N": ([wasm_filter("switchyard_nosign", args.filter_wasm, without_context_keys(s_table))],
               s_table["path"], s_headers),
+        # S with the lean header set and no response headers (fewest host calls).
+        "L": ([wasm_filter("switchyard_lean", args.filter_wasm, lean(s_table))],
+              s_table["path"], s_headers),
     }
+
+
+def lean(s_table):
+    cfg = json.loads(s_table["plugin_config"])
+    cfg.setdefault("settings", {}).update({"metadataHeaders": "lean", "responseHeaders": False})
+    return json.dumps(cfg)
 
 
 def without_context_keys(s_table):
@@ -149,7 +159,7 @@ def bootstrap(args, names, s_table, admin_port, ports, upstream_port):
     for n in names:
         listeners.append(listener(f"v{n}", ports[n], v[n][0]))
     clusters = [cluster("upstream", upstream_port)]
-    if "S" in names or "N" in names:
+    if {"S", "N", "L"} & set(names):
         clusters += [cluster(c, upstream_port) for c in s_table["clusters"]]
     return {"admin": {"address": addr(admin_port)},
             "static_resources": {"listeners": listeners, "clusters": clusters}}, v

@@ -80,7 +80,7 @@ engine_bench --emit small 127.0.0.1:1 > "$out/table.json"
 if [ $smoke = 1 ]; then
     args=(--variants A,C,D,S --rounds 1 --duration 1 --warmup 1)
 else
-    args=(--variants A,C,D,S,H,G,N --rounds 12 --duration 2 --warmup 2)
+    args=(--variants A,C,D,S,H,G,N,L --rounds 12 --duration 2 --warmup 2)
 fi
 python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
     --table "$out/table.json" "${args[@]}" --out "$out/envoy.json"
@@ -145,9 +145,14 @@ if "large" in r:
         else
             echo "- control-plane benchmark failed (see stderr)"
         fi
-        # TODO(bench part 4): 200 ADS client streams receiving one change, time until
-        # all have ACKed (needs a small gRPC client program in bench/).
-        echo "- 200 ADS streams ACK time: TODO (needs a small gRPC client program)"
+        # 200 ADS client streams (control-xds/benches/ads_fanout.rs) receive one change.
+        changes=$([ $smoke = 1 ] && echo 2 || echo 10)
+        if cargo bench -q -p switchyard --bench ads_fanout -- --clients 200 --changes "$changes" \
+            > "$out/ads_fanout.txt" 2>&1; then
+            sed -n 's/^summary clients=\([0-9]*\) changes=\([0-9]*\) all_acked_ms_median=\([0-9.]*\) min=\([0-9.]*\) max=\([0-9.]*\)/- \1 ADS streams receiving one change, until all have ACKed: median \3 ms (min \4, max \5; \2 changes)/p' "$out/ads_fanout.txt"
+        else
+            echo "- ADS fan-out benchmark failed: $(tail -1 "$out/ads_fanout.txt")"
+        fi
     else
         # TODO(bench part 4): needs `switchyard serve` (control plane) first.
         echo "- waits for the control plane: \`switchyard serve\` is not in this build"
