@@ -53,24 +53,28 @@ impl fmt::Display for LoadError {
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct LoadErrors(pub Vec<LoadError>);
 
-/// Loads a file, or every `*.yaml`, `*.yml` and `*.json` file of a directory (sorted).
+/// The resource files of `path`: the file itself, or every `*.yaml`, `*.yml` and
+/// `*.json` file of a directory, sorted.
+pub fn resource_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads a file, or every resource file of a directory (see [`resource_files`]).
 pub fn load_path(path: &Path) -> Result<Vec<Located>, LoadErrors> {
-    let files = if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| io_error(path, &e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
-                )
-            })
-            .collect();
-        files.sort();
-        files
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = resource_files(path).map_err(|e| io_error(path, &e))?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for file in files {

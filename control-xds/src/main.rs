@@ -465,21 +465,7 @@ fn serve(opts: ServeOptions) -> anyhow::Result<ExitCode> {
 
 /// `{files: [{filename, text}], who}` for a file or every resource file of a directory.
 fn files_body(path: &std::path::Path, who: &str) -> anyhow::Result<Value> {
-    let paths = if path.is_dir() {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(path)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
-                )
-            })
-            .collect();
-        paths.sort();
-        paths
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let paths = load::resource_files(path)?;
     let mut files = Vec::new();
     for p in paths {
         let text = std::fs::read_to_string(&p)
