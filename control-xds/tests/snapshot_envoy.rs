@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -25,16 +25,10 @@ use switchyard::xds::{AdsServer, ResourceType, SnapshotCache};
 use switchyard_engine::context::ContextKey;
 use switchyard_engine::Resource;
 
-const NODE: &str = "switchyard-snapshot-test";
+mod common;
+use common::{envoy_bin, free_port, Envoy};
 
-fn envoy_bin() -> Option<PathBuf> {
-    let path = std::env::var_os("ENVOY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/envoy"))
-        });
-    path.is_file().then_some(path)
-}
+const NODE: &str = "switchyard-snapshot-test";
 
 fn wasm_path() -> Option<PathBuf> {
     let path = PathBuf::from(concat!(
@@ -42,23 +36,6 @@ fn wasm_path() -> Option<PathBuf> {
         "/../target/wasm32-wasip1/release/switchyard_filter.wasm"
     ));
     path.is_file().then_some(path)
-}
-
-/// Kills Envoy when the test ends, pass or fail.
-struct Envoy(Child);
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 /// An upstream that answers every request with its own `id` as the body.

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
@@ -39,33 +39,10 @@ use envoy_types::pb::google::protobuf::Duration as PbDuration;
 use switchyard::xds::{to_any, AdsServer, References, ResourceType, Snapshot, SnapshotCache};
 use tokio::sync::oneshot;
 
+mod common;
+use common::{envoy_bin, free_port, Envoy};
+
 const NODE: &str = "envoy-under-test";
-
-fn envoy_bin() -> Option<PathBuf> {
-    let path = std::env::var_os("ENVOY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/envoy"))
-        });
-    path.is_file().then_some(path)
-}
-
-/// Kills Envoy when the test ends, pass or fail.
-struct Envoy(Child);
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
 
 /// Answers every HTTP request with `200 hello from upstream`.
 fn start_upstream() -> SocketAddr {
