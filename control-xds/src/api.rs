@@ -459,28 +459,7 @@ mod tests {
     use crate::state::Store;
     use crate::xds::SnapshotCache;
 
-    const RESOURCES: &str = "\
-kind: Environment
-metadata: {name: dev}
-spec: {subPath: dev, defaultVirtualEnvironment: team-a}
----
-kind: VirtualEnvironment
-metadata: {name: team-a}
-spec:
-  environment: dev
-  release: {apps: {web: web-v1}}
----
-kind: AppDeployment
-metadata: {name: web-v1}
-spec:
-  app: web
-  version: v1
-  components:
-    frontend:
-      version: f1
-      endpoints: [\"127.0.0.1:9101\"]
-      routes: [{match: {pathPrefix: /hello}}]
-";
+    use crate::test_fixtures::WEB_V1 as RESOURCES;
 
     /// Serves the API on a free port in a background runtime; returns its URL.
     fn server() -> String {

@@ -15,3 +15,6 @@ pub mod serve;
 pub mod snapshot_builder;
 pub mod state;
 pub mod xds;
+
+#[cfg(test)]
+mod test_fixtures;

@@ -306,39 +306,12 @@ mod tests {
     use crate::xds::ResourceType;
     use std::path::Path;
 
-    const RESOURCES: &str = "\
-kind: Environment
-metadata: {name: dev}
-spec: {subPath: dev, defaultVirtualEnvironment: team-a}
----
-kind: VirtualEnvironment
-metadata: {name: team-a}
-spec:
-  environment: dev
-  release: {apps: {web: web-v1}}
----
-kind: AppDeployment
-metadata: {name: web-v1}
-spec:
-  app: web
-  version: v1
-  components:
-    frontend:
-      version: f1
-      endpoints: [\"127.0.0.1:9101\"]
-      routes: [{match: {pathPrefix: /hello}}]
----
-kind: AppDeployment
-metadata: {name: web-v2}
-spec:
-  app: web
-  version: v2
-  components:
-    frontend:
-      version: f2
-      endpoints: [\"127.0.0.1:9102\"]
-      routes: [{match: {pathPrefix: /hello}}]
-";
+    use crate::test_fixtures::{WEB_V1, WEB_V2};
+
+    /// web-v1 released in team-a, and web-v2 published.
+    fn resources() -> String {
+        format!("{WEB_V1}---\n{WEB_V2}")
+    }
 
     fn opts() -> BuildOptions {
         BuildOptions {
@@ -350,7 +323,7 @@ spec:
     }
 
     fn store() -> Store {
-        let docs = load::parse_text(Path::new("r.yaml"), RESOURCES).unwrap();
+        let docs = load::parse_text(Path::new("r.yaml"), &resources()).unwrap();
         let (mut s, _) = Store::new().apply(&docs, "t").unwrap();
         s.context_keys = vec![state::generate_context_key("k1").unwrap()];
         s
@@ -420,7 +393,7 @@ spec:
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("r.yaml");
-        std::fs::write(&config, RESOURCES).unwrap();
+        std::fs::write(&config, resources()).unwrap();
         let o = ServeOptions {
             config: Some(config.clone()),
             state_dir: Some(dir.join("state")),

@@ -1,0 +1,39 @@
+//! Resource files shared by the control plane's unit tests.
+
+/// An Environment `dev` whose VE `team-a` releases `web-v1` (component `frontend`).
+pub const WEB_V1: &str = "\
+kind: Environment
+metadata: {name: dev}
+spec: {subPath: dev, defaultVirtualEnvironment: team-a}
+---
+kind: VirtualEnvironment
+metadata: {name: team-a}
+spec:
+  environment: dev
+  release: {apps: {web: web-v1}}
+---
+kind: AppDeployment
+metadata: {name: web-v1}
+spec:
+  app: web
+  version: v1
+  components:
+    frontend:
+      version: f1
+      endpoints: [\"127.0.0.1:9101\"]
+      routes: [{match: {pathPrefix: /hello}}]
+";
+
+/// A second deployment of `web`, another frontend version.
+pub const WEB_V2: &str = "\
+kind: AppDeployment
+metadata: {name: web-v2}
+spec:
+  app: web
+  version: v2
+  components:
+    frontend:
+      version: f2
+      endpoints: [\"127.0.0.1:9102\"]
+      routes: [{match: {pathPrefix: /hello}}]
+";
