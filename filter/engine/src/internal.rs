@@ -9,7 +9,6 @@ use crate::decision::{Decision, DecisionKind};
 use crate::error::{ErrorCode, RouteError};
 use crate::index::Index;
 use crate::request::Request;
-use crate::route::deliver;
 
 pub const CONTEXT_HEADER: &str = "kf-context";
 
@@ -100,40 +99,14 @@ impl Index {
                 ),
             ));
         }
-        let context = self.issue_context(
-            ve_idx,
-            dep_idx,
-            target_idx,
-            !ctx.release.is_empty(),
-            req.now_unix_seconds,
-            Some(expires_at),
-        );
-        let delivery = deliver(
+        Ok(self.deliver(
             req,
-            ve,
-            target,
+            (ve_idx, dep_idx, target_idx),
             (target.cluster, &target.hash),
-            self.settings.metadata_headers.names(),
-            context.is_some(),
-        );
-        Ok(Decision {
-            environment: &env.name,
-            virtual_env: &ve.name,
-            app: &dep.app,
-            deployment: &dep.name,
-            deployment_id: dep_idx,
-            component: &target.name,
-            component_version: &target.version,
-            cluster: &self.clusters[delivery.cluster].name,
-            hash_key: delivery.hash_key,
-            kind: DecisionKind::Internal,
-            vars: delivery.vars,
-            rewritten_path: None,
-            strip_headers: delivery.strip_headers,
-            set_cookie: None,
-            context,
-            note: None,
-        })
+            DecisionKind::Internal,
+            !ctx.release.is_empty(),
+            Some(expires_at),
+        ))
     }
 }
 

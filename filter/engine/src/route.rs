@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use crate::context::RoutingContext;
 use crate::decision::{Decision, DecisionKind};
 use crate::error::{ErrorCode, RouteError};
-use crate::index::{ComponentEntry, Index, RouteEntry, VirtualEnvironmentEntry};
+use crate::index::{Index, RouteEntry};
 use crate::internal::CONTEXT_HEADER;
 use crate::request::{query_pairs, Request};
 use crate::validate::is_dns_label;
@@ -157,44 +157,91 @@ impl Index {
                 }
             }
         };
-        let dep = &self.deployments[dep_idx];
-        let comp = &dep.components[route.component];
+        let mut decision = self.deliver(
+            req,
+            (ve_idx, dep_idx, route.component),
+            (route.cluster, &route.hash),
+            kind,
+            kind != DecisionKind::Explicit,
+            None,
+        );
+        decision.rewritten_path = rewrite_path(req.path, env.strip_sub_path.then_some(rel_path));
+        decision.set_cookie = set_cookie;
+        decision.note = note;
+        Ok(decision)
+    }
 
+    /// The decision once deployment and component are known, shared by genesis and
+    /// internal hops: the signed context, the cluster (a `hash` cluster, or its
+    /// round-robin twin when the request lacks the hash header), the vars the
+    /// component declares and the VE defines, and the inbound headers to remove
+    /// (forged `kf-*` metadata and selectors, except those the filter overwrites).
+    /// `released`: the deployment is the VE's release (the context names it);
+    /// `expires_at`: the caller's context expiry at a hop, `None` at genesis.
+    pub(crate) fn deliver<'i, 'r>(
+        &'i self,
+        req: &Request<'r>,
+        (ve_idx, dep_idx, comp_idx): (usize, usize, usize),
+        (cluster, hash): (usize, &'i Option<(String, usize)>),
+        kind: DecisionKind,
+        released: bool,
+        expires_at: Option<u64>,
+    ) -> Decision<'i, 'r> {
+        let ve = &self.ves[ve_idx];
+        let dep = &self.deployments[dep_idx];
+        let comp = &dep.components[comp_idx];
         let context = self.issue_context(
             ve_idx,
             dep_idx,
-            route.component,
-            kind != DecisionKind::Explicit,
+            comp_idx,
+            released,
             req.now_unix_seconds,
-            None,
+            expires_at,
         );
-        let delivery = deliver(
-            req,
-            ve,
-            comp,
-            (route.cluster, &route.hash),
-            self.settings.metadata_headers.names(),
-            context.is_some(),
-        );
-
-        Ok(Decision {
-            environment: &env.name,
+        let (cluster, hash_key) = match hash {
+            Some((header, twin)) => match req.header(header) {
+                Some(v) => (cluster, Some(v)),
+                None => (*twin, None),
+            },
+            None => (cluster, None),
+        };
+        let vars: Vec<(&str, &str)> = comp
+            .vars
+            .iter()
+            .filter_map(|n| ve.vars.get(n).map(|v| (n.as_str(), v.as_str())))
+            .collect();
+        let overwritten = self.settings.metadata_headers.names();
+        let sets_context = context.is_some();
+        let strip_headers = req
+            .headers
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| k.starts_with("kf-") || is_selector(k))
+            .filter(|k| !overwritten.contains(k))
+            .filter(|k| !(sets_context && *k == CONTEXT_HEADER))
+            .filter(|k| {
+                !k.strip_prefix("kf-var-")
+                    .is_some_and(|name| vars.iter().any(|(n, _)| *n == name))
+            })
+            .collect();
+        Decision {
+            environment: &self.environments[ve.environment].name,
             virtual_env: &ve.name,
             app: &dep.app,
             deployment: &dep.name,
             deployment_id: dep_idx,
             component: &comp.name,
             component_version: &comp.version,
-            cluster: &self.clusters[delivery.cluster].name,
-            hash_key: delivery.hash_key,
+            cluster: &self.clusters[cluster].name,
+            hash_key,
             kind,
-            vars: delivery.vars,
-            rewritten_path: rewrite_path(req.path, env.strip_sub_path.then_some(rel_path)),
-            strip_headers: delivery.strip_headers,
-            set_cookie,
+            vars,
+            rewritten_path: None,
+            strip_headers,
+            set_cookie: None,
             context,
-            note,
-        })
+            note: None,
+        }
     }
 
     /// The signed routing context for a request delivered to component
@@ -256,58 +303,6 @@ impl Index {
             .ok_or_else(|| {
                 RouteError::new(ErrorCode::RouteNotFound, "no route matches this request")
             })
-    }
-}
-
-/// What genesis and internal hops share once the component is known.
-pub(crate) struct Delivery<'i, 'r> {
-    pub cluster: usize,
-    pub hash_key: Option<&'r str>,
-    pub vars: Vec<(&'i str, &'i str)>,
-    pub strip_headers: Vec<&'r str>,
-}
-
-/// The cluster (a `hash` cluster, or its round-robin twin when the request lacks
-/// the hash header), the vars the component declares and the VE defines, and the
-/// inbound headers to remove: forged `kf-*` metadata and selectors, except the
-/// headers the filter overwrites anyway.
-pub(crate) fn deliver<'i, 'r>(
-    req: &Request<'r>,
-    ve: &'i VirtualEnvironmentEntry,
-    comp: &'i ComponentEntry,
-    (cluster, hash): (usize, &'i Option<(String, usize)>),
-    overwritten: &[&str],
-    sets_context: bool,
-) -> Delivery<'i, 'r> {
-    let (cluster, hash_key) = match hash {
-        Some((header, twin)) => match req.header(header) {
-            Some(v) => (cluster, Some(v)),
-            None => (*twin, None),
-        },
-        None => (cluster, None),
-    };
-    let vars: Vec<(&str, &str)> = comp
-        .vars
-        .iter()
-        .filter_map(|n| ve.vars.get(n).map(|v| (n.as_str(), v.as_str())))
-        .collect();
-    let strip_headers = req
-        .headers
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .filter(|k| k.starts_with("kf-") || is_selector(k))
-        .filter(|k| !overwritten.contains(k))
-        .filter(|k| !(sets_context && *k == CONTEXT_HEADER))
-        .filter(|k| {
-            !k.strip_prefix("kf-var-")
-                .is_some_and(|name| vars.iter().any(|(n, _)| *n == name))
-        })
-        .collect();
-    Delivery {
-        cluster,
-        hash_key,
-        vars,
-        strip_headers,
     }
 }
 
