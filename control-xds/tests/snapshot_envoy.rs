@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,35 +38,9 @@ fn wasm_path() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// An upstream that answers every request with its own `id` as the body.
+/// An upstream answering with its own `id` (see [`common::responder`]).
 fn responder(id: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                // Reports selection headers that leaked to the upstream.
-                let leaked = String::from_utf8_lossy(&seen)
-                    .to_ascii_lowercase()
-                    .contains("x-switchyard-");
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-leaked: {leaked}\r\nconnection: close\r\n\r\n{id}",
-                    id.len()
-                );
-            });
-        }
-    });
-    addr.to_string()
+    common::responder(id).to_string()
 }
 
 /// A response: status code, lower-cased headers, body.

