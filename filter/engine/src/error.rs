@@ -81,10 +81,16 @@ pub enum ErrorCode {
     InvalidContextToken,
     ComponentNotInDeployment,
     DependencyNotDeclared,
+    /// The path climbs above the root with dot segments, or has an encoded `/` or
+    /// `\`, an invalid escape, invalid UTF-8 or a fragment.
+    InvalidPath,
+    /// The chosen cluster is not known to this Envoy yet (pull or static mode:
+    /// the table names a cluster the bootstrap lacks).
+    ClusterNotReady,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidContext,
         ErrorCode::EnvironmentNotFound,
         ErrorCode::VirtualEnvironmentNotFound,
@@ -95,6 +101,8 @@ impl ErrorCode {
         ErrorCode::InvalidContextToken,
         ErrorCode::ComponentNotInDeployment,
         ErrorCode::DependencyNotDeclared,
+        ErrorCode::InvalidPath,
+        ErrorCode::ClusterNotReady,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,17 +117,19 @@ impl ErrorCode {
             ErrorCode::InvalidContextToken => "invalid_context_token",
             ErrorCode::ComponentNotInDeployment => "component_not_in_deployment",
             ErrorCode::DependencyNotDeclared => "dependency_not_declared",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::ClusterNotReady => "cluster_not_ready",
         }
     }
 
     pub fn status(self) -> u32 {
         match self {
-            ErrorCode::InvalidContext => 400,
+            ErrorCode::InvalidContext | ErrorCode::InvalidPath => 400,
             ErrorCode::EnvironmentNotFound
             | ErrorCode::VirtualEnvironmentNotFound
             | ErrorCode::DeploymentNotFound
             | ErrorCode::RouteNotFound => 404,
-            ErrorCode::NoRelease => 503,
+            ErrorCode::NoRelease | ErrorCode::ClusterNotReady => 503,
             ErrorCode::MissingContext | ErrorCode::InvalidContextToken => 401,
             ErrorCode::ComponentNotInDeployment | ErrorCode::DependencyNotDeclared => 403,
         }
