@@ -261,9 +261,30 @@ async fn sotw_protocol_ack_nack_push_order_and_names() {
         (ResourceType::Endpoint, vec!["b".into()])
     );
     envoy.ack(&eds, &["b"]).await;
+    // Listeners route to clusters: none is sent while clusters a and c have no
+    // endpoints at this Envoy yet.
     envoy.subscribe(ResourceType::Listener, &[]).await;
+    envoy.nothing_for(Duration::from_millis(200)).await;
+    // Changing the requested EDS names gets a response with the new names; once
+    // it is ACKed every cluster is usable and the listener follows.
+    envoy
+        .request(
+            ResourceType::Endpoint,
+            "v1",
+            &eds.nonce,
+            &["a", "b", "c"],
+            None,
+        )
+        .await;
+    let eds = envoy.next().await;
+    assert_eq!(names(&eds), ["a", "b", "c"]);
+    envoy.nothing_for(Duration::from_millis(100)).await;
+    envoy.ack(&eds, &["a", "b", "c"]).await;
     let lds = envoy.next().await;
-    assert_eq!(names(&lds), ["main"]);
+    assert_eq!(
+        (kind(&lds), names(&lds)),
+        (ResourceType::Listener, vec!["main".into()])
+    );
     envoy.ack(&lds, &[]).await;
     envoy.subscribe(ResourceType::Route, &["main"]).await;
     let rds = envoy.next().await;
@@ -272,33 +293,17 @@ async fn sotw_protocol_ack_nack_push_order_and_names() {
     // An ACK with unchanged names and version gets no response.
     envoy.nothing_for(Duration::from_millis(200)).await;
 
-    // Changing the requested EDS names gets a response with the new names.
-    envoy
-        .request(ResourceType::Endpoint, "v1", &eds.nonce, &["b", "c"], None)
-        .await;
-    let eds = envoy.next().await;
-    assert_eq!(names(&eds), ["b", "c"]);
-    envoy.ack(&eds, &["b", "c"]).await;
-
-    // A new snapshot is pushed in make-before-break order.
+    // A new snapshot: CDS and EDS first; listeners and routes once both are ACKed.
     let (snap, refs) = snapshot("v2", &["a", "b", "c"]);
     server.cache.set_snapshot(snap, &refs).unwrap();
-    let mut pushed = Vec::new();
-    for _ in 0..4 {
-        pushed.push(envoy.next().await);
-    }
-    let order: Vec<_> = pushed.iter().map(kind).collect();
+    let cds = envoy.next().await;
+    let eds2 = envoy.next().await;
     assert_eq!(
-        order,
-        [
-            ResourceType::Cluster,
-            ResourceType::Endpoint,
-            ResourceType::Listener,
-            ResourceType::Route
-        ]
+        (kind(&cds), kind(&eds2)),
+        (ResourceType::Cluster, ResourceType::Endpoint)
     );
-    assert!(pushed.iter().all(|r| r.version_info == "v2"));
-    assert_eq!(names(&pushed[1]), ["b", "c"]);
+    assert_eq!(names(&eds2), ["a", "b", "c"]);
+    envoy.nothing_for(Duration::from_millis(200)).await;
 
     // A stale nonce is ignored, even with new names.
     envoy
@@ -306,19 +311,30 @@ async fn sotw_protocol_ack_nack_push_order_and_names() {
         .await;
     envoy.nothing_for(Duration::from_millis(200)).await;
 
+    envoy.ack(&cds, &[]).await;
+    envoy.nothing_for(Duration::from_millis(100)).await;
+    envoy.ack(&eds2, &["a", "b", "c"]).await;
+    let lds = envoy.next().await;
+    let rds = envoy.next().await;
+    assert_eq!(
+        (kind(&lds), kind(&rds)),
+        (ResourceType::Listener, ResourceType::Route)
+    );
+    assert!([&cds, &eds2, &lds, &rds]
+        .iter()
+        .all(|r| r.version_info == "v2"));
+
     // NACK of LDS v2: recorded with Envoy's message; the ACKed version stays.
-    envoy.ack(&pushed[0], &[]).await;
-    envoy.ack(&pushed[1], &["b", "c"]).await;
     envoy
         .request(
             ResourceType::Listener,
             "v1",
-            &pushed[2].nonce,
+            &lds.nonce,
             &[],
             Some("Error adding/updating listener(s) main: bad"),
         )
         .await;
-    envoy.ack(&pushed[3], &["main"]).await;
+    envoy.ack(&rds, &["main"]).await;
     wait_until(&server.cache, "LDS NACK", |c| {
         c.node("node-1")
             .and_then(|n| n.types.get(&ResourceType::Listener)?.last_nack.clone())
@@ -329,7 +345,7 @@ async fn sotw_protocol_ack_nack_push_order_and_names() {
     let lds_status = &status.types[&ResourceType::Listener];
     let nack = lds_status.last_nack.as_ref().unwrap();
     assert_eq!(nack.version, "v2");
-    assert_eq!(nack.nonce, pushed[2].nonce);
+    assert_eq!(nack.nonce, lds.nonce);
     assert_eq!(nack.message, "Error adding/updating listener(s) main: bad");
     assert_eq!(nack.code, 3);
     assert_eq!(lds_status.acked_version.as_deref(), Some("v1"));
@@ -348,23 +364,15 @@ async fn sotw_protocol_ack_nack_push_order_and_names() {
     assert_eq!(kind(&cds), ResourceType::Cluster);
     assert_eq!(cds.version_info, "v3+retiring");
     assert_eq!(names(&cds), ["a", "b", "c"]);
-    let mut rest = Vec::new();
-    for _ in 0..3 {
-        rest.push(envoy.next().await);
-    }
-    assert_eq!(
-        rest.iter().map(kind).collect::<Vec<_>>(),
-        [
-            ResourceType::Endpoint,
-            ResourceType::Listener,
-            ResourceType::Route
-        ]
-    );
+    let eds = envoy.next().await;
+    assert_eq!(kind(&eds), ResourceType::Endpoint);
     envoy.ack(&cds, &[]).await;
-    envoy.ack(&rest[0], &["b", "c"]).await;
-    envoy.ack(&rest[1], &[]).await;
+    envoy.ack(&eds, &["a", "b", "c"]).await;
+    let lds = envoy.next().await;
+    let rds = envoy.next().await;
+    envoy.ack(&lds, &[]).await;
     envoy.nothing_for(Duration::from_millis(200)).await;
-    envoy.ack(&rest[2], &["main"]).await;
+    envoy.ack(&rds, &["main"]).await;
     let last = envoy.next().await;
     assert_eq!(kind(&last), ResourceType::Cluster);
     assert_eq!(last.version_info, "v3");
@@ -383,6 +391,88 @@ async fn sotw_protocol_ack_nack_push_order_and_names() {
     .await;
 }
 
+/// Connects an Envoy that has everything of a snapshot with clusters `a`, `b`
+/// and ACKed it; returns it with its last EDS response.
+async fn settled_envoy(server: &Server, node: &str) -> (FakeEnvoy, DiscoveryResponse) {
+    let mut envoy = FakeEnvoy::connect(server.addr, node).await;
+    envoy.subscribe(ResourceType::Cluster, &[]).await;
+    envoy.subscribe(ResourceType::Endpoint, &["a", "b"]).await;
+    envoy.subscribe(ResourceType::Listener, &[]).await;
+    let cds = envoy.next().await;
+    let eds = envoy.next().await;
+    envoy.ack(&cds, &[]).await;
+    envoy.ack(&eds, &["a", "b"]).await;
+    let lds = envoy.next().await;
+    assert_eq!(kind(&lds), ResourceType::Listener);
+    envoy.ack(&lds, &[]).await;
+    (envoy, eds)
+}
+
+#[tokio::test]
+async fn config_routing_to_a_new_cluster_waits_for_its_endpoints_at_this_envoy() {
+    let server = start().await;
+    let (snap, refs) = snapshot("v1", &["a", "b"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let (mut envoy, _) = settled_envoy(&server, "node-1").await;
+    let (mut other, _) = settled_envoy(&server, "node-2").await;
+
+    // v2 adds cluster d. Both Envoys get CDS and EDS (d not yet subscribed).
+    let (snap, refs) = snapshot("v2", &["a", "b", "d"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let cds = envoy.next().await;
+    let eds = envoy.next().await;
+    assert_eq!(names(&cds), ["a", "b", "d"]);
+    assert_eq!(names(&eds), ["a", "b"]);
+    // CDS ACKed, and Envoy asks for d's endpoints in the EDS ACK.
+    envoy.ack(&cds, &[]).await;
+    envoy.ack(&eds, &["a", "b", "d"]).await;
+    let eds = envoy.next().await;
+    assert_eq!(
+        (kind(&eds), names(&eds)),
+        (
+            ResourceType::Endpoint,
+            vec!["a".into(), "b".into(), "d".into()]
+        )
+    );
+    // Not ACKed yet: d may still be warming, so no listener.
+    envoy.nothing_for(Duration::from_millis(200)).await;
+    envoy.ack(&eds, &["a", "b", "d"]).await;
+    let lds = envoy.next().await;
+    assert_eq!(
+        (kind(&lds), lds.version_info.as_str()),
+        (ResourceType::Listener, "v2")
+    );
+
+    // The other Envoy, which has not answered, still has v1's listener.
+    let other_status = server.cache.node("node-2").unwrap();
+    assert_eq!(
+        other_status.types[&ResourceType::Listener]
+            .sent_version
+            .as_deref(),
+        Some("v1")
+    );
+    let cds2 = other.next().await;
+    let eds2 = other.next().await;
+    // A NACKed CDS holds the listener back.
+    other
+        .request(
+            ResourceType::Cluster,
+            "v1",
+            &cds2.nonce,
+            &[],
+            Some("bad cluster d"),
+        )
+        .await;
+    other.ack(&eds2, &["a", "b"]).await;
+    other.nothing_for(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.cache.node("node-2").unwrap().types[&ResourceType::Listener]
+            .sent_version
+            .as_deref(),
+        Some("v1")
+    );
+}
+
 #[tokio::test]
 async fn subscriptions_before_the_first_snapshot_are_answered_when_it_arrives() {
     let server = start().await;
@@ -390,6 +480,7 @@ async fn subscriptions_before_the_first_snapshot_are_answered_when_it_arrives() 
     for i in 0..5 {
         let mut envoy = FakeEnvoy::connect(server.addr, &format!("node-{i}")).await;
         envoy.subscribe(ResourceType::Cluster, &[]).await;
+        envoy.subscribe(ResourceType::Endpoint, &["a"]).await;
         envoy.subscribe(ResourceType::Listener, &[]).await;
         envoys.push(envoy);
     }
@@ -404,13 +495,16 @@ async fn subscriptions_before_the_first_snapshot_are_answered_when_it_arrives() 
     server.cache.set_snapshot(snap, &refs).unwrap();
     for envoy in &mut envoys {
         let cds = envoy.next().await;
-        let lds = envoy.next().await;
+        let eds = envoy.next().await;
         assert_eq!(
-            (kind(&cds), kind(&lds)),
-            (ResourceType::Cluster, ResourceType::Listener)
+            (kind(&cds), kind(&eds)),
+            (ResourceType::Cluster, ResourceType::Endpoint)
         );
         assert_eq!(cds.version_info, "v1");
         envoy.ack(&cds, &[]).await;
+        envoy.ack(&eds, &["a"]).await;
+        let lds = envoy.next().await;
+        assert_eq!(kind(&lds), ResourceType::Listener);
     }
     for i in 0..5 {
         let node = format!("node-{i}");

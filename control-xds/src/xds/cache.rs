@@ -68,6 +68,9 @@ pub struct NodeStatus {
 pub struct SnapshotCache {
     snapshot: Arc<watch::Sender<Option<Arc<Snapshot>>>>,
     nodes: Arc<Mutex<BTreeMap<String, NodeStatus>>>,
+    /// Counts node status changes, so waiters wake on every ACK, NACK and
+    /// stream change.
+    node_changes: Arc<watch::Sender<u64>>,
 }
 
 impl Default for SnapshotCache {
@@ -80,9 +83,11 @@ impl SnapshotCache {
     /// An empty cache: streams wait until a first snapshot is set.
     pub fn new() -> Self {
         let (tx, _) = watch::channel(None);
+        let (changes, _) = watch::channel(0);
         Self {
             snapshot: Arc::new(tx),
             nodes: Arc::default(),
+            node_changes: Arc::new(changes),
         }
     }
 
@@ -109,6 +114,11 @@ impl SnapshotCache {
         self.table().values().cloned().collect()
     }
 
+    /// A receiver that wakes whenever a node's status changes.
+    pub fn watch_nodes(&self) -> watch::Receiver<u64> {
+        self.node_changes.subscribe()
+    }
+
     /// Status of one node.
     pub fn node(&self, id: &str) -> Option<NodeStatus> {
         self.table().get(id).cloned()
@@ -129,6 +139,8 @@ impl SnapshotCache {
         f(status);
         status.connected = status.streams > 0;
         status.last_seen_unix_ms = now_unix_ms();
+        drop(table);
+        self.node_changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub(crate) fn stream_opened(&self, node: &str, cluster: &str) {

@@ -18,16 +18,35 @@
 //!   it is written, so a fast ACK is never mistaken for a stale one.
 //! - A NACKed version is not re-sent; the next snapshot or a change of
 //!   requested names triggers a new response.
-//! - A new snapshot is pushed to every subscribed type whose version changed,
-//!   in make-before-break order CDS → EDS → ECDS → LDS → RDS.
+//! - Make-before-break, per stream. A stream has a *target* snapshot (the
+//!   newest) and a *routable* one (the newest whose clusters this Envoy can
+//!   use). CDS and EDS are served from the target; ECDS, LDS and RDS — the
+//!   types that route requests to clusters — only from the routable snapshot.
+//!   The target becomes routable once Envoy has ACKed the target's CDS and an
+//!   EDS response carrying every EDS cluster of the target (that is when Envoy
+//!   1.40 ends a new cluster's warming and hands it to the worker threads, see
+//!   below), and, for clusters of DNS names, a further [`DNS_WARMUP`]. Pushes go
+//!   CDS → EDS, then (once routable) ECDS → LDS → RDS.
+//!
+//! When a cluster is routable in Envoy 1.40: a new EDS cluster is added to the
+//! *warming* set when its CDS response is processed (Envoy pauses EDS while it
+//! does, then asks for the new names in one EDS request, and ACKs CDS); it
+//! leaves warming when its first `ClusterLoadAssignment` is applied, and the
+//! cluster manager then posts it to every worker thread. A request routed to it
+//! before that finds no cluster (`no_cluster`, an empty 503). Envoy ACKs that
+//! EDS response after applying it, and an ECDS or RDS response sent after the
+//! ACK is applied after it — also on the workers, whose queues keep the order.
+//! A STRICT_DNS cluster warms after its first resolution, which xDS does not
+//! report: hence the fixed wait. A NACKed CDS or EDS keeps the routable
+//! snapshot where it was.
 //!
 //! Cluster removal: with state-of-the-world CDS a response without a cluster
 //! removes it, which would remove it before the listeners and routes that still
 //! use it are updated. So when a new snapshot drops clusters this stream sent,
-//! the first CDS response carries the new clusters *plus* the dropped ones
-//! (unchanged bytes, version `<v>+retiring`); once Envoy has answered every
-//! response of that push (EDS, ECDS, LDS, RDS and the CDS itself), a final CDS
-//! response with only the new clusters (version `<v>`) removes them.
+//! CDS responses carry the new clusters *plus* the dropped ones (unchanged
+//! bytes, version `<v>+retiring`); once the target is routable and Envoy has
+//! ACKed every type of it, a final CDS response with only the new clusters
+//! (version `<v>`) removes them.
 //!
 //! Delta xDS (`DeltaAggregatedResources`) is not implemented: it answers
 //! `UNIMPLEMENTED` and Envoy configured for `GRPC` (state of the world) never
@@ -40,6 +59,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -174,20 +194,28 @@ async fn run_stream(cache: SnapshotCache, mut inbound: Streaming<DiscoveryReques
     cache.stream_opened(&node.id, &node.cluster);
     tracing::info!(node = %node.id, cluster = %node.cluster, "ADS stream opened");
     let mut snapshots = cache.watch();
-    let current = snapshots.borrow_and_update().clone();
+    let target = snapshots.borrow_and_update().clone();
     let mut stream = AdsStream {
         node: node.id.clone(),
         cache: cache.clone(),
         tx,
-        current,
+        target,
+        routable: None,
         types: BTreeMap::new(),
         sent_clusters: BTreeMap::new(),
         retiring: false,
+        warm_dns: BTreeSet::new(),
+        dns_hold: None,
     };
     let _ = stream.serve(first, &mut inbound, &mut snapshots).await;
     cache.stream_closed(&node.id);
     tracing::info!(node = %node.id, "ADS stream closed");
 }
+
+/// How long a new STRICT_DNS cluster is given to warm (its first resolution)
+/// after Envoy ACKed it, before config that routes to it is sent. xDS does not
+/// report DNS warming; clusters of IP endpoints (EDS) need no such wait.
+pub const DNS_WARMUP: Duration = Duration::from_millis(500);
 
 /// What a stream subscribed to for one type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,23 +253,48 @@ struct TypeState {
     /// Wire version and nonce of the last response sent.
     sent_wire_version: String,
     sent_nonce: Option<String>,
+    /// Resource names in the last response sent.
+    sent_names: BTreeSet<String>,
     /// The last response sent has not been ACKed or NACKed yet.
     outstanding: bool,
+    /// Envoy NACKed the last response sent.
+    nacked: bool,
+}
+
+impl TypeState {
+    /// Envoy ACKed the last response, which had snapshot version `version`.
+    fn acked(&self, version: &str) -> bool {
+        self.sent_version.as_deref() == Some(version) && !self.outstanding && !self.nacked
+    }
+}
+
+/// A wait for new DNS clusters to resolve before the target becomes routable.
+struct DnsHold {
+    /// The target version the wait is for.
+    version: String,
+    until: Instant,
 }
 
 struct AdsStream {
     node: String,
     cache: SnapshotCache,
     tx: Outbound,
-    /// The snapshot this stream serves from; changes only through the watch, so
-    /// every new snapshot is pushed in order before any request sees it.
-    current: Option<Arc<Snapshot>>,
+    /// The newest snapshot: CDS and EDS are served from it. It changes only
+    /// through the watch, so every new snapshot is pushed in order before any
+    /// request sees it.
+    target: Option<Arc<Snapshot>>,
+    /// The newest snapshot whose clusters this Envoy can use: ECDS, LDS and RDS
+    /// are served from it.
+    routable: Option<Arc<Snapshot>>,
     types: BTreeMap<ResourceType, TypeState>,
-    /// Clusters in the last CDS response, to keep dropped ones until the rest
-    /// of a push is answered.
+    /// Clusters in the last CDS response, to keep dropped ones until nothing
+    /// routes to them.
     sent_clusters: BTreeMap<String, Any>,
-    /// The last CDS response still carries clusters the snapshot dropped.
+    /// The last CDS response still carries clusters the target dropped.
     retiring: bool,
+    /// DNS clusters this Envoy has had [`DNS_WARMUP`] to resolve.
+    warm_dns: BTreeSet<String>,
+    dns_hold: Option<DnsHold>,
 }
 
 impl AdsStream {
@@ -253,6 +306,7 @@ impl AdsStream {
     ) -> Result<(), Closed> {
         self.handle(first).await?;
         loop {
+            let dns_deadline = self.dns_hold.as_ref().map(|h| h.until);
             tokio::select! {
                 request = inbound.message() => match request {
                     Ok(Some(request)) => self.handle(request).await?,
@@ -269,12 +323,22 @@ impl AdsStream {
                     let snapshot = snapshots.borrow_and_update().clone();
                     self.push(snapshot).await?;
                 }
+                () = sleep_until(dns_deadline) => self.progress().await?,
             }
         }
     }
 
+    /// The snapshot `kind` is served from.
+    fn source(&self, kind: ResourceType) -> Option<Arc<Snapshot>> {
+        if kind.routes_to_clusters() {
+            self.routable.clone()
+        } else {
+            self.target.clone()
+        }
+    }
+
     /// Handles one discovery request: ACK/NACK bookkeeping, subscription
-    /// changes, and a response if the client lacks the current version.
+    /// changes, and a response if the client lacks the version it should have.
     async fn handle(&mut self, request: DiscoveryRequest) -> Result<(), Closed> {
         self.cache.touch(&self.node);
         let Some(kind) = ResourceType::from_type_url(&request.type_url) else {
@@ -288,6 +352,7 @@ impl AdsStream {
                     return Ok(());
                 }
                 state.outstanding = false;
+                state.nacked = request.error_detail.is_some();
                 match &request.error_detail {
                     None => self
                         .cache
@@ -320,52 +385,141 @@ impl AdsStream {
             sent_version: None,
             sent_wire_version: String::new(),
             sent_nonce: None,
+            sent_names: BTreeSet::new(),
             outstanding: false,
+            nacked: false,
         });
         state.subscription = subscription;
-        let behind = self
-            .current
-            .as_ref()
-            .is_some_and(|s| state.sent_version.as_deref() != Some(s.version(kind)));
-        if let Some(snapshot) = self.current.clone() {
+        let sent_version = state.sent_version.clone();
+        if let Some(snapshot) = self.source(kind) {
+            let behind = sent_version.as_deref() != Some(snapshot.version(kind));
             if fresh || names_changed || behind {
                 self.send(kind, &snapshot).await?;
             }
         }
-        self.finish_retiring().await
+        self.progress().await
     }
 
-    /// Pushes a new snapshot to every subscribed type whose version changed,
-    /// in make-before-break order.
+    /// Pushes a new target: CDS and EDS now, the rest once it is routable.
     async fn push(&mut self, snapshot: Option<Arc<Snapshot>>) -> Result<(), Closed> {
-        self.current = snapshot;
-        let Some(snapshot) = self.current.clone() else {
+        self.target = snapshot;
+        let Some(target) = self.target.clone() else {
             return Ok(());
         };
-        for kind in ResourceType::PUSH_ORDER {
+        for kind in [ResourceType::Cluster, ResourceType::Endpoint] {
             let changed = self
                 .types
                 .get(&kind)
-                .is_some_and(|s| s.sent_version.as_deref() != Some(snapshot.version(kind)));
+                .is_some_and(|s| s.sent_version.as_deref() != Some(target.version(kind)));
             if changed {
-                self.send(kind, &snapshot).await?;
+                self.send(kind, &target).await?;
+            }
+        }
+        self.progress().await
+    }
+
+    /// Makes the target routable once its clusters are, sends the types that
+    /// route to clusters, and retires dropped clusters once nothing uses them.
+    async fn progress(&mut self) -> Result<(), Closed> {
+        let Some(target) = self.target.clone() else {
+            return Ok(());
+        };
+        let routable_version = self
+            .routable
+            .as_ref()
+            .map(|r| r.version(ResourceType::Cluster));
+        if routable_version != Some(target.version(ResourceType::Cluster))
+            && self.clusters_ready(&target)
+        {
+            tracing::debug!(node = %self.node, version = %target.version(ResourceType::Cluster), "clusters ready: routable");
+            self.routable = Some(target.clone());
+            for kind in ResourceType::PUSH_ORDER
+                .into_iter()
+                .filter(|k| k.routes_to_clusters())
+            {
+                let behind = self
+                    .types
+                    .get(&kind)
+                    .is_some_and(|s| s.sent_version.as_deref() != Some(target.version(kind)));
+                if behind {
+                    self.send(kind, &target).await?;
+                }
             }
         }
         self.finish_retiring().await
     }
 
-    /// Sends the final CDS response (without dropped clusters) once every
-    /// response of the push that kept them has been answered.
+    /// Whether this Envoy can use every cluster of `target`: it ACKed the
+    /// target's CDS and an EDS response carrying each of its EDS clusters, and
+    /// new DNS clusters have had [`DNS_WARMUP`]. A stream that never subscribed
+    /// to CDS has nothing to wait for.
+    fn clusters_ready(&mut self, target: &Snapshot) -> bool {
+        let Some(cds) = self.types.get(&ResourceType::Cluster) else {
+            return true;
+        };
+        if !cds.acked(target.version(ResourceType::Cluster)) {
+            return false;
+        }
+        let eds_names = &target.resources(ResourceType::Endpoint).items;
+        if !eds_names.is_empty() {
+            let Some(eds) = self.types.get(&ResourceType::Endpoint) else {
+                return false;
+            };
+            if !eds.acked(target.version(ResourceType::Endpoint))
+                || !eds_names.keys().all(|n| eds.sent_names.contains(n))
+            {
+                return false;
+            }
+        }
+        let new_dns: Vec<String> = target
+            .resources(ResourceType::Cluster)
+            .items
+            .keys()
+            .filter(|n| !eds_names.contains_key(*n) && !self.warm_dns.contains(*n))
+            .cloned()
+            .collect();
+        if new_dns.is_empty() {
+            return true;
+        }
+        let version = target.version(ResourceType::Cluster);
+        match &self.dns_hold {
+            Some(hold) if hold.version == version && Instant::now() >= hold.until => {
+                self.dns_hold = None;
+                self.warm_dns.extend(new_dns);
+                true
+            }
+            Some(hold) if hold.version == version => false,
+            _ => {
+                self.dns_hold = Some(DnsHold {
+                    version: version.to_string(),
+                    until: Instant::now() + DNS_WARMUP,
+                });
+                false
+            }
+        }
+    }
+
+    /// Sends the final CDS response (without dropped clusters) once the target
+    /// is routable and Envoy ACKed every type of it: nothing routes to the
+    /// dropped clusters any more.
     async fn finish_retiring(&mut self) -> Result<(), Closed> {
-        if !self.retiring || self.types.values().any(|s| s.outstanding) {
+        if !self.retiring {
             return Ok(());
         }
-        let Some(snapshot) = self.current.clone() else {
+        let (Some(target), Some(routable)) = (self.target.clone(), self.routable.clone()) else {
             return Ok(());
         };
+        let settled = Arc::ptr_eq(&target, &routable)
+            && self
+                .types
+                .iter()
+                .all(|(kind, s)| s.acked(target.version(*kind)));
+        if !settled {
+            return Ok(());
+        }
         self.retiring = false;
-        let resources = self.selected(ResourceType::Cluster, &snapshot);
-        let version = snapshot.version(ResourceType::Cluster).to_string();
+        let resources = self.selected(ResourceType::Cluster, &target);
+        let version = target.version(ResourceType::Cluster).to_string();
         self.sent_clusters = resources.clone();
         self.respond(ResourceType::Cluster, version.clone(), version, resources)
             .await
@@ -420,7 +574,9 @@ impl AdsStream {
             state.sent_version = Some(version);
             state.sent_wire_version = wire_version.clone();
             state.sent_nonce = Some(nonce.clone());
+            state.sent_names = resources.keys().cloned().collect();
             state.outstanding = true;
+            state.nacked = false;
         }
         self.cache
             .record_sent(&self.node, kind, &wire_version, &nonce);
@@ -433,6 +589,14 @@ impl AdsStream {
             ..Default::default()
         };
         self.tx.send(Ok(response)).await.map_err(|_| Closed)
+    }
+}
+
+/// Completes at `deadline`, or never without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -59,6 +59,16 @@ impl ResourceType {
         Self::PUSH_ORDER.into_iter().find(|t| t.type_url() == url)
     }
 
+    /// Whether resources of this type route requests to clusters (the filter's
+    /// config names them, listeners and routes carry the filter and route): such
+    /// a type is only sent once the clusters it may route to can be used.
+    pub const fn routes_to_clusters(self) -> bool {
+        matches!(
+            self,
+            ResourceType::ExtensionConfig | ResourceType::Listener | ResourceType::Route
+        )
+    }
+
     /// The short xDS name (`CDS`, `EDS`, `ECDS`, `LDS`, `RDS`).
     pub const fn short_name(self) -> &'static str {
         match self {
