@@ -11,7 +11,8 @@
 //! | POST | /v1/rollback | `{virtualEnv, app?, who}` | the release record |
 //! | GET | /v1/history | `?virtualEnv=` | release records, oldest first |
 //! | POST | /v1/explain | `{path, method?, headers?: [[name, value]], source?}` | the engine's decision |
-//! | GET | /v1/config | | the genesis filter's plugin configuration (pull mode; contains the context keys) |
+//! | GET | /v1/config | header `x-switchyard-node` | the genesis filter's plugin configuration (pull mode; contains the context keys); the poll is recorded per node |
+//! | GET | /v1/live | `?generation=G&timeoutMs=T` | waits (at most T, ≤ 10 min) until every connected Envoy ACKed generation G or later for every type, or NACKed it; where each Envoy is, and the pulling Envoys |
 //!
 //! Errors are `{error, message, problems?}`: 400 `invalid_resources` (with every
 //! problem, file and line), 400 `bad_request`, 404 `not_found`, 409 `conflict`,
@@ -50,6 +51,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/keys/rotate", post(rotate_key))
         .route("/v1/keys/retire", post(retire_key))
         .route("/v1/config", get(config))
+        .route("/v1/live", get(live))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
         })
@@ -196,6 +198,7 @@ async fn status(State(plane): Plane) -> Json<Value> {
         "releases": releases,
         "canaries": canaries,
         "envoys": plane.cache().nodes().iter().map(node_json).collect::<Vec<_>>(),
+        "pulling": plane.pollers().list(),
     }))
 }
 
@@ -257,8 +260,38 @@ async fn history(
     ))
 }
 
-async fn config(State(plane): Plane) -> Json<Value> {
-    Json(json!(plane.plugin_config()))
+/// The header a pulling filter names its Envoy node with.
+pub const NODE_HEADER: &str = "x-switchyard-node";
+
+async fn config(State(plane): Plane, headers: axum::http::HeaderMap) -> Json<Value> {
+    let config = plane.plugin_config();
+    if let Some(node) = headers.get(NODE_HEADER).and_then(|v| v.to_str().ok()) {
+        let node: String = node.chars().take(256).collect();
+        plane.pollers().record(&node, plane.store().generation);
+    }
+    Json(json!(config))
+}
+
+/// The longest `/v1/live` waits.
+const MAX_LIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LiveQuery {
+    generation: u64,
+    #[serde(default)]
+    timeout_ms: u64,
+}
+
+async fn live(State(plane): Plane, Query(q): Query<LiveQuery>) -> Json<Value> {
+    let timeout = std::time::Duration::from_millis(q.timeout_ms).min(MAX_LIVE_WAIT);
+    let rollout =
+        crate::rollout::wait_settled(plane.cache(), plane.pollers(), q.generation, timeout).await;
+    let mut v = json!(rollout);
+    v["live"] = json!(rollout.live());
+    v["connected"] = json!(rollout.envoys.len());
+    v["complete"] = json!(rollout.complete());
+    Json(v)
 }
 
 // ------------------------------------------------------------------ changes

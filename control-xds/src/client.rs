@@ -49,6 +49,25 @@ impl Client {
         self.answer(req.call())
     }
 
+    /// `GET path` (with `query` pairs), allowed to take up to `timeout`.
+    pub fn get_with_timeout(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let mut req = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .config()
+            .timeout_global(Some(timeout))
+            .build();
+        for (k, v) in query {
+            req = req.query(*k, *v);
+        }
+        self.answer(req.call())
+    }
+
     /// `POST path` with a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let req = self.agent.post(format!("{}{path}", self.base));

@@ -4,13 +4,15 @@
 //! writes static Envoy configuration, `xds` serves snapshots to Envoys over ADS.
 //! `state` is the store of resources and releases (persisted atomically),
 //! `serve` runs the control plane (store → snapshot → cache), `api` is its HTTP
-//! API and `client` the CLI's side of it.
+//! API and `client` the CLI's side of it; `rollout` says when a change is live
+//! on every Envoy.
 
 pub mod api;
 pub mod client;
 pub mod explain;
 pub mod load;
 pub mod render;
+pub mod rollout;
 pub mod serve;
 pub mod snapshot_builder;
 pub mod state;

@@ -28,6 +28,15 @@ struct Cli {
     /// Who makes the change, for the release history (default: $USER).
     #[arg(long, global = true)]
     who: Option<String>,
+    /// How long a change waits until every connected Envoy has ACKed it
+    /// (e.g. 500ms, 30s, 2m); it fails, naming each Envoy that NACKed or did not
+    /// ACK in time (the change itself stays applied).
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "30s")]
+    wait: std::time::Duration,
+    /// Return once the control plane accepted the change, without waiting for
+    /// the Envoys.
+    #[arg(long, global = true, conflicts_with = "wait")]
+    no_wait: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -212,9 +221,36 @@ fn addr(s: &str) -> anyhow::Result<(String, u16)> {
     Ok((h.trim_matches(['[', ']']).to_string(), p.parse()?))
 }
 
+/// `500ms`, `30s`, `2m` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 500ms, 30s or 2m"))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        _ => return Err(format!("'{text}': the unit must be ms, s or m")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let output = cli.output;
+    let wait = (!cli.no_wait).then_some(cli.wait);
     let client = || Client::new(&cli.server);
+    // A change, then (unless --no-wait) the wait until it is live everywhere.
+    let change = |path: &str, body: &Value| {
+        let started = std::time::Instant::now();
+        let client = client();
+        let result = client.post(path, body);
+        change_and_wait(output, &client, result, wait, started)
+    };
     let who = || {
         cli.who
             .clone()
@@ -247,50 +283,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Apply { file } => {
             let body = files_body(&file, &who())?;
-            call(output, client().post("/v1/apply", &body), human_change)
+            change("/v1/apply", &body)
         }
         Command::Publish { file } => {
             let body = files_body(&file, &who())?;
-            call(output, client().post("/v1/publish", &body), human_change)
+            change("/v1/publish", &body)
         }
-        Command::Delete { kind, name } => call(
-            output,
-            client().post("/v1/delete", &json!({"kind": kind, "name": name})),
-            human_change,
-        ),
+        Command::Delete { kind, name } => {
+            change("/v1/delete", &json!({"kind": kind, "name": name}))
+        }
         Command::Release {
             deployment,
             virtual_env,
-        } => call(
-            output,
-            client().post(
-                "/v1/release",
-                &json!({"deployment": deployment, "virtualEnv": virtual_env, "who": who()}),
-            ),
-            human_change,
+        } => change(
+            "/v1/release",
+            &json!({"deployment": deployment, "virtualEnv": virtual_env, "who": who()}),
         ),
-        Command::Rollback { virtual_env, app } => call(
-            output,
-            client().post(
-                "/v1/rollback",
-                &json!({"virtualEnv": virtual_env, "app": app, "who": who()}),
-            ),
-            human_change,
+        Command::Rollback { virtual_env, app } => change(
+            "/v1/rollback",
+            &json!({"virtualEnv": virtual_env, "app": app, "who": who()}),
         ),
         Command::Keys {
             action: KeysAction::Rotate,
-        } => call(
-            output,
-            client().post("/v1/keys/rotate", &json!({})),
-            human_change,
-        ),
+        } => change("/v1/keys/rotate", &json!({})),
         Command::Keys {
             action: KeysAction::Retire { kid },
-        } => call(
-            output,
-            client().post("/v1/keys/retire", &json!({ "kid": kid })),
-            human_change,
-        ),
+        } => change("/v1/keys/retire", &json!({ "kid": kid })),
         Command::Status => call(output, client().get("/v1/status", &[]), human_status),
         Command::History { virtual_env } => {
             let query: Vec<(&str, &str)> = virtual_env
@@ -476,6 +494,117 @@ fn files_body(path: &std::path::Path, who: &str) -> anyhow::Result<Value> {
         anyhow::bail!("no .yaml, .yml or .json file in {}", path.display());
     }
     Ok(json!({"files": files, "who": who}))
+}
+
+/// Prints a change's answer; unless `wait` is `None`, first waits until every
+/// connected Envoy has ACKed it (`/v1/live`) and adds that as `live`. Exits
+/// non-zero, naming each Envoy, if one NACKed or did not ACK in time.
+fn change_and_wait(
+    output: Output,
+    client: &Client,
+    result: Result<Value, ClientError>,
+    wait: Option<std::time::Duration>,
+    started: std::time::Instant,
+) -> anyhow::Result<ExitCode> {
+    let mut answer = match result {
+        Ok(v) => v,
+        Err(e) => return Ok(api_error(output, &e)),
+    };
+    let generation = answer["generation"].as_u64();
+    let (Some(wait), Some(generation), true) = (wait, generation, answer["changed"] == json!(true))
+    else {
+        print(output, &answer, || human_change(&answer));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let timeout_ms = wait.as_millis().to_string();
+    let live = client.get_with_timeout(
+        "/v1/live",
+        &[
+            ("generation", generation.to_string().as_str()),
+            ("timeoutMs", timeout_ms.as_str()),
+        ],
+        wait + std::time::Duration::from_secs(10),
+    );
+    let mut live = match live {
+        Ok(v) => v,
+        Err(e) => {
+            print(output, &answer, || human_change(&answer));
+            eprintln!("error: the change was applied, but whether it is live is unknown: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    live["elapsedMs"] = json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let complete = live["complete"] == json!(true);
+    answer["live"] = live;
+    print(output, &answer, || {
+        format!(
+            "{}
+{}",
+            human_change(&answer),
+            human_live(&answer["live"])
+        )
+    });
+    if complete {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if output == Output::Human {
+        eprintln!(
+            "error: not live on every Envoy within {}; the change itself stays applied (config version {})",
+            format_duration(wait),
+            text(&answer["version"])
+        );
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+fn format_duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// `live on N/N Envoys in X ms`, then one line per Envoy that is not live and
+/// per pulling Envoy.
+fn human_live(live: &Value) -> String {
+    let mut lines = vec![format!(
+        "live on {}/{} Envoys in {} ms",
+        live["live"], live["connected"], live["elapsedMs"]
+    )];
+    for e in live["envoys"].as_array().into_iter().flatten() {
+        match e["state"].as_str() {
+            Some("nacked") => lines.push(format!(
+                "  {}: NACKed {} version {}: {}",
+                text(&e["id"]),
+                text(&e["kind"]),
+                text(&e["version"]),
+                text(&e["message"])
+            )),
+            Some("pending") => lines.push(format!(
+                "  {}: did not ACK in time (waiting for {})",
+                text(&e["id"]),
+                e["waitingFor"]
+                    .as_array()
+                    .map(|k| k.iter().map(text).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            )),
+            _ => {}
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    for p in live["pulling"].as_array().into_iter().flatten() {
+        let at = p["lastPollUnixMs"].as_u64().unwrap_or(0);
+        lines.push(format!(
+            "  {}: pulling (last poll {} ms ago, config version {})",
+            text(&p["id"]),
+            now.saturating_sub(at),
+            p["generation"]
+        ));
+    }
+    lines.join("\n")
 }
 
 /// Prints an API answer (or error) and chooses the exit code.

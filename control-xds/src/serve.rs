@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
 use crate::load::{self, LoadErrors};
+use crate::rollout::Pollers;
 use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
 use crate::state::{self, ChangeSummary, PersistError, Store, StoreError};
 use crate::xds::{AdsServer, References, Snapshot, SnapshotCache};
@@ -58,6 +59,7 @@ struct Current {
 pub struct ControlPlane {
     current: Mutex<Current>,
     cache: SnapshotCache,
+    pollers: Pollers,
     build: BuildOptions,
     state_dir: Option<PathBuf>,
 }
@@ -90,6 +92,7 @@ impl ControlPlane {
                 index: Arc::new(built.index),
             }),
             cache,
+            pollers: Pollers::default(),
             build,
             state_dir,
         })
@@ -147,6 +150,11 @@ impl ControlPlane {
     /// The cache the ADS server streams from (and that records node status).
     pub fn cache(&self) -> &SnapshotCache {
         &self.cache
+    }
+
+    /// The pull-mode Envoys seen polling `/v1/config`.
+    pub fn pollers(&self) -> &Pollers {
+        &self.pollers
     }
 
     /// The plugin configuration the genesis filter gets (for pull mode).

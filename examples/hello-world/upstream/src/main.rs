@@ -25,8 +25,12 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::serve::ListenerExt;
 use serde_json::{json, Map, Value};
-use tiny_http::{Header, Request, Response, Server};
 
 struct Args {
     listen: String,
@@ -68,18 +72,15 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-/// A listening socket with TCP_NODELAY, which accepted connections inherit on
-/// Linux: tiny_http writes a response in pieces, and with Nagle on, a keep-alive
-/// peer (Envoy) would wait for its delayed ACK (~40 ms) before the last piece.
-/// socket2: the well-kept crate for socket options std does not expose.
+/// A listening socket with SO_REUSEADDR (restarts on the same port in tests).
 fn listen(addr: &str) -> Result<std::net::TcpListener, Box<dyn std::error::Error + Send + Sync>> {
     use socket2::{Domain, Socket, Type};
     let addr: std::net::SocketAddr = addr.parse()?;
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
 
@@ -91,40 +92,54 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let server = match listen(&args.listen).and_then(|l| Server::from_listener(l, None)) {
-        Ok(server) => Arc::new(server),
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(err) => {
-            eprintln!("cannot listen on {}: {err}", args.listen);
+            eprintln!("cannot start the runtime: {err}");
             std::process::exit(1);
         }
     };
-    eprintln!(
-        "hello-world {}/{} listening on {}",
-        args.component, args.version, args.listen
-    );
-    let workers: Vec<_> = (0..args.threads)
-        .map(|_| {
-            let (server, args) = (Arc::clone(&server), Arc::clone(&args));
-            std::thread::spawn(move || {
-                while let Ok(request) = server.recv() {
-                    handle(&args, request);
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.join();
+    let served = runtime.block_on(async {
+        let listener = listen(&args.listen)
+            .and_then(|l| Ok(tokio::net::TcpListener::from_std(l)?))
+            .map_err(|err| format!("cannot listen on {}: {err}", args.listen))?;
+        eprintln!(
+            "hello-world {}/{} listening on {}",
+            args.component, args.version, args.listen
+        );
+        // Nagle plus delayed ACKs would add ~40 ms to every keep-alive answer.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&args));
+        axum::serve(listener, app)
+            .await
+            .map_err(|err| format!("server failed: {err}"))
+    });
+    if let Err(msg) = served {
+        eprintln!("{msg}");
+        std::process::exit(1);
     }
 }
 
-fn handle(args: &Args, mut request: Request) {
-    // Drain the body so keep-alive connections stay in sync.
-    let _ = std::io::copy(request.as_reader(), &mut std::io::sink());
-
+async fn handle(
+    State(args): State<Arc<Args>>,
+    method: Method,
+    uri: Uri,
+    request_headers: HeaderMap,
+) -> Response {
     let mut headers = BTreeMap::new();
-    for h in request.headers() {
-        let name = h.field.as_str().as_str().to_ascii_lowercase();
-        headers.insert(name, h.value.as_str().to_string());
+    for (name, value) in &request_headers {
+        headers.insert(
+            name.as_str().to_ascii_lowercase(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        );
     }
     let kf: Map<String, Value> = headers
         .iter()
@@ -140,22 +155,31 @@ fn handle(args: &Args, mut request: Request) {
         .get("x-upstream-status")
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.to_string(), |pq| pq.as_str().to_string());
+    let health_check = path == "/healthz";
     let mut body = json!({
         "component": args.component,
         "version": args.version,
-        "method": request.method().as_str(),
-        "path": request.url(),
+        "method": method.as_str(),
+        "path": path,
         "kf": kf,
         "vars": vars,
         "headers": headers,
         "listen": args.listen,
     });
-    // Health checks answer without calling on: the backend path may not be up yet.
-    let health_check = request.url() == "/healthz";
-    if let Some(base) = args.call_backend.as_ref().filter(|_| !health_check) {
-        let (backend_status, backend_body) = match call_backend(base, headers.get("kf-context")) {
-            Ok(answer) => answer,
-            Err(err) => (502, json!({"error": "backend_unreachable", "message": err})),
+    if let Some(base) = args.call_backend.clone().filter(|_| !health_check) {
+        let context = headers.get("kf-context").cloned();
+        let answer =
+            tokio::task::spawn_blocking(move || call_backend(&base, context.as_ref())).await;
+        let (backend_status, backend_body) = match answer {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(err)) => (502, json!({"error": "backend_unreachable", "message": err})),
+            Err(err) => (
+                502,
+                json!({"error": "backend_unreachable", "message": err.to_string()}),
+            ),
         };
         body["backend"] = backend_body;
         if backend_status != 200 {
@@ -165,16 +189,14 @@ fn handle(args: &Args, mut request: Request) {
     }
 
     let upstream = format!("{}/{}@{}", args.component, args.version, args.listen);
-    let mut response = Response::from_string(body.to_string()).with_status_code(status);
-    for (name, value) in [
-        ("content-type", "application/json"),
-        ("x-upstream", &upstream),
-    ] {
-        if let Ok(h) = Header::from_bytes(name, value) {
-            response.add_header(h);
-        }
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let out = response.headers_mut();
+    out.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&upstream) {
+        out.insert("x-upstream", v);
     }
-    let _ = request.respond(response);
+    response
 }
 
 /// GET `base/backend` with `Host: backend` over a fresh connection (HTTP/1.1,

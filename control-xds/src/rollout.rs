@@ -1,0 +1,268 @@
+//! When a change is live: every connected Envoy has ACKed, for every resource
+//! type it is served, a snapshot version at or after the change's generation
+//! (snapshot versions are store generations; see [`crate::serve::snapshot_version`]).
+//!
+//! Because the ADS server only sends the config that routes to new clusters once
+//! those clusters are usable ([`crate::xds::server`]), "every type ACKed" means the
+//! Envoy routes by the change. An Envoy that NACKed a version at or after the
+//! generation will not get there without another change: it is reported, and
+//! waiting for it ends. Pull-mode Envoys have no ACK: they are listed as pulling,
+//! with the time and generation of their last poll.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::xds::cache::now_unix_ms;
+use crate::xds::{NodeStatus, SnapshotCache};
+
+/// Where one ADS-connected Envoy is with respect to a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum EnvoyState {
+    /// Every type ACKed at or after the generation.
+    Live,
+    /// Envoy NACKed a version at or after the generation.
+    Nacked {
+        /// The type (`CDS`, `EDS`, ...) NACKed.
+        kind: String,
+        /// The NACKed version.
+        version: String,
+        /// Envoy's error message.
+        message: String,
+    },
+    /// Not (yet) ACKed for some type.
+    Pending {
+        /// The types not ACKed at or after the generation.
+        waiting_for: Vec<String>,
+    },
+}
+
+/// One Envoy in a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoyRollout {
+    pub id: String,
+    #[serde(flatten)]
+    pub state: EnvoyState,
+}
+
+/// A pull-mode Envoy's last poll of `/v1/config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Poll {
+    /// The node id the filter sent (`x-switchyard-node`).
+    pub id: String,
+    pub last_poll_unix_ms: u64,
+    /// The store generation it was given.
+    pub generation: u64,
+}
+
+/// The pull-mode Envoys seen polling, by node id. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Pollers(Arc<Mutex<BTreeMap<String, Poll>>>);
+
+impl Pollers {
+    /// Records a poll by `id` answered with `generation`.
+    pub fn record(&self, id: &str, generation: u64) {
+        let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        table.insert(
+            id.to_string(),
+            Poll {
+                id: id.to_string(),
+                last_poll_unix_ms: now_unix_ms(),
+                generation,
+            },
+        );
+    }
+
+    /// Every pulling Envoy seen, by node id.
+    pub fn list(&self) -> Vec<Poll> {
+        let table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        table.values().cloned().collect()
+    }
+}
+
+/// Where every connected Envoy is with respect to `generation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    pub generation: u64,
+    /// ADS-connected Envoys.
+    pub envoys: Vec<EnvoyRollout>,
+    /// Pull-mode Envoys (not waited for).
+    pub pulling: Vec<Poll>,
+}
+
+impl Rollout {
+    /// Envoys that route by the generation.
+    pub fn live(&self) -> usize {
+        self.envoys
+            .iter()
+            .filter(|e| e.state == EnvoyState::Live)
+            .count()
+    }
+
+    /// No connected Envoy is still pending (each is live or NACKed).
+    pub fn settled(&self) -> bool {
+        !self
+            .envoys
+            .iter()
+            .any(|e| matches!(e.state, EnvoyState::Pending { .. }))
+    }
+
+    /// Every connected Envoy is live.
+    pub fn complete(&self) -> bool {
+        self.live() == self.envoys.len()
+    }
+}
+
+/// The generation a wire version (`7`, `7+retiring`) belongs to.
+fn generation_of(version: &str) -> Option<u64> {
+    version.split('+').next()?.parse().ok()
+}
+
+/// Where `node` is with respect to `generation`.
+pub fn envoy_state(node: &NodeStatus, generation: u64) -> EnvoyState {
+    let at_least = |v: Option<&str>| v.and_then(generation_of).is_some_and(|g| g >= generation);
+    let mut waiting_for = Vec::new();
+    for (kind, t) in &node.types {
+        if at_least(t.acked_version.as_deref()) {
+            continue;
+        }
+        if let Some(nack) = t.last_nack.as_ref().filter(|n| at_least(Some(&n.version))) {
+            return EnvoyState::Nacked {
+                kind: kind.short_name().to_string(),
+                version: nack.version.clone(),
+                message: nack.message.clone(),
+            };
+        }
+        waiting_for.push(kind.short_name().to_string());
+    }
+    if waiting_for.is_empty() && !node.types.is_empty() {
+        EnvoyState::Live
+    } else {
+        EnvoyState::Pending { waiting_for }
+    }
+}
+
+/// The rollout of `generation` over the connected nodes.
+pub fn rollout(nodes: &[NodeStatus], pollers: &Pollers, generation: u64) -> Rollout {
+    Rollout {
+        generation,
+        envoys: nodes
+            .iter()
+            .filter(|n| n.connected)
+            .map(|n| EnvoyRollout {
+                id: n.id.clone(),
+                state: envoy_state(n, generation),
+            })
+            .collect(),
+        pulling: pollers.list(),
+    }
+}
+
+/// Waits until every connected Envoy is live or NACKed for `generation`, or
+/// `timeout` passes; returns where they are then.
+pub async fn wait_settled(
+    cache: &SnapshotCache,
+    pollers: &Pollers,
+    generation: u64,
+    timeout: Duration,
+) -> Rollout {
+    let deadline = Instant::now() + timeout;
+    let mut changes = cache.watch_nodes();
+    loop {
+        changes.borrow_and_update();
+        let now = rollout(&cache.nodes(), pollers, generation);
+        if now.settled() || Instant::now() >= deadline {
+            return now;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, changes.changed()).await.is_err() {
+            return rollout(&cache.nodes(), pollers, generation);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::{Nack, ResourceType, TypeStatus};
+
+    fn node(types: &[(ResourceType, Option<&str>, Option<&str>)]) -> NodeStatus {
+        NodeStatus {
+            id: "n1".into(),
+            connected: true,
+            streams: 1,
+            types: types
+                .iter()
+                .map(|(kind, acked, nacked)| {
+                    (
+                        *kind,
+                        TypeStatus {
+                            acked_version: acked.map(str::to_string),
+                            last_nack: nacked.map(|v| Nack {
+                                version: v.to_string(),
+                                nonce: "1".into(),
+                                message: "bad".into(),
+                                code: 3,
+                                at_unix_ms: 0,
+                            }),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn live_needs_every_type_at_or_after_the_generation() {
+        use ResourceType::*;
+        let all = |v| node(&[(Cluster, Some(v), None), (Listener, Some(v), None)]);
+        assert_eq!(envoy_state(&all("5"), 5), EnvoyState::Live);
+        assert_eq!(envoy_state(&all("6+retiring"), 5), EnvoyState::Live);
+        assert_eq!(
+            envoy_state(
+                &node(&[(Cluster, Some("5"), None), (Listener, Some("4"), None)]),
+                5
+            ),
+            EnvoyState::Pending {
+                waiting_for: vec!["LDS".into()]
+            }
+        );
+        // an old NACK does not matter; one at or after the generation ends the wait
+        assert_eq!(
+            envoy_state(&node(&[(Cluster, Some("5"), Some("3"))]), 5),
+            EnvoyState::Live
+        );
+        assert!(matches!(
+            envoy_state(&node(&[(Cluster, Some("4"), Some("5+retiring"))]), 5),
+            EnvoyState::Nacked { kind, .. } if kind == "CDS"
+        ));
+        assert_eq!(
+            envoy_state(&node(&[]), 1),
+            EnvoyState::Pending {
+                waiting_for: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn rollout_counts_connected_envoys_only() {
+        let mut gone = node(&[(ResourceType::Cluster, Some("1"), None)]);
+        gone.id = "gone".into();
+        gone.connected = false;
+        let here = node(&[(ResourceType::Cluster, Some("2"), None)]);
+        let pollers = Pollers::default();
+        pollers.record("istio-1", 2);
+        let r = rollout(&[gone, here], &pollers, 2);
+        assert_eq!((r.live(), r.envoys.len()), (1, 1));
+        assert!(r.complete() && r.settled());
+        assert_eq!(r.pulling[0].id, "istio-1");
+    }
+}
