@@ -557,6 +557,26 @@ fn change_and_wait(
     Ok(ExitCode::FAILURE)
 }
 
+/// One line per pull-mode Envoy: it has no ACK, only its last poll.
+fn pulling_lines(pulling: &Value) -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    pulling
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "  {}: pulling (last poll {} ms ago, config version {})",
+                text(&p["id"]),
+                now.saturating_sub(p["lastPollUnixMs"].as_u64().unwrap_or(0)),
+                p["generation"]
+            )
+        })
+        .collect()
+}
+
 fn format_duration(d: std::time::Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
@@ -592,18 +612,7 @@ fn human_live(live: &Value) -> String {
             _ => {}
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    for p in live["pulling"].as_array().into_iter().flatten() {
-        let at = p["lastPollUnixMs"].as_u64().unwrap_or(0);
-        lines.push(format!(
-            "  {}: pulling (last poll {} ms ago, config version {})",
-            text(&p["id"]),
-            now.saturating_sub(at),
-            p["generation"]
-        ));
-    }
+    lines.extend(pulling_lines(&live["pulling"]));
     lines.join("\n")
 }
 
@@ -816,5 +825,6 @@ fn human_status(v: &Value) -> String {
         out.push(format!("    ACKed: {}", types.join("  ")));
         out.extend(nacks);
     }
+    out.extend(pulling_lines(&v["pulling"]));
     out.join("\n")
 }
