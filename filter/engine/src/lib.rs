@@ -14,6 +14,7 @@ pub mod error;
 pub mod headers;
 pub mod index;
 pub mod internal;
+pub mod path;
 pub mod request;
 pub mod resources;
 pub mod route;

@@ -1,4 +1,4 @@
-//! Genesis routing: a request entering the mesh → environment,
+//! Genesis routing: a request entering the mesh → normalized path, environment,
 //! selectors, VE, deployment (canary included), component, delivery (DESIGN.md,
 //! "A request's journey"), one function per step.
 
@@ -9,6 +9,7 @@ use crate::deliver::Delivery;
 use crate::error::{ErrorCode, RouteError};
 use crate::headers::{is_selector, DEP_SELECTORS, VE_SELECTORS};
 use crate::index::{Index, RouteEntry};
+use crate::path;
 use crate::request::{query_pairs, Request};
 use crate::validate::is_dns_label;
 
@@ -31,6 +32,12 @@ fn checked_selector<'r>(
         )),
         other => Ok(other),
     }
+}
+
+/// Step 0: the path routed by and forwarded (see [`path`]), without the query.
+fn normalized_path<'r>(req: &Request<'r>) -> Result<Cow<'r, str>, RouteError> {
+    path::normalize(req.path_only())
+        .map_err(|e| RouteError::new(ErrorCode::InvalidPath, e.message()))
 }
 
 /// How step 5 chose the deployment; step 6 finds the component in it.
@@ -58,15 +65,18 @@ struct DeploymentChoice<'i> {
 impl Index {
     /// Routes a genesis request, or says why it is refused.
     pub fn route<'i, 'r>(&'i self, req: &Request<'r>) -> Result<Decision<'i, 'r>, RouteError> {
-        let (env_idx, rel_path) = self.environment(req.path_only())?;
+        let path = normalized_path(req)?;
+        let (env_idx, rel_path) = self.environment(&path)?;
         let ve_sel = checked_selector(req, VE_SELECTORS)?;
         let dep_sel = checked_selector(req, DEP_SELECTORS)?;
         let ve_idx = self.virtual_environment(env_idx, ve_sel.as_deref())?;
         let choice = self.deployment(ve_idx, dep_sel.as_deref(), req, rel_path)?;
         let (dep_idx, route, kind) = self.component(&choice.pick, choice.kind, req, rel_path)?;
-        let forwarded = self.environments[env_idx]
-            .strip_sub_path
-            .then_some(rel_path);
+        let forwarded = if self.environments[env_idx].strip_sub_path {
+            Some(rel_path)
+        } else {
+            matches!(path, Cow::Owned(_)).then_some(&*path)
+        };
         Ok(self.deliver(
             req,
             Delivery {
@@ -479,3 +489,7 @@ mod tests {
         assert!(names.contains(&"hello-world/backend/b2/round-robin"));
     }
 }
+
+#[cfg(test)]
+#[path = "route_path_tests.rs"]
+mod path_tests;
