@@ -142,6 +142,13 @@ fn listener(name: &str, address: &(String, u16), filter: Value, index: &Index) -
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": name,
+                // As in the snapshot builder's listener: Envoy normalizes the path
+                // and rejects encoded slashes (unescaping them would create new
+                // segment boundaries, i.e. another environment; the filter
+                // refuses them anyway).
+                "normalize_path": true,
+                "merge_slashes": true,
+                "path_with_escaped_slashes_action": "REJECT_REQUEST",
                 "route_config": route_config(name, &settings.cluster_header, &settings.hash_key_header),
                 "http_filters": [filter, router(&settings.hash_key_header)]
             }

@@ -49,7 +49,9 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::wasm::v3::{
     plugin_config, FailurePolicy, PluginConfig as WasmPluginConfig, VmConfig,
 };
-use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration, StringValue, UInt32Value};
+use envoy_types::pb::google::protobuf::{
+    Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value,
+};
 use switchyard_engine::context::ContextKey;
 use switchyard_engine::validate::split_endpoint;
 use switchyard_engine::{
@@ -346,6 +348,15 @@ pub fn listener(name: &str, filter: &str, listen: &(String, u16), settings: &Set
                 ..Default::default()
             },
         ],
+        // Envoy normalizes the path before any filter or route sees it (the
+        // filter normalizes again, for HCMs Switchyard does not own). Encoded
+        // slashes are rejected, not unescaped and redirected: the filter refuses
+        // them anyway, and unescaping `%2F` would create new segment boundaries,
+        // so the redirected path could name a different environment.
+        normalize_path: Some(BoolValue { value: true }),
+        merge_slashes: true,
+        path_with_escaped_slashes_action:
+            http_connection_manager::PathWithEscapedSlashesAction::RejectRequest as i32,
         ..Default::default()
     };
     Listener {
@@ -756,6 +767,13 @@ mod tests {
             };
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
             assert_eq!(hcm.stat_prefix, name);
+            // Path normalization in Envoy, encoded slashes rejected.
+            assert_eq!(hcm.normalize_path, Some(BoolValue { value: true }));
+            assert!(hcm.merge_slashes);
+            assert_eq!(
+                hcm.path_with_escaped_slashes_action(),
+                http_connection_manager::PathWithEscapedSlashesAction::RejectRequest
+            );
             assert_eq!(
                 hcm.route_specifier,
                 Some(http_connection_manager::RouteSpecifier::Rds(Rds {

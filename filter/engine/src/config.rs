@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::context::ContextKey;
+use crate::headers::{
+    DEFAULT_CLUSTER_HEADER, DEFAULT_HASH_KEY_HEADER, LEAN_METADATA_HEADERS, METADATA_HEADERS,
+};
 use crate::resources::Resource;
 
 /// The whole plugin configuration, as JSON.
@@ -43,8 +46,8 @@ impl MetadataHeaders {
     /// The `kf-*` metadata headers (besides `kf-context` and vars) this setting sets.
     pub fn names(self) -> &'static [&'static str] {
         match self {
-            MetadataHeaders::Full => &crate::route::METADATA_HEADERS,
-            MetadataHeaders::Lean => &["kf-deployment"],
+            MetadataHeaders::Full => &METADATA_HEADERS,
+            MetadataHeaders::Lean => &LEAN_METADATA_HEADERS,
         }
     }
 }
@@ -123,9 +126,6 @@ impl PluginConfig {
 fn default_context_ttl() -> u64 {
     30
 }
-
-pub const DEFAULT_CLUSTER_HEADER: &str = "x-switchyard-cluster";
-pub const DEFAULT_HASH_KEY_HEADER: &str = "x-switchyard-hash-key";
 
 fn default_cluster_header() -> String {
     DEFAULT_CLUSTER_HEADER.to_string()

@@ -6,11 +6,11 @@
 
 use crate::context::ContextRefusal;
 use crate::decision::{Decision, DecisionKind};
+use crate::deliver::Delivery;
 use crate::error::{ErrorCode, RouteError};
+use crate::headers::CONTEXT_HEADER;
 use crate::index::Index;
 use crate::request::Request;
-
-pub const CONTEXT_HEADER: &str = "kf-context";
 
 /// The component named by `:authority` (or `host`), port removed.
 fn target_component<'r>(req: &Request<'r>) -> Option<&'r str> {
@@ -101,11 +101,20 @@ impl Index {
         }
         Ok(self.deliver(
             req,
-            (ve_idx, dep_idx, target_idx),
-            (target.cluster, &target.hash),
-            DecisionKind::Internal,
-            !ctx.release.is_empty(),
-            Some(expires_at),
+            Delivery {
+                ve: ve_idx,
+                deployment: dep_idx,
+                component: target_idx,
+                cluster: target.cluster,
+                hash: &target.hash,
+                kind: DecisionKind::Internal,
+                released: !ctx.release.is_empty(),
+                expires_at: Some(expires_at),
+                // A hop forwards the path as the component sent it.
+                rewritten_path: None,
+                set_cookie: None,
+                note: None,
+            },
         ))
     }
 }

@@ -1,31 +1,17 @@
-//! Genesis routing: a request entering the mesh → environment, VE, deployment,
-//! component and cluster (DESIGN.md, "A request's journey", steps 1–7).
+//! Genesis routing: a request entering the mesh → normalized path, environment,
+//! selectors, VE, deployment (canary included), component, delivery (DESIGN.md,
+//! "A request's journey"), one function per step.
 
 use std::borrow::Cow;
 
-use crate::context::RoutingContext;
 use crate::decision::{Decision, DecisionKind};
+use crate::deliver::Delivery;
 use crate::error::{ErrorCode, RouteError};
+use crate::headers::{is_selector, DEP_SELECTORS, VE_SELECTORS};
 use crate::index::{Index, RouteEntry};
-use crate::internal::CONTEXT_HEADER;
+use crate::path;
 use crate::request::{query_pairs, Request};
 use crate::validate::is_dns_label;
-
-/// Long and short selector names, checked in KubeFox's order:
-/// long query, long header, short query, short header.
-pub const VE_SELECTORS: (&str, &str) = ("kubefox-virtual-environment", "kf-ve");
-pub const DEP_SELECTORS: (&str, &str) = ("kubefox-app-deployment", "kf-dep");
-
-/// The metadata headers the filter sets on every routed request.
-pub const METADATA_HEADERS: [&str; 7] = [
-    "kf-environment",
-    "kf-virtual-env",
-    "kf-app",
-    "kf-deployment",
-    "kf-component",
-    "kf-component-version",
-    "kf-decision",
-];
 
 fn selector<'r>(req: &Request<'r>, (long, short): (&str, &str)) -> Option<Cow<'r, str>> {
     req.query_param(long)
@@ -34,6 +20,7 @@ fn selector<'r>(req: &Request<'r>, (long, short): (&str, &str)) -> Option<Cow<'r
         .or_else(|| req.header(short).map(Cow::Borrowed))
 }
 
+/// Step 3: a selector, if given; one that is not a DNS label is refused.
 fn checked_selector<'r>(
     req: &Request<'r>,
     names: (&str, &str),
@@ -47,21 +34,73 @@ fn checked_selector<'r>(
     }
 }
 
-fn is_selector(name: &str) -> bool {
-    name == VE_SELECTORS.0
-        || name == VE_SELECTORS.1
-        || name == DEP_SELECTORS.0
-        || name == DEP_SELECTORS.1
+/// Step 0: the path routed by and forwarded (see [`path`]), without the query.
+fn normalized_path<'r>(req: &Request<'r>) -> Result<Cow<'r, str>, RouteError> {
+    path::normalize(req.path_only())
+        .map_err(|e| RouteError::new(ErrorCode::InvalidPath, e.message()))
+}
+
+/// How step 5 chose the deployment; step 6 finds the component in it.
+enum Pick<'i> {
+    /// `kf-dep` named it: its own routes decide the component.
+    Explicit(usize),
+    /// The VE's release: the release's route table picked the app (and so the
+    /// deployment) and the route at once.
+    Released(usize, &'i RouteEntry),
+    /// The canary; the released deployment and route serve if it lacks the route.
+    Canary {
+        canary: usize,
+        stable: (usize, &'i RouteEntry),
+    },
+}
+
+/// Step 5's answer.
+struct DeploymentChoice<'i> {
+    pick: Pick<'i>,
+    kind: DecisionKind,
+    set_cookie: Option<String>,
+    note: Option<&'static str>,
 }
 
 impl Index {
     /// Routes a genesis request, or says why it is refused.
     pub fn route<'i, 'r>(&'i self, req: &Request<'r>) -> Result<Decision<'i, 'r>, RouteError> {
-        let path = req.path_only();
-        // Step 2: the environment is the first path segment.
+        let path = normalized_path(req)?;
+        let (env_idx, rel_path) = self.environment(&path)?;
+        let ve_sel = checked_selector(req, VE_SELECTORS)?;
+        let dep_sel = checked_selector(req, DEP_SELECTORS)?;
+        let ve_idx = self.virtual_environment(env_idx, ve_sel.as_deref())?;
+        let choice = self.deployment(ve_idx, dep_sel.as_deref(), req, rel_path)?;
+        let (dep_idx, route, kind) = self.component(&choice.pick, choice.kind, req, rel_path)?;
+        let forwarded = if self.environments[env_idx].strip_sub_path {
+            Some(rel_path)
+        } else {
+            matches!(path, Cow::Owned(_)).then_some(&*path)
+        };
+        Ok(self.deliver(
+            req,
+            Delivery {
+                ve: ve_idx,
+                deployment: dep_idx,
+                component: route.component,
+                cluster: route.cluster,
+                hash: &route.hash,
+                kind,
+                released: kind != DecisionKind::Explicit,
+                expires_at: None,
+                rewritten_path: rewrite_path(req.path, forwarded),
+                set_cookie: choice.set_cookie,
+                note: choice.note,
+            },
+        ))
+    }
+
+    /// Step 2: the environment is the first segment of the normalized path; the
+    /// rest (at least `/`) is what routes match against.
+    fn environment<'p>(&self, path: &'p str) -> Result<(usize, &'p str), RouteError> {
         let rest = path.strip_prefix('/').unwrap_or(path);
         let (segment, after) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
+            Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
         let env_idx = *self.env_by_sub_path.get(segment).ok_or_else(|| {
@@ -70,34 +109,19 @@ impl Index {
                 "no environment serves this path",
             )
         })?;
+        Ok((env_idx, if after.is_empty() { "/" } else { after }))
+    }
+
+    /// Step 4: the selected VE (it must belong to the environment), else the
+    /// environment's default.
+    fn virtual_environment(
+        &self,
+        env_idx: usize,
+        selected: Option<&str>,
+    ) -> Result<usize, RouteError> {
         let env = &self.environments[env_idx];
-        let rel_path = if after.is_empty() { "/" } else { after };
-
-        // Step 3: selectors.
-        let ve_sel = checked_selector(req, VE_SELECTORS)?;
-        let dep_sel = checked_selector(req, DEP_SELECTORS)?;
-
-        // Step 4: the virtual environment.
-        let ve_idx = match &ve_sel {
-            Some(name) => {
-                let idx = *self.ve_by_name.get(name.as_ref()).ok_or_else(|| {
-                    RouteError::new(
-                        ErrorCode::VirtualEnvironmentNotFound,
-                        format!("virtual environment '{name}' not found"),
-                    )
-                })?;
-                if self.ves[idx].environment != env_idx {
-                    return Err(RouteError::new(
-                        ErrorCode::InvalidContext,
-                        format!(
-                            "virtual environment '{name}' does not belong to environment '{}'",
-                            env.name
-                        ),
-                    ));
-                }
-                idx
-            }
-            None => env.default_ve.ok_or_else(|| {
+        let Some(name) = selected else {
+            return env.default_ve.ok_or_else(|| {
                 RouteError::new(
                     ErrorCode::VirtualEnvironmentNotFound,
                     format!(
@@ -105,189 +129,103 @@ impl Index {
                         env.name
                     ),
                 )
-            })?,
+            });
         };
-        let ve = &self.ves[ve_idx];
-
-        // Steps 5 and 6: deployment, then component by route.
-        let mut set_cookie = None;
-        let mut note = None;
-        let (dep_idx, route, kind) = match &dep_sel {
-            Some(name) => {
-                let dep_idx = *self.dep_by_name.get(name.as_ref()).ok_or_else(|| {
-                    RouteError::new(
-                        ErrorCode::DeploymentNotFound,
-                        format!("deployment '{name}' not found"),
-                    )
-                })?;
-                let route = self.match_route(dep_idx, req.method, rel_path)?;
-                (dep_idx, route, DecisionKind::Explicit)
-            }
-            None => {
-                if ve.release.is_empty() {
-                    return Err(RouteError::new(
-                        ErrorCode::NoRelease,
-                        format!("virtual environment '{}' has no release", ve.name),
-                    ));
-                }
-                let (stable, route) = ve
-                    .release_routes
-                    .candidates(rel_path)
-                    .map(|&(d, r)| (d, &self.deployments[d].routes[r]))
-                    .find(|(_, r)| r.matches(req.method, rel_path))
-                    .ok_or_else(|| {
-                        RouteError::new(ErrorCode::RouteNotFound, "no route matches this request")
-                    })?;
-                match ve.canaries.get(&self.deployments[stable].app) {
-                    None => (stable, route, DecisionKind::Release),
-                    Some(&(c, canary_dep)) => {
-                        let verdict = self.canaries[c].decide(req);
-                        set_cookie = verdict.set_cookie;
-                        note = verdict.note;
-                        if verdict.to_canary {
-                            match self.match_route(canary_dep, req.method, rel_path) {
-                                Ok(r) => (canary_dep, r, verdict.kind),
-                                // The canary lacks this route: the stable side serves it.
-                                Err(_) => (stable, route, DecisionKind::CanaryStable),
-                            }
-                        } else {
-                            (stable, route, verdict.kind)
-                        }
-                    }
-                }
-            }
-        };
-        let mut decision = self.deliver(
-            req,
-            (ve_idx, dep_idx, route.component),
-            (route.cluster, &route.hash),
-            kind,
-            kind != DecisionKind::Explicit,
-            None,
-        );
-        decision.rewritten_path = rewrite_path(req.path, env.strip_sub_path.then_some(rel_path));
-        decision.set_cookie = set_cookie;
-        decision.note = note;
-        Ok(decision)
+        let idx = *self.ve_by_name.get(name).ok_or_else(|| {
+            RouteError::new(
+                ErrorCode::VirtualEnvironmentNotFound,
+                format!("virtual environment '{name}' not found"),
+            )
+        })?;
+        if self.ves[idx].environment != env_idx {
+            return Err(RouteError::new(
+                ErrorCode::InvalidContext,
+                format!(
+                    "virtual environment '{name}' does not belong to environment '{}'",
+                    env.name
+                ),
+            ));
+        }
+        Ok(idx)
     }
 
-    /// The decision once deployment and component are known, shared by genesis and
-    /// internal hops: the signed context, the cluster (a `hash` cluster, or its
-    /// round-robin twin when the request lacks the hash header), the vars the
-    /// component declares and the VE defines, and the inbound headers to remove
-    /// (forged `kf-*` metadata and selectors, except those the filter overwrites).
-    /// `released`: the deployment is the VE's release (the context names it);
-    /// `expires_at`: the caller's context expiry at a hop, `None` at genesis.
-    pub(crate) fn deliver<'i, 'r>(
+    /// Step 5: `kf-dep` if given; else the VE's release for this path (its
+    /// routes say which app), where a Canary of that app may choose instead.
+    fn deployment<'i>(
         &'i self,
-        req: &Request<'r>,
-        (ve_idx, dep_idx, comp_idx): (usize, usize, usize),
-        (cluster, hash): (usize, &'i Option<(String, usize)>),
-        kind: DecisionKind,
-        released: bool,
-        expires_at: Option<u64>,
-    ) -> Decision<'i, 'r> {
-        let ve = &self.ves[ve_idx];
-        let dep = &self.deployments[dep_idx];
-        let comp = &dep.components[comp_idx];
-        let context = self.issue_context(
-            ve_idx,
-            dep_idx,
-            comp_idx,
-            released,
-            req.now_unix_seconds,
-            expires_at,
-        );
-        let (cluster, hash_key) = match hash {
-            Some((header, twin)) => match req.header(header) {
-                Some(v) => (cluster, Some(v)),
-                None => (*twin, None),
-            },
-            None => (cluster, None),
-        };
-        let vars: Vec<(&str, &str)> = comp
-            .vars
-            .iter()
-            .filter_map(|n| ve.vars.get(n).map(|v| (n.as_str(), v.as_str())))
-            .collect();
-        let overwritten = self.settings.metadata_headers.names();
-        let sets_context = context.is_some();
-        let strip_headers = req
-            .headers
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .filter(|k| k.starts_with("kf-") || is_selector(k))
-            .filter(|k| !overwritten.contains(k))
-            .filter(|k| !(sets_context && *k == CONTEXT_HEADER))
-            .filter(|k| {
-                !k.strip_prefix("kf-var-")
-                    .is_some_and(|name| vars.iter().any(|(n, _)| *n == name))
-            })
-            .collect();
-        Decision {
-            environment: &self.environments[ve.environment].name,
-            virtual_env: &ve.name,
-            app: &dep.app,
-            deployment: &dep.name,
-            deployment_id: dep_idx,
-            component: &comp.name,
-            component_version: &comp.version,
-            cluster: &self.clusters[cluster].name,
-            hash_key,
+        ve_idx: usize,
+        selected: Option<&str>,
+        req: &Request<'_>,
+        rel_path: &str,
+    ) -> Result<DeploymentChoice<'i>, RouteError> {
+        let chosen = |pick, kind| DeploymentChoice {
+            pick,
             kind,
-            vars,
-            rewritten_path: None,
-            strip_headers,
             set_cookie: None,
-            context,
             note: None,
+        };
+        if let Some(name) = selected {
+            let dep_idx = *self.dep_by_name.get(name).ok_or_else(|| {
+                RouteError::new(
+                    ErrorCode::DeploymentNotFound,
+                    format!("deployment '{name}' not found"),
+                )
+            })?;
+            return Ok(chosen(Pick::Explicit(dep_idx), DecisionKind::Explicit));
         }
+        let ve = &self.ves[ve_idx];
+        if ve.release.is_empty() {
+            return Err(RouteError::new(
+                ErrorCode::NoRelease,
+                format!("virtual environment '{}' has no release", ve.name),
+            ));
+        }
+        let (stable, route) = ve
+            .release_routes
+            .candidates(rel_path)
+            .map(|&(d, r)| (d, &self.deployments[d].routes[r]))
+            .find(|(_, r)| r.matches(req.method, rel_path))
+            .ok_or_else(route_not_found)?;
+        let Some(&(c, canary)) = ve.canaries.get(&self.deployments[stable].app) else {
+            return Ok(chosen(Pick::Released(stable, route), DecisionKind::Release));
+        };
+        let verdict = self.canaries[c].decide(req);
+        let pick = if verdict.to_canary {
+            Pick::Canary {
+                canary,
+                stable: (stable, route),
+            }
+        } else {
+            Pick::Released(stable, route)
+        };
+        Ok(DeploymentChoice {
+            pick,
+            kind: verdict.kind,
+            set_cookie: verdict.set_cookie,
+            note: verdict.note,
+        })
     }
 
-    /// The signed routing context for a request delivered to component
-    /// `comp_idx` of deployment `dep_idx`. At genesis the expiry is now + TTL; at a
-    /// hop it is the expiry the caller's context had. Tokens are memoized per
-    /// expiry second: requests of the same second reuse the same signature.
-    pub(crate) fn issue_context(
-        &self,
-        ve_idx: usize,
-        dep_idx: usize,
-        comp_idx: usize,
-        released: bool,
-        now: u64,
-        expires_at: Option<u64>,
-    ) -> Option<String> {
-        let keys = self.context_keys.as_ref()?;
-        let expires_at = expires_at.unwrap_or(now + keys.ttl_seconds);
-        let key = (ve_idx, dep_idx, comp_idx, released);
-        let mut memo = self
-            .context_memo
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if memo.expires_at != expires_at {
-            memo.expires_at = expires_at;
-            memo.tokens.clear();
+    /// Step 6: the component, by the deployment's routes (longest match first).
+    /// A canary lacking the route leaves the request to the stable side.
+    fn component<'i>(
+        &'i self,
+        pick: &Pick<'i>,
+        kind: DecisionKind,
+        req: &Request<'_>,
+        rel_path: &str,
+    ) -> Result<(usize, &'i RouteEntry, DecisionKind), RouteError> {
+        match *pick {
+            Pick::Explicit(dep) => Ok((dep, self.match_route(dep, req.method, rel_path)?, kind)),
+            Pick::Released(dep, route) => Ok((dep, route, kind)),
+            Pick::Canary {
+                canary,
+                stable: (stable, route),
+            } => Ok(match self.match_route(canary, req.method, rel_path) {
+                Ok(r) => (canary, r, kind),
+                Err(_) => (stable, route, DecisionKind::CanaryStable),
+            }),
         }
-        if let Some(token) = memo.tokens.get(&key) {
-            return Some(token.clone());
-        }
-        let ve = &self.ves[ve_idx];
-        let dep = &self.deployments[dep_idx];
-        let context = RoutingContext {
-            environment: self.environments[ve.environment].name.clone(),
-            virtual_env: ve.name.clone(),
-            app: dep.app.clone(),
-            deployment: dep.name.clone(),
-            component: dep.components[comp_idx].name.clone(),
-            release: if released {
-                ve.release_id.clone()
-            } else {
-                String::new()
-            },
-        };
-        let token = keys.sign(&context, expires_at)?;
-        memo.tokens.insert(key, token.clone());
-        Some(token)
     }
 
     fn match_route(
@@ -300,22 +238,25 @@ impl Index {
             .routes
             .iter()
             .find(|r| r.matches(method, rel_path))
-            .ok_or_else(|| {
-                RouteError::new(ErrorCode::RouteNotFound, "no route matches this request")
-            })
+            .ok_or_else(route_not_found)
     }
 }
 
-/// The path to forward, if it differs from `:path`: the subPath segment removed
-/// (when `stripped` gives the rest) and selector query parameters dropped.
-fn rewrite_path(full: &str, stripped: Option<&str>) -> Option<String> {
+fn route_not_found() -> RouteError {
+    RouteError::new(ErrorCode::RouteNotFound, "no route matches this request")
+}
+
+/// Step 7's `:path`, if it differs from the request's: `forwarded` replaces the
+/// path (normalized, and/or the subPath segment removed) and selector query
+/// parameters are dropped; the rest of the query stays as written.
+fn rewrite_path(full: &str, forwarded: Option<&str>) -> Option<String> {
     let (path, query) = crate::request::split_query(full);
     let has_selector = query.is_some_and(|q| query_pairs(q).any(|(k, _)| is_selector(&k)));
-    if stripped.is_none() && !has_selector {
+    if forwarded.is_none() && !has_selector {
         return None;
     }
     let mut out = String::with_capacity(full.len());
-    out.push_str(stripped.unwrap_or(path));
+    out.push_str(forwarded.unwrap_or(path));
     if let Some(q) = query {
         let kept: Vec<&str> = q
             .split('&')
@@ -548,3 +489,7 @@ mod tests {
         assert!(names.contains(&"hello-world/backend/b2/round-robin"));
     }
 }
+
+#[cfg(test)]
+#[path = "route_path_tests.rs"]
+mod path_tests;

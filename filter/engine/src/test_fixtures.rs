@@ -44,3 +44,16 @@ pub fn index(config: &Value) -> Index {
         Err(e) => unreachable!("fixture does not compile: {e}"),
     }
 }
+
+/// [`hello_world`] plus a second environment `stg` (subPath kept, default VE
+/// `qa` releasing hello-world-v3), so paths can try to cross from one to another.
+pub fn with_staging() -> Value {
+    let mut config = hello_world();
+    if let Some(resources) = config["resources"].as_array_mut() {
+        resources.push(json!({"kind": "Environment", "metadata": {"name": "stg"},
+            "spec": {"subPath": "stg", "defaultVirtualEnvironment": "qa"}}));
+        resources.push(json!({"kind": "VirtualEnvironment", "metadata": {"name": "qa"},
+            "spec": {"environment": "stg", "release": {"apps": {"hello-world": "hello-world-v3"}}}}));
+    }
+    config
+}
