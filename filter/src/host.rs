@@ -86,3 +86,12 @@ pub fn plugin_configuration() -> Result<Option<Vec<u8>>, HostError> {
         ),
     )
 }
+
+/// This Envoy's node id (`node.id` of the bootstrap), if it has one.
+pub fn node_id() -> Option<String> {
+    hostcalls::get_property(vec!["node", "id"])
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|id| !id.is_empty())
+}

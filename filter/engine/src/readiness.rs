@@ -112,7 +112,11 @@ mod tests {
         let e = unready.check(&d).unwrap_err();
         assert_eq!(e.code, ErrorCode::ClusterNotReady);
         assert_eq!(e.code.status(), 503);
-        assert!(e.body().contains("\"error\":\"cluster_not_ready\""), "{}", e.body());
+        assert!(
+            e.body().contains("\"error\":\"cluster_not_ready\""),
+            "{}",
+            e.body()
+        );
         assert!(e.message.contains("f9"), "{}", e.message);
 
         let backend = table.route(&get("/dev/hello/backend", &new)).unwrap();
