@@ -4,6 +4,8 @@ shares it across worker VMs; releases made with the CLI reach it without xDS."""
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 from dataclasses import dataclass
 
@@ -124,3 +126,35 @@ def test_a_pulled_cluster_the_bootstrap_lacks_is_cluster_not_ready(procs, bins, 
         assert world.deployment("/dev/hello?kf-dep=hello-world-v3") == "hello-world-v3"
     stats = world.envoy.stats("switchyard.error")
     assert stats.get("wasmcustom.switchyard.error.cluster_not_ready", 0) >= 11, stats
+
+
+def test_polls_name_the_envoy_node(procs, bins, work_dir):
+    """Every poll carries `x-switchyard-node: <node.id>` so the control plane can
+    report pulling Envoys (here a stand-in API that records the headers)."""
+    seen: list[str | None] = []
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("x-switchyard-node"))
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    try:
+        listen, admin = harness.free_ports(2)
+        cfg = harness.render_envoy(bins, harness.ROOT / "examples/hello-world/resources.yaml",
+                                   work_dir / "pull.yaml", f"127.0.0.1:{listen}",
+                                   f"127.0.0.1:{admin}",
+                                   ["--pull-from", f"127.0.0.1:{api.server_address[1]}"])
+        envoy = harness.Envoy(bins.envoy, cfg, procs.log_dir, "envoy-pull", concurrency=2,
+                              extra_args=["--service-node", "pull-node-1"])
+        procs.add(envoy.start())
+        envoy.wait_ready()
+        cp.wait_for("a poll", lambda: seen, timeout=10)
+        assert set(seen) == {"pull-node-1"}, seen
+    finally:
+        api.shutdown()
