@@ -106,6 +106,7 @@ def test_a_pulled_cluster_the_bootstrap_lacks_is_cluster_not_ready(procs, bins, 
     assert r.code == 0, r.stderr
     explicit = "/dev/hello?kf-dep=hello-world-v9"
     cp.wait_for("v9 pulled", lambda: world.get(explicit).status != 404, timeout=10)
+    time.sleep(AGREE_BOUND_S)  # every worker has the table now
     r = world.get(explicit)
     assert r.status == 503 and r.json is not None, r
     assert r.json["error"] == "cluster_not_ready", r
