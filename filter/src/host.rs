@@ -86,3 +86,13 @@ pub fn plugin_configuration() -> Result<Option<Vec<u8>>, HostError> {
         ),
     )
 }
+
+/// This Envoy's node id (`node.id` of the bootstrap), if it has one. Envoy 1.40
+/// serves it as the attribute `xds.node`; older Envoys as `node`.
+pub fn node_id() -> Option<String> {
+    [vec!["xds", "node", "id"], vec!["node", "id"]]
+        .into_iter()
+        .find_map(|path| hostcalls::get_property(path).ok().flatten())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|id| !id.is_empty())
+}

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use switchyard_engine::{Decision, ErrorCode, Index, Mode, Request, RouteError};
+use switchyard_engine::{Decision, ErrorCode, Index, Mode, Request, RouteError, UnreadyClusters};
 
 use crate::host;
 use crate::metrics::Metrics;
@@ -17,16 +17,23 @@ struct ResponseHeaders {
     set_cookie: Option<String>,
 }
 
+/// The routing table in force: the compiled index and, computed when it was
+/// installed, its clusters this Envoy does not have (pull mode).
+pub struct Table {
+    pub index: Index,
+    pub unready: UnreadyClusters,
+}
+
 pub struct RequestContext {
-    index: Option<Rc<Index>>,
+    table: Option<Rc<Table>>,
     metrics: Rc<Metrics>,
     response: Option<ResponseHeaders>,
 }
 
 impl RequestContext {
-    pub fn new(index: Option<Rc<Index>>, metrics: Rc<Metrics>) -> Self {
+    pub fn new(table: Option<Rc<Table>>, metrics: Rc<Metrics>) -> Self {
         Self {
-            index,
+            table,
             metrics,
             response: None,
         }
@@ -85,13 +92,14 @@ impl Context for RequestContext {}
 
 impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(index) = self.index.clone() else {
+        let Some(table) = self.table.clone() else {
             // No configuration was ever accepted: nothing can be routed.
             return self.refuse(&RouteError::new(
                 ErrorCode::EnvironmentNotFound,
                 "no routing configuration loaded",
             ));
         };
+        let index = &table.index;
         let headers = match host::request_headers() {
             Ok(h) => h,
             Err(e) => {
@@ -124,9 +132,9 @@ impl HttpContext for RequestContext {
             Mode::Genesis => index.route(&request),
             Mode::Internal => index.route_internal(&request),
         };
-        match routed {
+        match routed.and_then(|d| table.unready.check(&d).map(|()| d)) {
             Ok(decision) => {
-                if let Err(e) = self.apply(&index, &decision) {
+                if let Err(e) = self.apply(index, &decision) {
                     log::warn!("switchyard: {e}");
                 }
                 self.metrics.routed(&decision);
@@ -149,9 +157,9 @@ impl HttpContext for RequestContext {
             return Action::Continue;
         };
         let show = self
-            .index
+            .table
             .as_ref()
-            .is_some_and(|i| i.settings().response_headers);
+            .is_some_and(|t| t.index.settings().response_headers);
         let mut result = Ok(());
         if show {
             result = result
