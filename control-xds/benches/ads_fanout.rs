@@ -1,169 +1,390 @@
-//! Control-plane benchmark (BENCHMARKS.md, part 4): N ADS client streams (tonic
-//! clients that play Envoy: subscribe to CDS, ACK what they get) receive one
-//! change; how long until every one of them has ACKed it, as the server's own
-//! node status shows.
+//! Control-plane benchmark (BENCHMARKS.md, "ADS fan-out"): one real
+//! `switchyard serve` and N ADS client streams that play Envoy's part of the
+//! protocol the way Envoy 1.40 does (CDS wildcard; EDS for the EDS clusters CDS
+//! names; LDS; ECDS and RDS for what the listeners load; every response ACKed at
+//! once). Releases are made through the HTTP API; per release it reports how long
+//! until 50% / 99% / all streams have every type at the new version, the bytes
+//! sent to all streams, and the server's CPU time; and the server's memory per
+//! stream.
 //!
-//! `cargo bench -p switchyard --bench ads_fanout -- [--clients 200] [--changes 5]`
+//! ```text
+//! cargo bench -p switchyard --bench ads_fanout -- [--clients 1000] [--changes 5]
+//!     [--config FILE] [--release DEP_A,DEP_B] [--virtual-env VE] [--scope ENV,ENV]
+//! ```
+//!
+//! `--scope` sends node metadata `switchyard.environments` (README "Sizing"):
+//! the server then streams only those environments' resources. The defaults use
+//! `examples/hello-world/resources.yaml`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use switchyard::xds::{to_any, AdsServer, References, ResourceType, Snapshot, SnapshotCache};
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::protobuf::{value, ListValue, Struct, Value};
+use prost::Message;
+use serde_json::json;
+use switchyard::client::Client;
+use switchyard::scope::SCOPE_METADATA_KEY;
+use switchyard::snapshot_builder::{GENESIS_FILTER, GENESIS_LISTENER};
+use switchyard::xds::ResourceType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn snapshot(version: &str, clusters: usize) -> (Snapshot, References) {
-    let names: Vec<String> = (0..clusters)
-        .map(|i| format!("app/c{i}/{version}/round-robin"))
-        .collect();
-    let snap = Snapshot::new().with(
-        ResourceType::Cluster,
-        version,
-        names.iter().map(|n| {
-            let c = Cluster {
-                name: n.clone(),
-                cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-                    cluster::DiscoveryType::Static as i32,
-                )),
-                ..Default::default()
-            };
-            (n.clone(), to_any(&c))
-        }),
-    );
-    let refs = References {
-        clusters: names.into_iter().collect(),
-        ..Default::default()
-    };
-    (snap, refs)
+/// What a client saw: one response of `kind` at `generation`, `bytes` long.
+struct Seen {
+    client: usize,
+    kind: ResourceType,
+    generation: u64,
+    bytes: usize,
+    at: Instant,
 }
 
-/// One fake Envoy: subscribes to CDS and ACKs every response, until the stream ends.
-async fn client(addr: SocketAddr, id: usize) -> Result<(), String> {
+fn generation_of(version: &str) -> u64 {
+    version
+        .split('+')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn node(id: usize, scope: &[String]) -> Node {
+    let mut metadata = None;
+    if !scope.is_empty() {
+        let list = ListValue {
+            values: scope
+                .iter()
+                .map(|e| Value {
+                    kind: Some(value::Kind::StringValue(e.clone())),
+                })
+                .collect(),
+        };
+        metadata = Some(Struct {
+            fields: [(
+                SCOPE_METADATA_KEY.to_string(),
+                Value {
+                    kind: Some(value::Kind::ListValue(list)),
+                },
+            )]
+            .into(),
+        });
+    }
+    Node {
+        id: format!("bench-{id}"),
+        cluster: "bench".into(),
+        metadata,
+        ..Default::default()
+    }
+}
+
+fn request(
+    kind: ResourceType,
+    last: Option<&DiscoveryResponse>,
+    names: &[String],
+) -> DiscoveryRequest {
+    DiscoveryRequest {
+        version_info: last.map(|r| r.version_info.clone()).unwrap_or_default(),
+        response_nonce: last.map(|r| r.nonce.clone()).unwrap_or_default(),
+        resource_names: names.to_vec(),
+        type_url: kind.type_url().into(),
+        ..Default::default()
+    }
+}
+
+/// One fake Envoy, until the stream ends.
+async fn client(
+    addr: SocketAddr,
+    id: usize,
+    scope: Vec<String>,
+    seen: mpsc::UnboundedSender<Seen>,
+) -> Result<(), String> {
     let mut ads = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
         .await
-        .map_err(|e| e.to_string())?;
-    let (tx, requests) = mpsc::channel(4);
-    let subscribe = DiscoveryRequest {
-        node: Some(Node {
-            id: format!("bench-{id}"),
-            cluster: "bench".into(),
-            ..Default::default()
-        }),
-        type_url: ResourceType::Cluster.type_url().into(),
-        ..Default::default()
-    };
-    tx.send(subscribe).await.map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .max_decoding_message_size(256 << 20);
+    let (tx, requests) = mpsc::channel(16);
+    let mut first = request(ResourceType::Cluster, None, &[]);
+    first.node = Some(node(id, &scope));
+    tx.send(first).await.map_err(|e| e.to_string())?;
     let mut rx = ads
         .stream_aggregated_resources(ReceiverStream::new(requests))
         .await
         .map_err(|e| e.to_string())?
         .into_inner();
+    let mut eds_names: Vec<String> = Vec::new();
+    let mut last: BTreeMap<ResourceType, DiscoveryResponse> = BTreeMap::new();
+    let mut listeners_subscribed = false;
+    let mut filters_subscribed = false;
+    let ecds_names = vec![GENESIS_FILTER.to_string()];
+    let rds_names = vec![GENESIS_LISTENER.to_string()];
     while let Some(response) = rx.message().await.map_err(|e| e.to_string())? {
-        let ack = DiscoveryRequest {
-            version_info: response.version_info.clone(),
-            type_url: response.type_url.clone(),
-            response_nonce: response.nonce.clone(),
-            ..Default::default()
+        let Some(kind) = ResourceType::from_type_url(&response.type_url) else {
+            continue;
         };
-        if tx.send(ack).await.is_err() {
-            break;
+        let _ = seen.send(Seen {
+            client: id,
+            kind,
+            generation: generation_of(&response.version_info),
+            bytes: response.encoded_len(),
+            at: Instant::now(),
+        });
+        let mut out = Vec::new();
+        match kind {
+            ResourceType::Cluster => {
+                let names: Vec<String> = response
+                    .resources
+                    .iter()
+                    .filter_map(|any| Cluster::decode(any.value.as_slice()).ok())
+                    .filter(|c| c.eds_cluster_config.is_some())
+                    .map(|c| c.name)
+                    .collect();
+                // Like Envoy: the EDS request for new clusters, then the CDS ACK.
+                if names != eds_names {
+                    eds_names = names;
+                    out.push(request(
+                        ResourceType::Endpoint,
+                        last.get(&ResourceType::Endpoint),
+                        &eds_names,
+                    ));
+                }
+                out.push(request(kind, Some(&response), &[]));
+                if !listeners_subscribed {
+                    listeners_subscribed = true;
+                    out.push(request(ResourceType::Listener, None, &[]));
+                }
+            }
+            ResourceType::Endpoint => out.push(request(kind, Some(&response), &eds_names)),
+            ResourceType::Listener => {
+                out.push(request(kind, Some(&response), &[]));
+                if !filters_subscribed {
+                    filters_subscribed = true;
+                    out.push(request(ResourceType::ExtensionConfig, None, &ecds_names));
+                    out.push(request(ResourceType::Route, None, &rds_names));
+                }
+            }
+            ResourceType::ExtensionConfig => out.push(request(kind, Some(&response), &ecds_names)),
+            ResourceType::Route => out.push(request(kind, Some(&response), &rds_names)),
+        }
+        last.insert(kind, response);
+        for r in out {
+            if tx.send(r).await.is_err() {
+                return Ok(());
+            }
         }
     }
     Ok(())
 }
 
-fn all_acked(cache: &SnapshotCache, clients: usize, version: &str) -> bool {
-    let nodes = cache.nodes();
-    nodes.len() >= clients
-        && nodes.iter().all(|n| {
-            n.types
-                .get(&ResourceType::Cluster)
-                .and_then(|t| t.acked_version.as_deref())
-                == Some(version)
-        })
+/// Per client, the newest generation seen per type.
+struct Progress {
+    by_client: Vec<BTreeMap<ResourceType, u64>>,
+    bytes: usize,
 }
 
-async fn wait_all_acked(cache: &SnapshotCache, clients: usize, version: &str) -> Duration {
-    let t0 = Instant::now();
-    while !all_acked(cache, clients, version) {
-        assert!(
-            t0.elapsed() < TIMEOUT,
-            "not every client ACKed {version} within {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_micros(200)).await;
+impl Progress {
+    fn done(&self, client: usize, generation: u64) -> bool {
+        let types = &self.by_client[client];
+        types.len() == ResourceType::PUSH_ORDER.len() && types.values().all(|g| *g >= generation)
     }
-    t0.elapsed()
 }
 
-fn arg(name: &str, default: usize) -> usize {
+/// Reads what clients saw until every client has every type at `generation`;
+/// returns when each client got there (sorted) and the bytes received.
+async fn until_all(
+    rx: &mut mpsc::UnboundedReceiver<Seen>,
+    progress: &mut Progress,
+    generation: u64,
+    since: Instant,
+) -> (Vec<Duration>, usize) {
+    let clients = progress.by_client.len();
+    let bytes_before = progress.bytes;
+    let mut done: Vec<Option<Duration>> = (0..clients)
+        .map(|c| progress.done(c, generation).then_some(Duration::ZERO))
+        .collect();
+    let deadline = Instant::now() + TIMEOUT;
+    while done.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(seen)) = tokio::time::timeout(left, rx.recv()).await else {
+            let waiting = done.iter().filter(|d| d.is_none()).count();
+            panic!("{waiting} of {clients} clients did not reach generation {generation} in {TIMEOUT:?}");
+        };
+        progress.bytes += seen.bytes;
+        let g = progress.by_client[seen.client]
+            .entry(seen.kind)
+            .or_insert(0);
+        *g = (*g).max(seen.generation);
+        if done[seen.client].is_none() && progress.done(seen.client, generation) {
+            done[seen.client] = Some(seen.at.saturating_duration_since(since));
+        }
+    }
+    let mut times: Vec<Duration> = done.into_iter().flatten().collect();
+    times.sort();
+    (times, progress.bytes - bytes_before)
+}
+
+fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .cloned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// utime + stime of `pid` in clock ticks (1/100 s), and VmRSS in KiB.
+fn cpu_and_rss(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (ticks(11) + ticks(12), rss)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pct(sorted: &[Duration], p: usize) -> f64 {
+    let i = (sorted.len() * p).div_ceil(100).saturating_sub(1);
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 #[tokio::main]
 async fn main() {
-    let clients = arg("--clients", 200);
-    let changes = arg("--changes", 5);
-    let cache = SnapshotCache::new();
-    let (snap, refs) = snapshot("v0", 20);
-    cache
-        .set_snapshot(snap, &refs)
-        .expect("a consistent snapshot");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(
-        AdsServer::new(cache.clone()).serve_listener(listener, async {
-            let _ = stopped.await;
-        }),
+    let clients: usize = arg("--clients")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let changes: u64 = arg("--changes").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = arg("--config")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("examples/hello-world/resources.yaml"));
+    let deployments: Vec<String> = arg("--release")
+        .unwrap_or_else(|| "hello-world-v2,hello-world-v3".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let ve = arg("--virtual-env").unwrap_or_else(|| "team-a".into());
+    let scope: Vec<String> = arg("--scope")
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+
+    let (xds, api) = (free_port(), free_port());
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--xds-addr", &format!("127.0.0.1:{xds}")])
+            .args(["--api-addr", &format!("127.0.0.1:{api}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("switchyard serve starts"),
     );
+    let pid = server.0.id();
+    let api_url = format!("http://127.0.0.1:{api}");
+    let status_client = Client::new(&api_url);
+    let t0 = Instant::now();
+    while status_client.get("/v1/status", &[]).is_err() {
+        assert!(t0.elapsed() < TIMEOUT, "switchyard serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, rss_idle) = cpu_and_rss(pid);
+
+    let addr: SocketAddr = format!("127.0.0.1:{xds}").parse().expect("addr");
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|i| tokio::spawn(client(addr, i)))
+        .map(|i| tokio::spawn(client(addr, i, scope.clone(), seen_tx.clone())))
         .collect();
-    wait_all_acked(&cache, clients, "v0").await;
+    let mut progress = Progress {
+        by_client: vec![BTreeMap::new(); clients],
+        bytes: 0,
+    };
+    let (_, first_bytes) = until_all(&mut seen, &mut progress, 1, t0).await;
+    let (_, rss_connected) = cpu_and_rss(pid);
     println!(
-        "clients={clients} connected_and_acked_first_snapshot_ms={:.1}",
-        t0.elapsed().as_secs_f64() * 1e3
+        "clients={clients} scope={} connected_and_configured_ms={:.0} bytes_first_config={first_bytes} server_rss_idle_mib={:.1} server_rss_connected_mib={:.1} per_stream_kib={:.1}",
+        if scope.is_empty() { "all".to_string() } else { scope.join(",") },
+        t0.elapsed().as_secs_f64() * 1e3,
+        rss_idle as f64 / 1024.0,
+        rss_connected as f64 / 1024.0,
+        rss_connected.saturating_sub(rss_idle) as f64 / clients as f64,
     );
-    let mut times = Vec::new();
-    for change in 1..=changes {
-        let version = format!("v{change}");
-        let (snap, refs) = snapshot(&version, 20);
-        let t = Instant::now();
-        cache
-            .set_snapshot(snap, &refs)
-            .expect("a consistent snapshot");
-        let took = wait_all_acked(&cache, clients, &version)
-            .await
-            .max(t.elapsed());
-        times.push(took.as_secs_f64() * 1e3);
+
+    let mut p99s = Vec::new();
+    let mut alls = Vec::new();
+    let mut seen_envs = BTreeSet::new();
+    for change in 0..changes {
+        let dep = &deployments[change as usize % deployments.len()];
+        let (cpu0, _) = cpu_and_rss(pid);
+        let since = Instant::now();
+        let body = json!({"deployment": dep, "virtualEnv": ve, "who": "bench"});
+        let url = api_url.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            Client::new(&url)
+                .post("/v1/release", &body)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .expect("release task")
+        .expect("release accepted");
+        let generation = answer["generation"].as_u64().expect("a generation");
+        let (times, bytes) = until_all(&mut seen, &mut progress, generation, since).await;
+        let (cpu1, rss) = cpu_and_rss(pid);
+        let (p50, p99, all) = (pct(&times, 50), pct(&times, 99), pct(&times, 100));
+        p99s.push(p99);
+        alls.push(all);
+        seen_envs.insert(dep.clone());
         println!(
-            "change={version} all_{clients}_acked_ms={:.1}",
-            took.as_secs_f64() * 1e3
+            "release {dep} (generation {generation}): p50_ms={p50:.0} p99_ms={p99:.0} all_ms={all:.0} bytes={bytes} bytes_per_stream={} server_cpu_ms={} server_rss_mib={:.1}",
+            bytes / clients,
+            (cpu1 - cpu0) * 10,
+            rss as f64 / 1024.0
         );
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    p99s.sort_by(f64::total_cmp);
+    alls.sort_by(f64::total_cmp);
     println!(
-        "summary clients={clients} changes={changes} all_acked_ms_median={median:.1} min={:.1} max={:.1}",
-        times[0],
-        times[times.len() - 1]
+        "ADS fan-out {clients} streams p99: {:.0} ms (median over {changes} releases; all streams: median {:.0} ms, max {:.0} ms)",
+        p99s[p99s.len() / 2],
+        alls[alls.len() / 2],
+        alls[alls.len() - 1]
     );
-    let _ = stop.send(());
     for t in tasks {
         t.abort();
     }
+    drop(server);
 }

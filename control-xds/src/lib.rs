@@ -5,7 +5,8 @@
 //! `state` is the store of resources and releases (persisted atomically),
 //! `serve` runs the control plane (store → snapshot → cache), `api` is its HTTP
 //! API and `client` the CLI's side of it; `rollout` says when a change is live
-//! on every Envoy.
+//! on every Envoy; `scope` cuts the table down for Envoys that serve only some
+//! environments.
 
 pub mod api;
 pub mod client;
@@ -13,6 +14,7 @@ pub mod explain;
 pub mod load;
 pub mod render;
 pub mod rollout;
+pub mod scope;
 pub mod serve;
 pub mod snapshot_builder;
 pub mod state;

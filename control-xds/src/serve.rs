@@ -14,6 +14,7 @@
 //! the first start); otherwise the `--config` resources are the first state.
 //! Context-signing keys are generated on first start and kept in the state.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,7 +25,7 @@ use crate::load::{self, LoadErrors};
 use crate::rollout::Pollers;
 use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
 use crate::state::{self, ChangeSummary, PersistError, Store, StoreError};
-use crate::xds::{AdsServer, References, Snapshot, SnapshotCache};
+use crate::xds::{AdsServer, References, ScopeBuilder, Snapshot, SnapshotCache};
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,36 @@ struct Built {
     snapshot: Snapshot,
     refs: References,
     index: Index,
+    /// Builds the snapshot of a scope from the same store ([`crate::scope`]).
+    scopes: Arc<StoreScopes>,
+}
+
+impl Built {
+    fn serve(self, cache: &SnapshotCache) -> Result<Index, ChangeError> {
+        let scopes: Arc<dyn ScopeBuilder> = self.scopes;
+        cache
+            .set_scoped_snapshot(self.snapshot, &self.refs, Some(scopes))
+            .map_err(|e| ChangeError::Snapshot(e.to_string()))?;
+        Ok(self.index)
+    }
+}
+
+/// The resources, build options and version of one store generation, to build
+/// scoped snapshots from on demand.
+struct StoreScopes {
+    resources: Vec<Resource>,
+    opts: BuildOptions,
+    version: String,
+}
+
+impl ScopeBuilder for StoreScopes {
+    fn build(&self, scope: &BTreeSet<String>) -> Result<Snapshot, String> {
+        let resources = crate::scope::scoped(&self.resources, scope);
+        let (snapshot, refs, _) =
+            build_snapshot(&resources, &self.opts, &self.version).map_err(|e| e.to_string())?;
+        snapshot.check(&refs).map_err(|e| e.to_string())?;
+        Ok(snapshot)
+    }
 }
 
 impl ControlPlane {
@@ -83,13 +114,11 @@ impl ControlPlane {
         if let Some(dir) = &state_dir {
             state::save_state(dir, &store)?;
         }
-        cache
-            .set_snapshot(built.snapshot, &built.refs)
-            .map_err(|e| ChangeError::Snapshot(e.to_string()))?;
+        let index = built.serve(&cache)?;
         Ok(Self {
             current: Mutex::new(Current {
                 store,
-                index: Arc::new(built.index),
+                index: Arc::new(index),
             }),
             cache,
             pollers: Pollers::default(),
@@ -118,9 +147,7 @@ impl ControlPlane {
         if let Some(dir) = &self.state_dir {
             state::save_state(dir, &next)?;
         }
-        self.cache
-            .set_snapshot(built.snapshot, &built.refs)
-            .map_err(|e| ChangeError::Snapshot(e.to_string()))?;
+        let index = built.serve(&self.cache)?;
         tracing::info!(
             generation = next.generation,
             created = summary.created.len(),
@@ -132,7 +159,7 @@ impl ControlPlane {
         let generation = next.generation;
         *current = Current {
             store: next,
-            index: Arc::new(built.index),
+            index: Arc::new(index),
         };
         Ok((summary, generation))
     }
@@ -181,9 +208,9 @@ fn build_for(build: &BuildOptions, store: &Store) -> Result<Built, ChangeError> 
         ..build.clone()
     };
     let resources: Vec<Resource> = store.resource_list();
-    let (snapshot, refs, index) =
-        build_snapshot(&resources, &opts, &snapshot_version(store.generation))
-            .map_err(|e: BuildError| ChangeError::Snapshot(e.to_string()))?;
+    let version = snapshot_version(store.generation);
+    let (snapshot, refs, index) = build_snapshot(&resources, &opts, &version)
+        .map_err(|e: BuildError| ChangeError::Snapshot(e.to_string()))?;
     snapshot
         .check(&refs)
         .map_err(|e| ChangeError::Snapshot(e.to_string()))?;
@@ -191,6 +218,11 @@ fn build_for(build: &BuildOptions, store: &Store) -> Result<Built, ChangeError> 
         snapshot,
         refs,
         index,
+        scopes: Arc::new(StoreScopes {
+            resources,
+            opts,
+            version,
+        }),
     })
 }
 

@@ -1,21 +1,71 @@
 //! The snapshot cache: the snapshot being served and what each Envoy has.
 //!
-//! One global snapshot is served to every node (per-node snapshots can be added
-//! later by keying on the node id). Setting a snapshot checks it first: an
-//! inconsistent snapshot is refused and the last good one keeps being served.
-//! Streams watch the cache through a `tokio::sync::watch` channel.
+//! One snapshot is served to every node; a node that declares a scope (see
+//! [`crate::scope`]) gets the snapshot of its scope instead, built on demand by
+//! the [`ScopeBuilder`] set with the snapshot and memoized per scope. Setting a
+//! snapshot checks it first: an inconsistent snapshot is refused and the last
+//! good one keeps being served. Streams watch the cache through a
+//! `tokio::sync::watch` channel.
 //!
 //! The cache also keeps a status table per node — connected or not, and per
 //! resource type the last response sent, the version ACKed and the last NACK —
 //! which streams update and `switchyard status` reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
 use super::snapshot::{References, ResourceType, Snapshot, SnapshotError};
+
+/// Builds the snapshot of one scope (a set of environment names) from what the
+/// snapshot being served was built from.
+pub trait ScopeBuilder: Send + Sync {
+    /// The scope's snapshot, checked for consistency, or why there is none.
+    fn build(&self, scope: &BTreeSet<String>) -> Result<Snapshot, String>;
+}
+
+/// What the cache serves: the whole snapshot, and scoped ones built on demand.
+pub struct Served {
+    snapshot: Arc<Snapshot>,
+    scopes: Option<Arc<dyn ScopeBuilder>>,
+    built: Mutex<BTreeMap<BTreeSet<String>, Arc<Snapshot>>>,
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("snapshot", &self.snapshot)
+            .field("scoped", &self.scopes.is_some())
+            .finish()
+    }
+}
+
+impl Served {
+    /// The snapshot for a node serving `scope` (`None`: everything). A scope
+    /// that cannot be built gets the whole snapshot (more, never less).
+    pub fn for_scope(&self, scope: Option<&BTreeSet<String>>) -> Arc<Snapshot> {
+        let (Some(scope), Some(builder)) = (scope, &self.scopes) else {
+            return self.snapshot.clone();
+        };
+        let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = built.get(scope) {
+            return s.clone();
+        }
+        match builder.build(scope) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                built.insert(scope.clone(), s.clone());
+                s
+            }
+            Err(e) => {
+                tracing::warn!(?scope, error = %e, "scoped snapshot not built; serving the whole one");
+                self.snapshot.clone()
+            }
+        }
+    }
+}
 
 /// A NACK: Envoy rejected a response.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -66,7 +116,7 @@ pub struct NodeStatus {
 /// Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SnapshotCache {
-    snapshot: Arc<watch::Sender<Option<Arc<Snapshot>>>>,
+    snapshot: Arc<watch::Sender<Option<Arc<Served>>>>,
     nodes: Arc<Mutex<BTreeMap<String, NodeStatus>>>,
     /// Counts node status changes, so waiters wake on every ACK, NACK and
     /// stream change.
@@ -94,18 +144,33 @@ impl SnapshotCache {
     /// Checks `snapshot` against `refs` and, if consistent, serves it to every
     /// node. On error nothing changes: the last good snapshot stays.
     pub fn set_snapshot(&self, snapshot: Snapshot, refs: &References) -> Result<(), SnapshotError> {
+        self.set_scoped_snapshot(snapshot, refs, None)
+    }
+
+    /// Like [`SnapshotCache::set_snapshot`]; nodes that declare a scope get
+    /// the snapshot `scopes` builds for it.
+    pub fn set_scoped_snapshot(
+        &self,
+        snapshot: Snapshot,
+        refs: &References,
+        scopes: Option<Arc<dyn ScopeBuilder>>,
+    ) -> Result<(), SnapshotError> {
         snapshot.check(refs)?;
-        self.snapshot.send_replace(Some(Arc::new(snapshot)));
+        self.snapshot.send_replace(Some(Arc::new(Served {
+            snapshot: Arc::new(snapshot),
+            scopes,
+            built: Mutex::default(),
+        })));
         Ok(())
     }
 
-    /// The snapshot being served, if any.
+    /// The (whole) snapshot being served, if any.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.snapshot.borrow().clone()
+        self.snapshot.borrow().as_ref().map(|s| s.snapshot.clone())
     }
 
     /// A receiver that sees every new snapshot.
-    pub fn watch(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+    pub fn watch(&self) -> watch::Receiver<Option<Arc<Served>>> {
         self.snapshot.subscribe()
     }
 
@@ -211,6 +276,7 @@ mod tests {
             rx.borrow_and_update()
                 .as_ref()
                 .unwrap()
+                .for_scope(None)
                 .version(ResourceType::Cluster),
             "v1"
         );

@@ -9,7 +9,7 @@ pub mod cache;
 pub mod server;
 pub mod snapshot;
 
-pub use cache::{Nack, NodeStatus, SnapshotCache, TypeStatus};
+pub use cache::{Nack, NodeStatus, ScopeBuilder, Served, SnapshotCache, TypeStatus};
 pub use server::{AdsServer, ServeError};
 pub use snapshot::{
     to_any, Inconsistency, References, ResourceType, Resources, Snapshot, SnapshotError,

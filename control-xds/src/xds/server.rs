@@ -73,7 +73,7 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::cache::{now_unix_ms, Nack, SnapshotCache};
+use super::cache::{now_unix_ms, Nack, Served, SnapshotCache};
 use super::snapshot::{ResourceType, Snapshot};
 
 /// Nonces are unique across all streams, so a nonce from an earlier stream can
@@ -193,10 +193,18 @@ async fn run_stream(cache: SnapshotCache, mut inbound: Streaming<DiscoveryReques
     };
     cache.stream_opened(&node.id, &node.cluster);
     tracing::info!(node = %node.id, cluster = %node.cluster, "ADS stream opened");
+    let scope = crate::scope::scope_of(&node);
+    if let Some(scope) = &scope {
+        tracing::info!(node = %node.id, ?scope, "node serves a scope");
+    }
     let mut snapshots = cache.watch();
-    let target = snapshots.borrow_and_update().clone();
+    let target = snapshots
+        .borrow_and_update()
+        .as_ref()
+        .map(|s| s.for_scope(scope.as_ref()));
     let mut stream = AdsStream {
         node: node.id.clone(),
+        scope,
         cache: cache.clone(),
         tx,
         target,
@@ -277,6 +285,8 @@ struct DnsHold {
 
 struct AdsStream {
     node: String,
+    /// The environments this node serves (`None`: all).
+    scope: Option<BTreeSet<String>>,
     cache: SnapshotCache,
     tx: Outbound,
     /// The newest snapshot: CDS and EDS are served from it. It changes only
@@ -302,7 +312,7 @@ impl AdsStream {
         &mut self,
         first: DiscoveryRequest,
         inbound: &mut Streaming<DiscoveryRequest>,
-        snapshots: &mut watch::Receiver<Option<Arc<Snapshot>>>,
+        snapshots: &mut watch::Receiver<Option<Arc<Served>>>,
     ) -> Result<(), Closed> {
         self.handle(first).await?;
         loop {
@@ -320,7 +330,8 @@ impl AdsStream {
                     if changed.is_err() {
                         return Ok(());
                     }
-                    let snapshot = snapshots.borrow_and_update().clone();
+                    let served = snapshots.borrow_and_update().clone();
+                    let snapshot = served.map(|s| s.for_scope(self.scope.as_ref()));
                     self.push(snapshot).await?;
                 }
                 () = sleep_until(dns_deadline) => self.progress().await?,
