@@ -1,6 +1,6 @@
 //! Per-route load-balancing options with Cloud Foundry's rules and wording
-//! (seed 002; Cloud Controller's `RouteOptionsMessage`, `OptionsValidator` and the
-//! `Route` model, as its v3 API applies them to `POST`/`PATCH /v3/routes`).
+//! (seed 002): Cloud Controller's `RouteOptionsMessage`, `OptionsValidator` and
+//! `Route` model, as its v3 API applies them to `POST`/`PATCH /v3/routes`.
 //!
 //! Two steps, as in Cloud Controller:
 //! - [`check`] is the message validation: `options` must be an object of the keys
@@ -10,14 +10,14 @@
 //!   value is an unset key, `loadbalancing: null` included (the API's reading; CF's
 //!   manifest path refuses it).
 //! - [`Options::policy`] is the model: `loadbalancing: hash` needs a `hash_header`;
-//!   any other (or no) `loadbalancing` drops the hash options, so
-//!   `{hash_header: x}` alone keeps the default algorithm, round-robin.
+//!   any other (or no) `loadbalancing` drops the hash options, so `hash_header`
+//!   or `hash_balance` with no `hash` in effect keep the default, round-robin.
 //!
-//! A route's options are merged over its component's like a `PATCH` over a stored
-//! route: key by key, a route's `null` unsets the component's value
-//! ([`Options::patched`]). So a component's `{loadbalancing: hash, hash_header: a}`
-//! with a route's `{hash_header: b}` hashes that route on `b`, and a component's
-//! `{loadbalancing: hash}`-less options make a route's lone `hash_header` a no-op.
+//! A route's options are merged over its component's as Cloud Controller's
+//! `RouteUpdate` merges a `PATCH` over a stored route's options: key by key, a
+//! route's `null` unsets the component's value ([`Options::patched`]). So under a
+//! component's `{loadbalancing: hash, hash_header: a}`, a route's `{hash_header: b}`
+//! hashes that route on `b`, and a route's `{}` keeps the component's policy.
 
 use std::fmt;
 
