@@ -143,12 +143,27 @@ pub fn parse_text(file: &Path, text: &str) -> Result<Vec<Located>, LoadErrors> {
                 other => serde_json::from_value(other).map(|r| vec![r]),
             });
         match parsed {
-            Ok(resources) => out.extend(resources.into_iter().map(|resource| Located {
-                resource,
-                file: file.to_path_buf(),
-                line: 1,
-                text: text.to_string(),
-            })),
+            Ok(resources) => {
+                let array = text.trim_start().starts_with('[');
+                out.extend(resources.into_iter().enumerate().map(|(i, resource)| {
+                    // An array's resource is located from its own element on, so
+                    // that its fields are not found in an earlier resource.
+                    let start = if array { element(text, 0, i) } else { None };
+                    let (line, text) = match start {
+                        Some(at) => {
+                            let (line, column) = position(text, at);
+                            (line, format!("{}{}", " ".repeat(column - 1), &text[at..]))
+                        }
+                        None => (1, text.to_string()),
+                    };
+                    Located {
+                        resource,
+                        file: file.to_path_buf(),
+                        line,
+                        text,
+                    }
+                }))
+            }
             Err(e) => errors.push(LoadError {
                 file: name,
                 line: e.line().max(1),
@@ -213,33 +228,159 @@ fn doc_resource_id(doc: &str) -> Option<String> {
     ))
 }
 
-/// (line, column), 1-based, of the last key of `path` found in order in `doc`.
+/// (line, column), 1-based, of the field `path` in `doc`: each part is a key
+/// looked for after the previous one, and `name[i]` moves on to the start of the
+/// `i`-th element of that key's block (`- `) or flow (`[…]`) sequence, so that
+/// `routes[2].options` is the third route's `options`. A part that is not found
+/// is skipped; the deepest part found is the answer.
 fn find_key(doc: &str, path: &[&str]) -> Option<(usize, usize)> {
     let mut found = None;
-    let mut from_line = 0;
-    for key in path {
-        let bare = key.split('[').next().unwrap_or(key);
-        if bare.is_empty() {
-            continue;
+    let mut from = 0;
+    for part in path {
+        let mut pieces = part.split('[');
+        let bare = pieces.next().unwrap_or(part);
+        if !bare.is_empty() {
+            let Some((key_at, value_at)) = key_from(doc, bare, from) else {
+                continue;
+            };
+            found = Some(key_at);
+            from = value_at;
         }
-        let hit = doc
-            .lines()
-            .enumerate()
-            .skip(from_line)
-            .find_map(|(i, line)| {
-                let col = line
-                    .find(&format!("{bare}:"))
-                    .or_else(|| line.find(&format!("\"{bare}\"")))?;
-                let before = &line[..col];
-                let boundary = before.is_empty() || before.ends_with([' ', '{', ',', '-', '"']);
-                boundary.then_some((i, col))
-            });
-        if let Some((i, col)) = hit {
-            found = Some((i + 1, col + 1));
-            from_line = i;
+        for index in pieces {
+            let Some(i) = index.strip_suffix(']').and_then(|i| i.parse().ok()) else {
+                break;
+            };
+            let Some(at) = element(doc, from, i) else {
+                break;
+            };
+            found = Some(at);
+            from = at;
         }
     }
-    found
+    found.map(|at| position(doc, at))
+}
+
+/// 1-based (line, column) of a byte offset.
+fn position(doc: &str, at: usize) -> (usize, usize) {
+    let before = &doc[..at];
+    let line_start = before.rfind('\n').map_or(0, |p| p + 1);
+    (before.matches('\n').count() + 1, at - line_start + 1)
+}
+
+/// The first key `key` (`key:` or `"key":`) at or after byte `from`: the offsets
+/// of the key and of what follows its colon.
+fn key_from(doc: &str, key: &str, from: usize) -> Option<(usize, usize)> {
+    let plain = format!("{key}:");
+    let quoted = format!("\"{key}\"");
+    (from..doc.len())
+        .filter(|&at| doc.is_char_boundary(at))
+        .find_map(|at| {
+            let rest = &doc[at..];
+            let after = if rest.starts_with(&plain) {
+                let after = at + plain.len();
+                let next = doc[after..].chars().next();
+                next.is_none_or(char::is_whitespace).then_some(after)?
+            } else if rest.starts_with(&quoted) {
+                let after = at + quoted.len();
+                let gap = doc[after..].len() - doc[after..].trim_start().len();
+                doc[after + gap..]
+                    .starts_with(':')
+                    .then_some(after + gap + 1)?
+            } else {
+                return None;
+            };
+            let before = doc[..at].chars().next_back();
+            let boundary =
+                before.is_none_or(|c| c.is_whitespace() || matches!(c, '{' | ',' | '-' | '"'));
+            boundary.then_some((at, after))
+        })
+}
+
+/// The byte offset of the `i`-th element of the sequence that starts at or
+/// after `from` (blanks and comments skipped): a block sequence (`- ` items at
+/// one indentation) or a flow sequence (`[a, {b: c}, …]`, JSON included).
+fn element(doc: &str, from: usize, i: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        let rest = &doc[at..];
+        let trimmed = rest.trim_start();
+        at += rest.len() - trimmed.len();
+        if trimmed.starts_with('#') {
+            at += trimmed.find('\n').unwrap_or(trimmed.len());
+        } else {
+            break;
+        }
+    }
+    if doc[at..].starts_with('[') {
+        return flow_element(doc, at + 1, i);
+    }
+    if !doc[at..].starts_with('-') {
+        return None;
+    }
+    let line_start = doc[..at].rfind('\n').map_or(0, |p| p + 1);
+    let indent = at - line_start;
+    let mut count = 0;
+    let mut offset = line_start;
+    for line in doc[line_start..].split_inclusive('\n') {
+        let body = line.trim_start_matches(' ');
+        let line_indent = line.len() - body.len();
+        let content = body.trim_end();
+        let is_item = content == "-" || body.starts_with("- ");
+        if !content.is_empty() && !content.starts_with('#') {
+            if line_indent < indent || (line_indent == indent && !is_item) {
+                return None;
+            }
+            if line_indent == indent {
+                if count == i {
+                    return Some(offset + indent);
+                }
+                count += 1;
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The `i`-th element of a flow sequence whose `[` ends just before `from`.
+fn flow_element(doc: &str, from: usize, i: usize) -> Option<usize> {
+    let (mut count, mut depth) = (0, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut expecting = true;
+    for (offset, c) in doc[from..].char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q == '"' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        if expecting && !c.is_whitespace() {
+            if c == ']' && depth == 0 {
+                return None;
+            }
+            if count == i {
+                return Some(from + offset);
+            }
+            expecting = false;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '[' | '{' => depth += 1,
+            ']' | '}' if depth == 0 => return None,
+            ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                count += 1;
+                expecting = true;
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Loads resource files and compiles them with default settings.
@@ -351,5 +492,130 @@ spec:
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 5, "{}", errors[0]);
         assert!(errors[0].reason.contains("colour"), "{}", errors[0]);
+    }
+
+    /// (line, column, field, reason) of every problem of `text` in `file`.
+    fn located(file: &str, text: &str) -> Vec<(usize, usize, String, String)> {
+        let docs = parse_text(Path::new(file), text).unwrap();
+        let errors = compile(&docs, Settings::default()).unwrap_err().0;
+        errors
+            .into_iter()
+            .map(|e| (e.line, e.column, e.field.unwrap_or_default(), e.reason))
+            .collect()
+    }
+
+    fn route_options(i: usize) -> String {
+        format!("spec.components.web.routes[{i}].options")
+    }
+
+    const MULTI_ROUTE: &str = "\
+kind: AppDeployment
+metadata: {name: web-v1}
+spec:
+  app: web
+  components:
+    web:
+      version: w1
+      endpoints: [\"127.0.0.1:9301\"]
+      options: {loadbalancing: hash, hash_header: tenant-id}
+      routes:
+      - match: {pathPrefix: /valid}
+        options: {hash_header: user-id}
+      - match: {pathPrefix: /rr}
+        options:
+          loadbalancing: round-robin
+          hash_header: X-User-ID
+      # a comment between routes
+      - match: {pathPrefix: /long}
+        options: {hash_balance: \"2.111111111111111\", loadbalancing: fastest}
+      - match: {pathPrefix: /null}
+        options: null
+";
+
+    #[test]
+    fn every_route_option_problem_is_at_its_own_route() {
+        let got = located("r.yaml", MULTI_ROUTE);
+        assert_eq!(
+            got,
+            [
+                (
+                    14,
+                    9,
+                    route_options(1),
+                    "Hash header can only be set when loadbalancing is hash".into()
+                ),
+                (
+                    19,
+                    9,
+                    route_options(2),
+                    "Loadbalancing must be one of 'round-robin, least-connection, hash' if present"
+                        .into()
+                ),
+                (
+                    19,
+                    9,
+                    route_options(2),
+                    "Hash balance must be at most 16 characters".into()
+                ),
+                (
+                    19,
+                    9,
+                    route_options(2),
+                    "Hash balance can only be set when loadbalancing is hash".into()
+                ),
+                (
+                    21,
+                    9,
+                    route_options(3),
+                    "'options' is not a valid object".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn flow_sequences_and_json_arrays_are_indexed() {
+        let flow = "\
+kind: AppDeployment
+metadata: {name: web-v1}
+spec:
+  app: web
+  components:
+    web: {version: w1, endpoints: [\"127.0.0.1:9301\"], routes: [{match: {pathPrefix: /a}, options: {loadbalancing: hash}}, {match: {pathPrefix: /b}, options: {}}, {match: {pathPrefix: /c}, options: {hash_balance: x}}]}
+";
+        let got = located("r.yaml", flow);
+        let lines: Vec<(usize, usize, &str)> = got
+            .iter()
+            .map(|(l, c, f, _)| (*l, *c, f.as_str()))
+            .collect();
+        let col = |needle: &str| flow.lines().nth(5).unwrap().find(needle).unwrap() + 1;
+        assert_eq!(
+            lines,
+            [
+                (6, col("options: {loadbalancing"), route_options(0).as_str()),
+                (6, col("options: {hash_balance"), route_options(2).as_str()),
+            ]
+        );
+
+        let json = r#"[
+  {"kind": "AppDeployment", "metadata": {"name": "ok-v1"},
+   "spec": {"app": "ok", "components": {"web": {"version": "w1", "endpoints": ["127.0.0.1:9301"],
+     "routes": [{"match": {"pathPrefix": "/a"}, "options": {"loadbalancing": "hash", "hash_header": "h"}}]}}}},
+  {"kind": "AppDeployment", "metadata": {"name": "web-v1"},
+   "spec": {"app": "web", "components": {"web": {"version": "w1", "endpoints": ["127.0.0.1:9301"],
+     "routes": [{"match": {"pathPrefix": "/a"}, "options": {}},
+                {"match": {"pathPrefix": "/b"}, "options": {"loadbalancing": "hash"}}]}}}}
+]"#;
+        let got = located("r.json", json);
+        let column = json.lines().nth(7).unwrap().find("\"options\"").unwrap() + 1;
+        assert_eq!(
+            got,
+            [(
+                8,
+                column,
+                route_options(1),
+                "Hash header must be present when loadbalancing is set to hash.".into()
+            )]
+        );
     }
 }

@@ -14,7 +14,7 @@ use crate::error::{ConfigError, ValidationError};
 use crate::resources::{
     AppDeployment, Environment, ReleasePolicyType, Resource, VirtualEnvironment,
 };
-use crate::route_options::{parse_options, LbPolicy};
+use crate::route_options::{check, LbPolicy, Options};
 use crate::validate;
 
 /// A distilled upstream: one per distinct (app, component, component version, LB policy).
@@ -396,19 +396,33 @@ impl Builder {
         idx
     }
 
-    fn policy(
+    /// Checks one `options` value ([`check`]), recording its problems at `field`;
+    /// `None` when absent or refused.
+    fn checked_options(
         &mut self,
         id: &str,
         field: &str,
         options: Option<&crate::resources::RawOptions>,
-    ) -> LbPolicy {
-        match options.map(parse_options) {
-            None => LbPolicy::RoundRobin,
-            Some(Ok(p)) => p,
-            Some(Err(messages)) => {
+    ) -> Option<Options> {
+        match check(options?) {
+            Ok(o) => Some(o),
+            Err(messages) => {
                 for m in messages {
                     self.err(id, field, m);
                 }
+                None
+            }
+        }
+    }
+
+    /// The policy of checked options, recording a model error at `field`;
+    /// round-robin when there are none or they are refused.
+    fn policy(&mut self, id: &str, field: &str, options: Option<&Options>) -> LbPolicy {
+        match options.map(Options::policy) {
+            None => LbPolicy::RoundRobin,
+            Some(Ok(p)) => p,
+            Some(Err(message)) => {
+                self.err(id, field, message);
                 LbPolicy::RoundRobin
             }
         }
@@ -510,7 +524,9 @@ impl Builder {
                     );
                 }
             }
-            let policy = self.policy(&id, &format!("{field}.options"), comp.options.as_ref());
+            let ofield = format!("{field}.options");
+            let comp_options = self.checked_options(&id, &ofield, comp.options.as_ref());
+            let policy = self.policy(&id, &ofield, comp_options.as_ref());
             let comp_cluster = self.route_cluster(&spec.app, cname, comp, policy.clone());
             for (ri, route) in comp.routes.iter().enumerate() {
                 let rfield = format!("{field}.routes[{ri}]");
@@ -522,9 +538,14 @@ impl Builder {
                         self.err(&id, format!("{rfield}.match.methods[{mi}]"), reason);
                     }
                 }
-                let (cluster, hash) = match &route.options {
+                // A route's options are patched over its component's (see
+                // `route_options`); refused ones leave the route on the component's.
+                let rofield = format!("{rfield}.options");
+                let route_options = self.checked_options(&id, &rofield, route.options.as_ref());
+                let (cluster, hash) = match route_options {
                     Some(opts) => {
-                        let p = self.policy(&id, &format!("{rfield}.options"), Some(opts));
+                        let merged = comp_options.clone().unwrap_or_default().patched(&opts);
+                        let p = self.policy(&id, &rofield, Some(&merged));
                         self.route_cluster(&spec.app, cname, comp, p)
                     }
                     None => comp_cluster.clone(),
@@ -867,5 +888,143 @@ mod tests {
         assert!(errors
             .iter()
             .any(|e| e.resource == "Environment/dev" && e.reason == "defined more than once"));
+    }
+
+    /// A deployment of one component `web` (version w1) with these component
+    /// options and routes.
+    fn web(options: serde_json::Value, routes: serde_json::Value) -> serde_json::Value {
+        let mut component =
+            json!({"version": "w1", "endpoints": ["127.0.0.1:9301"], "routes": routes});
+        if !options.is_null() {
+            component["options"] = options;
+        }
+        json!({"resources": [{"kind": "AppDeployment", "metadata": {"name": "web-v1"},
+            "spec": {"app": "web", "components": {"web": component}}}]})
+    }
+
+    /// Route prefix → cluster name of the compiled deployment.
+    fn route_clusters(index: &Index) -> Vec<(String, String)> {
+        index.deployments[0]
+            .routes
+            .iter()
+            .map(|r| (r.prefix.clone(), index.clusters[r.cluster].name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn route_options_are_patched_over_the_component_options() {
+        let config = web(
+            json!({"loadbalancing": "hash", "hash_header": "tenant-id", "hash_balance": 1.25}),
+            json!([
+                {"match": {"pathPrefix": "/plain"}},
+                {"match": {"pathPrefix": "/empty"}, "options": {}},
+                {"match": {"pathPrefix": "/user"}, "options": {"hash_header": "User-ID"}},
+                {"match": {"pathPrefix": "/off"}, "options": {"hash_balance": null}},
+                {"match": {"pathPrefix": "/unset"}, "options": {"loadbalancing": null}},
+                {"match": {"pathPrefix": "/lc"}, "options": {"loadbalancing": "least-connection"}},
+            ]),
+        );
+        let index = crate::test_fixtures::index(&config);
+        let mut got = route_clusters(&index);
+        got.sort();
+        let c = |p: &str| format!("web/web/w1/{p}");
+        assert_eq!(
+            got,
+            [
+                ("/empty".to_string(), c("hash-tenant-id-125")),
+                ("/lc".to_string(), c("least-connection")),
+                ("/off".to_string(), c("hash-tenant-id-0")),
+                ("/plain".to_string(), c("hash-tenant-id-125")),
+                ("/unset".to_string(), c("round-robin")),
+                ("/user".to_string(), c("hash-user-id-125")),
+            ]
+        );
+    }
+
+    #[test]
+    fn hash_options_without_hash_keep_the_default_algorithm() {
+        // Cloud Controller accepts hash_header / hash_balance with loadbalancing
+        // omitted and keeps its default algorithm.
+        let config = web(
+            json!({"hash_header": "tenant-id"}),
+            json!([{"match": {"pathPrefix": "/a"}, "options": {"hash_balance": "2"}}]),
+        );
+        let index = crate::test_fixtures::index(&config);
+        assert_eq!(
+            route_clusters(&index),
+            [("/a".to_string(), "web/web/w1/round-robin".to_string())]
+        );
+        // With the component's `loadbalancing: hash` but no header anywhere, the
+        // component and the route are both refused, each at its own options.
+        let config = web(
+            json!({"loadbalancing": "hash"}),
+            json!([{"match": {"pathPrefix": "/a"}, "options": {"hash_balance": "2"}}]),
+        );
+        let got: Vec<(String, String)> = problems(config)
+            .into_iter()
+            .map(|e| (e.field, e.reason))
+            .collect();
+        let missing = "Hash header must be present when loadbalancing is set to hash.".to_string();
+        assert_eq!(
+            got,
+            [
+                ("spec.components.web.options".to_string(), missing.clone()),
+                ("spec.components.web.routes[0].options".to_string(), missing),
+            ]
+        );
+    }
+
+    #[test]
+    fn null_options_are_refused() {
+        // route_create_message_spec.rb:395-410 "'options' is not a valid object"
+        let text = r#"{"resources": [{"kind": "AppDeployment", "metadata": {"name": "web-v1"},
+            "spec": {"app": "web", "components": {"web": {"version": "w1",
+            "endpoints": ["127.0.0.1:9301"], "options": null,
+            "routes": [{"match": {"pathPrefix": "/a"}, "options": null}]}}}}]}"#;
+        let got: Vec<(String, String)> = match Index::from_json(text) {
+            Err(ConfigError::Invalid(errors)) => {
+                errors.into_iter().map(|e| (e.field, e.reason)).collect()
+            }
+            other => unreachable!("{other:?}"),
+        };
+        let refused = "'options' is not a valid object".to_string();
+        assert_eq!(
+            got,
+            [
+                ("spec.components.web.options".to_string(), refused.clone()),
+                ("spec.components.web.routes[0].options".to_string(), refused),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_route_reports_its_own_options() {
+        // manifest_routes_update_message_spec.rb:815-842: one valid route, two invalid
+        let config = web(
+            serde_json::Value::Null,
+            json!([
+                {"match": {"pathPrefix": "/valid"}, "options": {"loadbalancing": "hash", "hash_header": "X-User-ID"}},
+                {"match": {"pathPrefix": "/invalid"}, "options": {"loadbalancing": "round-robin", "hash_header": "X-User-ID"}},
+                {"match": {"pathPrefix": "/long"}, "options": {"loadbalancing": "hash", "hash_header": "X".repeat(129), "hash_balance": "2.111111111111111"}},
+            ]),
+        );
+        let got: Vec<(String, String)> = problems(config)
+            .into_iter()
+            .map(|e| (e.field, e.reason))
+            .collect();
+        let at = |i: usize, m: &str| {
+            (
+                format!("spec.components.web.routes[{i}].options"),
+                m.to_string(),
+            )
+        };
+        assert_eq!(
+            got,
+            [
+                at(1, "Hash header can only be set when loadbalancing is hash"),
+                at(2, "Hash header must be at most 128 characters"),
+                at(2, "Hash balance must be at most 16 characters"),
+            ]
+        );
     }
 }

@@ -227,7 +227,11 @@ pub struct Component {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteSpec>,
     /// Cloud Foundry style route options for the component's upstream.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "written",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub options: Option<RawOptions>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vars: Vec<String>,
@@ -235,15 +239,30 @@ pub struct Component {
     pub dependencies: Vec<String>,
 }
 
-/// Route options as written; validated by [`crate::route_options`] with CF's rules.
-pub type RawOptions = serde_json::Map<String, serde_json::Value>;
+/// Route options as written: any value, so that `options: null` or `options: 5`
+/// reach [`crate::route_options`], which refuses them with Cloud Foundry's wording
+/// (an absent `options` is `None`, a written `null` is `Some(Value::Null)`).
+pub type RawOptions = serde_json::Value;
+
+/// Keeps a written value, `null` included, as `Some` (serde's `Option` would make
+/// `null` indistinguishable from an absent field).
+fn written<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     #[serde(rename = "match")]
     pub route_match: RouteMatch,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Merged over the component's `options` (see [`crate::route_options`]).
+    #[serde(
+        default,
+        deserialize_with = "written",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub options: Option<RawOptions>,
 }
 
