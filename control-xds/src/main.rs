@@ -194,15 +194,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a result to stdout. A closed pipe (`switchyard validate … | head`) is
+/// not an error worth a panic: the reader has what it wanted.
 fn print(output: Output, value: &serde_json::Value, human: impl FnOnce() -> String) {
-    match output {
-        Output::Human => println!("{}", human()),
-        Output::Json => println!(
-            "{}",
+    let text = match output {
+        Output::Human => format!("{}\n", human()),
+        Output::Json => format!(
+            "{}\n",
             serde_json::to_string_pretty(value).unwrap_or_default()
         ),
-        Output::Yaml => print!("{}", serde_saphyr::to_string(value).unwrap_or_default()),
-    }
+        Output::Yaml => serde_saphyr::to_string(value).unwrap_or_default(),
+    };
+    write_stdout(&text);
+}
+
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn report(output: Output, errors: &LoadErrors) -> ExitCode {
@@ -433,8 +442,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let value = render_envoy(&plugin, &index, &opts);
             match cli.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&value)?),
-                _ => print!("{}", serde_saphyr::to_string(&value)?),
+                Output::Json => {
+                    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))
+                }
+                _ => write_stdout(&serde_saphyr::to_string(&value)?),
             }
             Ok(ExitCode::SUCCESS)
         }
