@@ -474,6 +474,54 @@ async fn config_routing_to_a_new_cluster_waits_for_its_endpoints_at_this_envoy()
 }
 
 #[tokio::test]
+async fn a_new_dns_cluster_gets_its_warm_up_before_config_routes_to_it() {
+    let server = start().await;
+    let (snap, refs) = snapshot("v1", &["a"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let mut envoy = FakeEnvoy::connect(server.addr, "node-1").await;
+    envoy.subscribe(ResourceType::Cluster, &[]).await;
+    envoy.subscribe(ResourceType::Endpoint, &["a"]).await;
+    envoy.subscribe(ResourceType::Listener, &[]).await;
+    let (cds, eds) = (envoy.next().await, envoy.next().await);
+    envoy.ack(&cds, &[]).await;
+    envoy.ack(&eds, &["a"]).await;
+    let lds = envoy.next().await;
+    envoy.ack(&lds, &[]).await;
+
+    // v2 adds "dns", a STRICT_DNS cluster (no EDS): Envoy resolves it after the
+    // CDS ACK, which xDS does not report, so the listener waits DNS_WARMUP.
+    let (mut snap, refs) = snapshot("v2", &["a"]);
+    let dns = Cluster {
+        name: "dns".into(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::StrictDns as i32,
+        )),
+        ..Default::default()
+    };
+    snap.set(
+        ResourceType::Cluster,
+        "v2",
+        [eds_cluster("a"), ("dns".to_string(), to_any(&dns))],
+    );
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let (cds, eds) = (envoy.next().await, envoy.next().await);
+    assert_eq!(names(&cds), ["a", "dns"]);
+    envoy.ack(&eds, &["a"]).await;
+    let acked_at = std::time::Instant::now();
+    envoy.ack(&cds, &[]).await;
+    let lds = envoy.next().await;
+    assert_eq!(
+        (kind(&lds), lds.version_info.as_str()),
+        (ResourceType::Listener, "v2")
+    );
+    let waited = acked_at.elapsed();
+    assert!(
+        waited >= switchyard::xds::server::DNS_WARMUP,
+        "listener after {waited:?}"
+    );
+}
+
+#[tokio::test]
 async fn subscriptions_before_the_first_snapshot_are_answered_when_it_arrives() {
     let server = start().await;
     let mut envoys = Vec::new();
