@@ -180,6 +180,9 @@ enum RenderTarget {
         /// routing table instead of using the resources inline.
         #[arg(long)]
         pull_from: Option<String>,
+        /// `node.id` of this Envoy (pull mode reports it as pulling under it).
+        #[arg(long, default_value = "switchyard-static")]
+        node_id: String,
     },
 }
 
@@ -411,6 +414,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     admin,
                     internal_listen,
                     pull_from,
+                    node_id,
                 },
         } => {
             let (docs, index) = match load::load_and_compile(&config) {
@@ -439,6 +443,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 admin: addr(&admin)?,
                 internal_listen: internal_listen.as_deref().map(addr).transpose()?,
                 pull_from: pull_from.as_deref().map(addr).transpose()?,
+                node_id,
             };
             let value = render_envoy(&plugin, &index, &opts);
             match cli.output {

@@ -20,6 +20,9 @@ pub struct RenderOptions {
     /// Pull mode: the control plane's HTTP API, reached through the cluster
     /// [`PULL_CLUSTER`] (the plugin settings must name it in `pull`).
     pub pull_from: Option<(String, u16)>,
+    /// `node.id` of the bootstrap: names this Envoy in pull-mode polls
+    /// (`x-switchyard-node`), so `switchyard status` lists it as pulling.
+    pub node_id: String,
 }
 
 /// The cluster of the control plane's HTTP API in pull mode.
@@ -188,6 +191,7 @@ pub fn render_envoy(config: &PluginConfig, index: &Index, opts: &RenderOptions) 
         }));
     }
     json!({
+        "node": {"id": opts.node_id, "cluster": "switchyard"},
         "admin": {"address": socket(&opts.admin.0, opts.admin.1)},
         "static_resources": {
             "listeners": listeners,

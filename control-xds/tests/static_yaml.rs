@@ -22,6 +22,7 @@ fn envoy_static_yaml_is_up_to_date() {
         admin: ("127.0.0.1".into(), 9901),
         internal_listen: None,
         pull_from: None,
+        node_id: "switchyard-static".into(),
     };
     let rendered = serde_saphyr::to_string(&render_envoy(&plugin, &index, &opts)).unwrap();
     let committed = std::fs::read_to_string(root.join("envoy/static.yaml")).unwrap();

@@ -56,9 +56,16 @@ def start_pull_world(procs, bins, work_dir, concurrency: int = 2) -> PullWorld:
 def test_a_pulling_filter_follows_releases(procs, bins, work_dir):
     world = start_pull_world(procs, bins, work_dir)
     assert world.deployment() == "hello-world-main"
+    # the rendered bootstrap's node id names this Envoy in its polls
+    polled = cp.wait_for("the filter polled", lambda: world.plane.api("/v1/status")["pulling"],
+                         timeout=10)
+    assert [p["id"] for p in polled] == ["switchyard-static"]
     t0 = time.monotonic()
     r = world.cli("release", "hello-world-v3", "--virtual-env", "team-a")
     assert r.code == 0, r.stderr
+    # no ADS Envoy to wait for; the pulling one is reported with its last poll
+    assert "live on 0/0 Envoys" in r.stdout, r.stdout
+    assert "switchyard-static: pulling (last poll" in r.stdout, r.stdout
     cp.wait_for("the pulled release serves /dev/hello",
                 lambda: world.deployment() == "hello-world-v3", timeout=10, interval=0.01)
     first_seen = time.monotonic()
