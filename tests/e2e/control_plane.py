@@ -146,11 +146,13 @@ class World:
         r = self.get(path)
         return r.json["kf"].get("kf-deployment") if r.status == 200 else None
 
-    def restart_plane(self) -> ControlPlane:
-        """A new `switchyard serve` on the same ports and state (the old one must be stopped)."""
+    def restart_plane(self, wasm: Path | None = None) -> ControlPlane:
+        """A new `switchyard serve` on the same ports and state (the old one must be
+        stopped), optionally serving another Wasm path."""
         old = self.plane
         self.plane = ControlPlane(self.bins, self.hello.resources_path, self.state_dir,
-                                  old.xds_port, old.api_port, old.listen_port, self.procs.log_dir)
+                                  old.xds_port, old.api_port, old.listen_port, self.procs.log_dir,
+                                  wasm=wasm)
         self.procs.add(self.plane.start())
         return self.plane.wait_ready()
 

@@ -260,12 +260,7 @@ def test_a_nack_is_reported_and_the_last_good_config_keeps_serving(world, work_d
     filter's config (ECDS), `status` reports it, and routing goes on as before."""
     world.wait_acked()
     world.plane.stop()
-    old = world.plane
-    world.plane = cp.ControlPlane(world.bins, None, world.state_dir, old.xds_port, old.api_port,
-                                  old.listen_port, world.procs.log_dir,
-                                  wasm=work_dir / "missing.wasm")
-    world.procs.add(world.plane.start())
-    world.plane.wait_ready()
+    world.restart_plane(wasm=work_dir / "missing.wasm")
     # a release makes every type's version move; ECDS carries the bad Wasm path
     # (that the release then fails its wait is test_live's subject)
     assert world.cli("--no-wait", "release", V3, "--virtual-env", "team-a").code == 0

@@ -192,12 +192,7 @@ def world_with_bad_wasm(procs, bins, work_dir):
     world = cp.start_world(procs, bins, work_dir)
     world.wait_acked()
     world.plane.stop()
-    old = world.plane
-    world.plane = cp.ControlPlane(world.bins, None, world.state_dir, old.xds_port, old.api_port,
-                                  old.listen_port, world.procs.log_dir,
-                                  wasm=work_dir / "missing.wasm")
-    world.procs.add(world.plane.start())
-    world.plane.wait_ready()
+    world.restart_plane(wasm=work_dir / "missing.wasm")
     cp.wait_for("Envoy reconnected", lambda: (world.envoy_node() or {}).get("connected"), timeout=30)
     r = world.cli("release", V3, "--virtual-env", "team-a")
     return world, r

@@ -417,16 +417,28 @@ impl AdsStream {
         let Some(target) = self.target.clone() else {
             return Ok(());
         };
-        for kind in [ResourceType::Cluster, ResourceType::Endpoint] {
-            let changed = self
+        self.send_behind(&[ResourceType::Cluster, ResourceType::Endpoint], &target)
+            .await?;
+        self.progress().await
+    }
+
+    /// Sends each of `kinds` this stream subscribed to and was not sent at
+    /// `snapshot`'s version, in the order given.
+    async fn send_behind(
+        &mut self,
+        kinds: &[ResourceType],
+        snapshot: &Arc<Snapshot>,
+    ) -> Result<(), Closed> {
+        for &kind in kinds {
+            let behind = self
                 .types
                 .get(&kind)
-                .is_some_and(|s| s.sent_version.as_deref() != Some(target.version(kind)));
-            if changed {
-                self.send(kind, &target).await?;
+                .is_some_and(|s| s.sent_version.as_deref() != Some(snapshot.version(kind)));
+            if behind {
+                self.send(kind, snapshot).await?;
             }
         }
-        self.progress().await
+        Ok(())
     }
 
     /// Makes the target routable once its clusters are, sends the types that
@@ -444,18 +456,11 @@ impl AdsStream {
         {
             tracing::debug!(node = %self.node, version = %target.version(ResourceType::Cluster), "clusters ready: routable");
             self.routable = Some(target.clone());
-            for kind in ResourceType::PUSH_ORDER
+            let routing: Vec<ResourceType> = ResourceType::PUSH_ORDER
                 .into_iter()
                 .filter(|k| k.routes_to_clusters())
-            {
-                let behind = self
-                    .types
-                    .get(&kind)
-                    .is_some_and(|s| s.sent_version.as_deref() != Some(target.version(kind)));
-                if behind {
-                    self.send(kind, &target).await?;
-                }
-            }
+                .collect();
+            self.send_behind(&routing, &target).await?;
         }
         self.finish_retiring().await
     }
