@@ -4,7 +4,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
 
 /// A host call that failed; logged by the caller, never fatal.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct HostError {
     pub call: &'static str,
     pub status: Status,
@@ -20,8 +20,77 @@ fn wrap<T>(call: &'static str, r: Result<T, Status>) -> Result<T, HostError> {
     r.map_err(|status| HostError { call, status })
 }
 
-pub fn request_headers() -> Result<Vec<(String, String)>, HostError> {
-    wrap("get_map", hostcalls::get_map(MapType::HttpRequestHeaders))
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The ABI call behind the SDK's `get_map`, declared here so that the map is
+    /// read into reused buffers instead of two new `String`s per header (and so
+    /// that an unexpected status or a non-UTF-8 value is an error, not a panic).
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// Reads the request header map into `out`, reusing its `String`s: after the
+/// first requests on a VM this allocates only the host's one serialized buffer.
+/// Values that are not UTF-8 are read lossily (the SDK would panic).
+pub fn request_headers_into(out: &mut Vec<(String, String)>) -> Result<(), HostError> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer to a buffer it allocated through the
+    // SDK's `proxy_on_memory_allocate` (a `Vec<u8>` of capacity `size`, leaked)
+    // and its size; ownership passes to us, and `from_raw_parts` gives it back to
+    // the allocator when `bytes` is dropped, exactly as the SDK's `get_map` does.
+    let status =
+        unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) };
+    if status != Status::Ok as u32 {
+        return Err(HostError {
+            call: "get_header_map_pairs",
+            status: Status::InternalFailure,
+        });
+    }
+    if data.is_null() {
+        out.clear();
+        return Ok(());
+    }
+    // SAFETY: see above.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    let malformed = HostError {
+        call: "get_header_map_pairs (malformed map)",
+        status: Status::InternalFailure,
+    };
+    let word = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let count = word(0).ok_or(malformed)?;
+    let mut p = count
+        .checked_mul(8)
+        .and_then(|n| n.checked_add(4))
+        .ok_or(malformed)?;
+    out.truncate(count);
+    for n in 0..count {
+        let (Some(klen), Some(vlen)) = (word(4 + n * 8), word(8 + n * 8)) else {
+            return Err(malformed);
+        };
+        let key = bytes.get(p..p + klen).ok_or(malformed)?;
+        p += klen + 1;
+        let value = bytes.get(p..p + vlen).ok_or(malformed)?;
+        p += vlen + 1;
+        let key = String::from_utf8_lossy(key);
+        let value = String::from_utf8_lossy(value);
+        match out.get_mut(n) {
+            Some((k, v)) => {
+                k.clear();
+                k.push_str(&key);
+                v.clear();
+                v.push_str(&value);
+            }
+            None => out.push((key.into_owned(), value.into_owned())),
+        }
+    }
+    Ok(())
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), HostError> {

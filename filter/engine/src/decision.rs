@@ -19,6 +19,21 @@ pub enum DecisionKind {
     Internal,
 }
 
+impl DecisionKind {
+    /// The `kf-decision` value; allocates only for `canary-match:N`.
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::Borrowed;
+        match self {
+            DecisionKind::Release => Borrowed("release"),
+            DecisionKind::Explicit => Borrowed("explicit"),
+            DecisionKind::CanaryWeight => Borrowed("canary-weight"),
+            DecisionKind::CanaryStable => Borrowed("canary-stable"),
+            DecisionKind::Internal => Borrowed("internal"),
+            DecisionKind::CanaryMatch(_) => std::borrow::Cow::Owned(self.to_string()),
+        }
+    }
+}
+
 impl fmt::Display for DecisionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -67,7 +67,8 @@ impl Index {
             .headers
             .iter()
             .map(|(k, _)| k.as_str())
-            .filter(|k| k.starts_with("kf-") || is_selector(k))
+            // Every `kf-*` header and selector starts with `k`.
+            .filter(|k| k.starts_with('k') && (k.starts_with("kf-") || is_selector(k)))
             .filter(|k| !overwritten.contains(k))
             .filter(|k| !(sets_context && *k == CONTEXT_HEADER))
             .filter(|k| {
