@@ -210,7 +210,8 @@ def upstream_listener(port):
             "match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}]}]})
 
 
-def bootstrap(args, names, s_table, admin_port, ports, upstream_port, upstream_apart=False):
+def bootstrap(args, names, s_table, admin_port, ports, upstream_port, upstream_apart=False,
+              table_clusters=False):
     upstream_hdr = {CLUSTER_HEADER: "upstream"}
     v = variants(args, s_table, upstream_hdr)
     v.update(probe_variants(args, upstream_hdr))
@@ -218,7 +219,7 @@ def bootstrap(args, names, s_table, admin_port, ports, upstream_port, upstream_a
     for n in names:
         listeners.append(listener(f"v{n}", ports[n], v[n][0], v[n][3] if len(v[n]) > 3 else None))
     clusters = [cluster("upstream", upstream_port)]
-    if {"S", "N", "L"} & set(names):
+    if table_clusters or {"S", "N", "L"} & set(names):
         clusters += [cluster(c, upstream_port) for c in s_table["clusters"]]
     return {"admin": {"address": addr(admin_port)},
             "static_resources": {"listeners": listeners, "clusters": clusters}}, v
@@ -492,17 +493,20 @@ def run_callgrind(args, s_table):
 
 def footprint(args, s_table):
     out = []
+    # Per worker count: no filter; no filter but the table's clusters (what the
+    # control plane would give Envoy anyway); the filter with the table.
     for workers in (1, 2):
-        for with_filter in (False, True):
-            names = ["A", "S"] if with_filter else ["A"]
+        for with_filter in (False, "clusters", True):
+            names = ["A", "S"] if with_filter is True else ["A"]
             ports = {n: free_port() for n in names}
             admin, upstream = free_port(), free_port()
-            config, v = bootstrap(args, names, s_table, admin, ports, upstream)
+            config, v = bootstrap(args, names, s_table, admin, ports, upstream,
+                                  table_clusters=with_filter == "clusters")
             envoy = Envoy(args, config, workers, f"rss{workers}")
             try:
                 time.sleep(1.0)
                 idle = envoy.rss_kib()
-                n = "S" if with_filter else "A"
+                n = "S" if with_filter is True else "A"
                 wrk(ports[n], v[n][1], v[n][2], args.warmup, max(args.connections, 2 * workers))
                 time.sleep(0.5)
                 loaded = envoy.rss_kib()
