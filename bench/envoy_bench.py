@@ -419,15 +419,22 @@ def callgrind_control(*args):
 
 
 def callgrind_totals(dump_dir, pid, before):
+    """(all threads, the busiest thread) of the dump just written. Dumps are per
+    thread (--separate-threads=yes); the busiest one is Envoy's worker, which
+    served the requests (filter, router, and the upstream listener alike)."""
     dumps = [p for p in glob.glob(os.path.join(dump_dir, f"cg.{pid}*")) if p not in before]
     if not dumps:
         sys.exit("callgrind wrote no dump")
-    newest = max(dumps, key=os.path.getmtime)
-    with open(newest) as f:
-        for line in f:
-            if line.startswith("totals:") or line.startswith("summary:"):
-                return int(line.split()[1])
-    sys.exit(f"no totals in {newest}")
+    per_thread = []
+    for path in dumps:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("totals:") or line.startswith("summary:"):
+                    per_thread.append(int(line.split()[1]))
+                    break
+    if not per_thread:
+        sys.exit(f"no totals in {dumps}")
+    return sum(per_thread), max(per_thread)
 
 
 def run_callgrind(args, s_table):
@@ -450,7 +457,7 @@ def run_callgrind(args, s_table):
                           1, "up")
         dump_dir = tempfile.mkdtemp(prefix="swy-cg-")
         prefix = ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--instr-atstart=no",
-                  f"--callgrind-out-file={dump_dir}/cg.%p"]
+                  "--separate-threads=yes", f"--callgrind-out-file={dump_dir}/cg.%p"]
         envoy = Envoy(args, config, 1, "cg", prefix=prefix, ready_s=600)
         try:
             for name in group:
@@ -466,11 +473,12 @@ def run_callgrind(args, s_table):
                 callgrind_control("-d", str(envoy.pid))
                 callgrind_control("-i", "off", str(envoy.pid))
                 client.close()
-                ir = callgrind_totals(dump_dir, envoy.pid, before)
+                ir, worker = callgrind_totals(dump_dir, envoy.pid, before)
                 per = ir / n
-                results.setdefault(name, []).append({"group": group, "ir_per_request": per})
-                print(f"  callgrind {name} (group {''.join(group)}): {per / 1e3:.1f} k instructions/request",
-                      file=sys.stderr)
+                results.setdefault(name, []).append({"group": group, "ir_per_request": per,
+                                                     "worker_ir_per_request": worker / n})
+                print(f"  callgrind {name} (group {''.join(group)}): {per / 1e3:.1f} k instructions/request, "
+                      f"worker thread {worker / n / 1e3:.1f} k", file=sys.stderr)
         finally:
             envoy.stop()
             if apart:
@@ -482,11 +490,14 @@ def run_callgrind(args, s_table):
         if name == "A":
             continue
         for r in runs:
-            a = next(x["ir_per_request"] for x in results["A"] if x["group"] == r["group"])
-            r["added"] = r["ir_per_request"] - a
-        summary[name] = {"ir_per_request": statistics.mean(r["ir_per_request"] for r in runs),
-                         "added": statistics.mean(r["added"] for r in runs)}
-    summary["A"] = {"ir_per_request": statistics.mean(r["ir_per_request"] for r in results["A"]), "added": 0.0}
+            a = next(x for x in results["A"] if x["group"] == r["group"])
+            r["added"] = r["ir_per_request"] - a["ir_per_request"]
+            r["worker_added"] = r["worker_ir_per_request"] - a["worker_ir_per_request"]
+        summary[name] = {k: statistics.mean(r[k] for r in runs)
+                         for k in ("ir_per_request", "added", "worker_ir_per_request", "worker_added")}
+    summary["A"] = {"ir_per_request": statistics.mean(r["ir_per_request"] for r in results["A"]), "added": 0.0,
+                    "worker_ir_per_request": statistics.mean(r["worker_ir_per_request"] for r in results["A"]),
+                    "worker_added": 0.0}
     return {"callgrind": {"requests": n, "warmup": warm, "upstream_apart": args.upstream_apart, "runs": results, "summary": summary,
                           "order": [x for x in names if x in summary]}}
 
