@@ -185,6 +185,12 @@ pub(crate) struct RouteEntry {
 impl RouteEntry {
     /// Prefix match on path-segment boundaries; `rel_path` has no query.
     pub fn matches(&self, method: &str, rel_path: &str) -> bool {
+        // Cheap rejects before comparing the whole prefix: sibling routes such as
+        // `/app/c0` and `/app/c4` differ in their last byte.
+        let (prefix, path) = (self.prefix.as_bytes(), rel_path.as_bytes());
+        if path.len() < prefix.len() || path.get(prefix.len().wrapping_sub(1)) != prefix.last() {
+            return false;
+        }
         let prefix_ok = match rel_path.strip_prefix(self.prefix.as_str()) {
             Some(rest) => self.prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
             None => false,
