@@ -111,7 +111,7 @@ impl RequestContext {
             }
         }
         let mut var_header = String::new();
-        for (name, value) in &d.vars {
+        for (name, value) in d.vars.iter() {
             var_header.clear();
             var_header.push_str("kf-var-");
             var_header.push_str(name);

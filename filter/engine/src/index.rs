@@ -140,13 +140,14 @@ impl ReleaseRoutes {
         table
     }
 
-    /// The routes that may match `rel_path`, longest prefix first.
-    pub fn candidates<'s>(&'s self, rel_path: &str) -> impl Iterator<Item = &'s (usize, usize)> {
-        self.by_segment
+    /// The routes that may match `rel_path`, longest prefix first: those of its
+    /// first segment's bucket, then the catch-all ones.
+    pub fn candidates(&self, rel_path: &str) -> [&[(usize, usize)]; 2] {
+        let bucket = self
+            .by_segment
             .get(first_segment(rel_path))
-            .into_iter()
-            .flatten()
-            .chain(self.catch_all.iter())
+            .map_or(&[][..], Vec::as_slice);
+        [bucket, &self.catch_all]
     }
 }
 
@@ -184,6 +185,7 @@ pub(crate) struct RouteEntry {
 
 impl RouteEntry {
     /// Prefix match on path-segment boundaries; `rel_path` has no query.
+    #[inline]
     pub fn matches(&self, method: &str, rel_path: &str) -> bool {
         // Cheap rejects before comparing the whole prefix: sibling routes such as
         // `/app/c0` and `/app/c4` differ in their last byte.
