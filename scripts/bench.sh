@@ -82,7 +82,7 @@ rm -f "$out/cg.out" "$out/cg.err"
 step "2a. Envoy, instructions per request under callgrind (the headline)"
 engine_bench --emit small 127.0.0.1:1 > "$out/table.json"
 if [ $smoke = 1 ]; then
-    cg_args=(--variants A,S --callgrind 50 --callgrind-warmup 50)
+    cg_args=(--variants A,S --callgrind 50 --callgrind-warmup 300)
 else
     cg_args=(--variants A,C,D,S,H,G,N,L --callgrind 200 --callgrind-warmup 300)
 fi
