@@ -56,18 +56,22 @@ if cg:
     s = c["summary"]
     print(f"### Envoy, instructions per request (callgrind, one worker; {c['requests']} requests per variant "
           f"after {c['warmup']} warm-up on one keep-alive connection; added = minus the A of the same Envoy)\n")
-    print("| variant | what | instructions per request | added vs A |")
-    print("|---|---|---:|---:|")
+    print("| variant | what | instructions per request | added vs A | worker thread only | added |")
+    print("|---|---|---:|---:|---:|---:|")
     for n in c["order"]:
         v = s[n]
         added = "—" if n == "A" else f"+{v['added'] / 1e3:.1f} k"
-        print(f"| {n} | {WHAT.get(n, n)} | {v['ir_per_request'] / 1e3:.1f} k | {added} |")
+        wadded = "—" if n == "A" else f"+{v.get('worker_added', float('nan')) / 1e3:.1f} k"
+        print(f"| {n} | {WHAT.get(n, n)} | {v['ir_per_request'] / 1e3:.1f} k | {added} "
+              f"| {v.get('worker_ir_per_request', float('nan')) / 1e3:.1f} k | {wadded} |")
     print()
     for n in ("S", "L"):
         if n in s:
             print(f"{n} added instructions per request: {round(s[n]['added'])}")
+            print()
     if "S" in s and "H" in s:
-        print(f"In-VM work (S − H) per request: {round(s['S']['added'] - s['H']['added'])}")
+        print(f"In-VM work (S − H) per request: {round(s['S']['added'] - s['H']['added'])} "
+              f"(worker thread only: {round(s['S']['worker_added'] - s['H']['worker_added'])})")
     print()
 
 envoy = read("envoy.json")
