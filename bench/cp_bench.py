@@ -18,6 +18,7 @@ import http.client
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -97,8 +98,12 @@ def serve(args, config, tmp, xds, api, listen):
 
 
 def release(args, api, dep, ve):
-    subprocess.run([args.switchyard, "release", dep, "--virtual-env", ve, "--server",
-                    f"http://127.0.0.1:{api}"], check=True, capture_output=True)
+    """Runs `switchyard release` (it waits until every connected Envoy ACKed);
+    returns the "live on N/N Envoys in X ms" it reports: (N/N, X) or None."""
+    out = subprocess.run([args.switchyard, "release", dep, "--virtual-env", ve, "--server",
+                          f"http://127.0.0.1:{api}"], check=True, capture_output=True, text=True)
+    m = re.search(r"live on (\d+/\d+) Envoys in (\d+) ms", out.stdout + out.stderr)
+    return (m.group(1), int(m.group(2))) if m else None
 
 
 def pct(vals, p):
@@ -164,12 +169,15 @@ def release_latency(args, tmp):
         wait(lambda: deployment() is not None, 60, "Envoy to route through the filter")
         ve, app = "env0-ve0", path.split("/")[2]
         deps = [f"{app}-d1", f"{app}-d2"]
-        total, cli = [], []
+        total, cli, live, live_on = [], [], [], set()
         for i in range(args.releases):
             dep = deps[i % 2]
             t0 = time.perf_counter()
-            release(args, api, dep, ve)
+            said = release(args, api, dep, ve)
             t1 = time.perf_counter()
+            if said:
+                live_on.add(said[0])
+                live.append(said[1])
             while deployment() != dep:
                 if time.perf_counter() - t0 > 30:
                     sys.exit(f"release {i}: {dep} not served after 30 s")
@@ -179,7 +187,10 @@ def release_latency(args, tmp):
         return {"releases": args.releases,
                 "to_first_response_ms": {"p50": statistics.median(total), "p99": pct(total, 99),
                                          "min": min(total), "max": max(total)},
-                "cli_round_trip_ms": {"p50": statistics.median(cli), "p99": pct(cli, 99)}}
+                "cli_round_trip_ms": {"p50": statistics.median(cli), "p99": pct(cli, 99)},
+                # What the CLI itself reports: "live on N/N Envoys in X ms".
+                "cli_live_ms": ({"p50": statistics.median(live), "p99": pct(live, 99), "min": min(live),
+                                 "max": max(live), "live_on": sorted(live_on)} if live else None)}
     finally:
         if envoy:
             stop(envoy)

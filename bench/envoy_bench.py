@@ -17,6 +17,15 @@ wrk loads them in turn (A C D S A C D S ...) with keep-alive; per run the Envoy
 process's utime+stime delta (from /proc/PID/stat) is divided by the requests served.
 Prints one JSON document with every run and the medians.
 
+Callgrind mode (--callgrind N, the headline instrument): Envoy's own binary runs
+under valgrind's callgrind with instrumentation off; per variant, after a warm-up on
+one keep-alive connection, instrumentation is switched on and the counters zeroed,
+N requests are sent the same way, and the dump's `totals:` ÷ N is the variant's
+instructions per request (deterministic: repeats agree within 0.5% on a loaded
+machine). Under valgrind only about three wasm VMs instantiate in one Envoy, so the
+variants run in groups: A plus at most three wasm variants per Envoy process; A is
+measured in every group and "added" is relative to the group's own A.
+
 Footprint mode (--footprint) starts separate Envoys (without / with the filter, 1
 and 2 workers) and reports VmRSS after startup and after traffic.
 
@@ -24,6 +33,8 @@ Standard library only.
 """
 
 import argparse
+import glob
+import http.client
 import json
 import os
 import re
@@ -70,10 +81,22 @@ def router():
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
-def route_config(name):
-    # The shape of control-xds/src/render.rs route_config.
+# The probe's header names (bench/wasm-probe NAMES), for `fsroute=N`.
+PROBE_NAMES = ["kf-environment", "kf-virtual-env", "kf-app", "kf-deployment", "kf-component",
+               "kf-component-version", "kf-decision", "kf-var-who", "kf-context"]
+
+
+def route_config(name, from_filter_state=0):
+    # The shape of control-xds/src/render.rs route_config. `from_filter_state=N`:
+    # the route also adds N request headers, each from a filter-state value the
+    # probe set (`state=N`: wasm.<name>), through Envoy's formatter.
+    extra = {}
+    if from_filter_state:
+        extra["request_headers_to_add"] = [
+            {"header": {"key": n, "value": f"%FILTER_STATE(wasm.{n}:PLAIN)%"},
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for n in PROBE_NAMES[:from_filter_state]]
     return {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": [{
-        "match": {"prefix": "/"},
+        "match": {"prefix": "/"}, **extra,
         "request_headers_to_remove": [CLUSTER_HEADER, HASH_HEADER],
         "route": {"cluster_header": CLUSTER_HEADER,
                   "hash_policy": [{"header": {"header_name": HASH_HEADER}}],
@@ -91,10 +114,17 @@ def wasm_filter(name, path, config):
                                      "value": config}}}}
 
 
-def lua_filter():
+ROUTE_FIRST_LUA = """
+function envoy_on_request(handle)
+  handle:metadata():get("x")
+end
+"""
+
+
+def lua_filter(code=LUA):
     return {"name": "envoy.filters.http.lua", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-        "default_source_code": {"inline_string": LUA}}}
+        "default_source_code": {"inline_string": code}}}
 
 
 def listener(name, port, filters, routes=None):
@@ -138,6 +168,30 @@ def variants(args, s_table, upstream_hdr):
     }
 
 
+def probe_variants(args, upstream_hdr):
+    """--probe NAME=STEPS: extra probe listeners (bench/wasm-probe's steps)."""
+    out = {}
+    for spec in args.probe or []:
+        name, steps = spec.split("=", 1)
+        hdrs = {} if "cluster=" in steps else upstream_hdr
+        # `fsroute=N` is the bench's, not the probe's: see route_config.
+        fs = [s for s in steps.split(",") if s.startswith("fsroute=")]
+        # `send=NAME:VALUE`: a header the client sends (also the bench's).
+        for s in steps.split(","):
+            if s.startswith("send="):
+                k, val = s[5:].split(":", 1)
+                hdrs = {**hdrs, k: val}
+        # `routefirst`: a Lua filter before the probe resolves the route first
+        # (as any earlier filter reading the route does).
+        first = [lua_filter(ROUTE_FIRST_LUA)] if "routefirst" in steps.split(",") else []
+        steps = ",".join(s for s in steps.split(",")
+                         if not s.startswith(("fsroute=", "send=")) and s != "routefirst")
+        routes = route_config(f"v{name}", int(fs[0].split("=")[1])) if fs else None
+        out[name] = (first + [wasm_filter(f"probe_{name.lower()}", args.probe_wasm, steps)], "/dev/hello",
+                     hdrs, routes)
+    return out
+
+
 def lean(s_table):
     cfg = json.loads(s_table["plugin_config"])
     cfg.setdefault("settings", {}).update({"metadataHeaders": "lean", "responseHeaders": False})
@@ -150,23 +204,29 @@ def without_context_keys(s_table):
     return json.dumps(cfg)
 
 
-def bootstrap(args, names, s_table, admin_port, ports, upstream_port):
+def upstream_listener(port):
+    return listener("upstream", port, [], routes={
+        "name": "upstream", "virtual_hosts": [{"name": "upstream", "domains": ["*"], "routes": [{
+            "match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}]}]})
+
+
+def bootstrap(args, names, s_table, admin_port, ports, upstream_port, upstream_apart=False,
+              table_clusters=False):
     upstream_hdr = {CLUSTER_HEADER: "upstream"}
     v = variants(args, s_table, upstream_hdr)
-    listeners = [listener("upstream", upstream_port, [], routes={
-        "name": "upstream", "virtual_hosts": [{"name": "upstream", "domains": ["*"], "routes": [{
-            "match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}]}]})]
+    v.update(probe_variants(args, upstream_hdr))
+    listeners = [] if upstream_apart else [upstream_listener(upstream_port)]
     for n in names:
-        listeners.append(listener(f"v{n}", ports[n], v[n][0]))
+        listeners.append(listener(f"v{n}", ports[n], v[n][0], v[n][3] if len(v[n]) > 3 else None))
     clusters = [cluster("upstream", upstream_port)]
-    if {"S", "N", "L"} & set(names):
+    if table_clusters or {"S", "N", "L"} & set(names):
         clusters += [cluster(c, upstream_port) for c in s_table["clusters"]]
     return {"admin": {"address": addr(admin_port)},
             "static_resources": {"listeners": listeners, "clusters": clusters}}, v
 
 
 class Envoy:
-    def __init__(self, args, config, workers, tag):
+    def __init__(self, args, config, workers, tag, prefix=None, ready_s=60):
         self.dir = tempfile.mkdtemp(prefix=f"swy-bench-{tag}-")
         path = os.path.join(self.dir, "envoy.json")
         with open(path, "w") as f:
@@ -174,10 +234,10 @@ class Envoy:
         self.log = open(os.path.join(self.dir, "envoy.log"), "w")
         self.admin = config["admin"]["address"]["socket_address"]["port_value"]
         self.proc = subprocess.Popen(
-            NICE + [args.envoy, "-c", path, "--concurrency", str(workers), "--disable-hot-restart",
+            (prefix if prefix is not None else NICE) + [args.envoy, "-c", path, "--concurrency", str(workers), "--disable-hot-restart",
              "-l", "warning"], stdout=self.log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
-        deadline = time.time() + 60
+        deadline = time.time() + ready_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 sys.exit(f"envoy exited: see {self.log.name}\n" + open(self.log.name).read()[-3000:])
@@ -237,7 +297,7 @@ def wrk(port, path, headers, seconds, connections):
 
 def check(port, path, headers):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
-    with urllib.request.urlopen(req, timeout=5) as r:
+    with urllib.request.urlopen(req, timeout=120) as r:
         return r.status, dict(r.headers)
 
 
@@ -322,19 +382,142 @@ def summarize(names, runs):
     return out
 
 
+WASM_VARIANTS = {"C", "S", "H", "G", "N", "L"}
+
+
+def callgrind_groups(names, per_envoy=3):
+    """A plus at most `per_envoy` wasm variants per Envoy process."""
+    wasm = [n for n in names if n in WASM_VARIANTS or n.startswith("P")]
+    other = [n for n in names if n not in wasm and n != "A"]
+    groups = []
+    for i in range(0, max(len(wasm), 1), per_envoy):
+        groups.append(["A"] + (other if i == 0 else []) + wasm[i:i + per_envoy])
+    return groups
+
+
+class KeepAlive:
+    """N requests, one after the other, on one keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, port, path, headers):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.path, self.headers = path, headers
+
+    def send(self, n):
+        for _ in range(n):
+            self.conn.request("GET", self.path, headers=self.headers)
+            r = self.conn.getresponse()
+            r.read()
+            if r.status != 200:
+                sys.exit(f"{self.path}: status {r.status}")
+
+    def close(self):
+        self.conn.close()
+
+
+def callgrind_control(*args):
+    subprocess.run(["callgrind_control", *args], check=True, capture_output=True, timeout=300)
+
+
+def callgrind_totals(dump_dir, pid, before):
+    """(all threads, the busiest thread) of the dump just written. Dumps are per
+    thread (--separate-threads=yes); the busiest one is Envoy's worker, which
+    served the requests (filter, router, and the upstream listener alike)."""
+    dumps = [p for p in glob.glob(os.path.join(dump_dir, f"cg.{pid}*")) if p not in before]
+    if not dumps:
+        sys.exit("callgrind wrote no dump")
+    per_thread = []
+    for path in dumps:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("totals:") or line.startswith("summary:"):
+                    per_thread.append(int(line.split()[1]))
+                    break
+    if not per_thread:
+        sys.exit(f"no totals in {dumps}")
+    return sum(per_thread), max(per_thread)
+
+
+def run_callgrind(args, s_table):
+    names = args.variants.split(",")
+    if "A" not in names:
+        names = ["A"] + names
+    n, warm = args.callgrind, args.callgrind_warmup
+    results = {}
+    for group in callgrind_groups(names):
+        ports = {v: free_port() for v in group}
+        admin, upstream = free_port(), free_port()
+        config, v = bootstrap(args, group, s_table, admin, ports, upstream, args.upstream_apart)
+        apart = None
+        if args.upstream_apart:
+            # The direct-response upstream in its own Envoy, outside valgrind: the
+            # count is then only what the measured Envoy does (not the upstream
+            # parsing the headers the filter adds).
+            apart = Envoy(args, {"admin": {"address": addr(free_port())},
+                                 "static_resources": {"listeners": [upstream_listener(upstream)]}},
+                          1, "up")
+        dump_dir = tempfile.mkdtemp(prefix="swy-cg-")
+        prefix = ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--instr-atstart=no",
+                  "--separate-threads=yes", f"--callgrind-out-file={dump_dir}/cg.%p"]
+        envoy = Envoy(args, config, 1, "cg", prefix=prefix, ready_s=600)
+        try:
+            for name in group:
+                status, hdrs = check(ports[name], v[name][1], v[name][2])
+                if status != 200:
+                    sys.exit(f"variant {name} answered {status}")
+                client = KeepAlive(ports[name], v[name][1], v[name][2])
+                client.send(warm)
+                before = set(glob.glob(os.path.join(dump_dir, "cg.*")))
+                callgrind_control("-i", "on", str(envoy.pid))
+                callgrind_control("-z", str(envoy.pid))
+                client.send(n)
+                callgrind_control("-d", str(envoy.pid))
+                callgrind_control("-i", "off", str(envoy.pid))
+                client.close()
+                ir, worker = callgrind_totals(dump_dir, envoy.pid, before)
+                per = ir / n
+                results.setdefault(name, []).append({"group": group, "ir_per_request": per,
+                                                     "worker_ir_per_request": worker / n})
+                print(f"  callgrind {name} (group {''.join(group)}): {per / 1e3:.1f} k instructions/request, "
+                      f"worker thread {worker / n / 1e3:.1f} k", file=sys.stderr)
+        finally:
+            envoy.stop()
+            if apart:
+                apart.stop()
+            shutil.rmtree(dump_dir, ignore_errors=True)
+    # Added per variant: against the A of the same Envoy process.
+    summary = {}
+    for name, runs in results.items():
+        if name == "A":
+            continue
+        for r in runs:
+            a = next(x for x in results["A"] if x["group"] == r["group"])
+            r["added"] = r["ir_per_request"] - a["ir_per_request"]
+            r["worker_added"] = r["worker_ir_per_request"] - a["worker_ir_per_request"]
+        summary[name] = {k: statistics.mean(r[k] for r in runs)
+                         for k in ("ir_per_request", "added", "worker_ir_per_request", "worker_added")}
+    summary["A"] = {"ir_per_request": statistics.mean(r["ir_per_request"] for r in results["A"]), "added": 0.0,
+                    "worker_ir_per_request": statistics.mean(r["worker_ir_per_request"] for r in results["A"]),
+                    "worker_added": 0.0}
+    return {"callgrind": {"requests": n, "warmup": warm, "upstream_apart": args.upstream_apart, "runs": results, "summary": summary,
+                          "order": [x for x in names if x in summary]}}
+
+
 def footprint(args, s_table):
     out = []
+    # Per worker count: no filter; no filter but the table's clusters (what the
+    # control plane would give Envoy anyway); the filter with the table.
     for workers in (1, 2):
-        for with_filter in (False, True):
-            names = ["A", "S"] if with_filter else ["A"]
+        for with_filter in (False, "clusters", True):
+            names = ["A", "S"] if with_filter is True else ["A"]
             ports = {n: free_port() for n in names}
             admin, upstream = free_port(), free_port()
-            config, v = bootstrap(args, names, s_table, admin, ports, upstream)
+            config, v = bootstrap(args, names, s_table, admin, ports, upstream,
+                                  table_clusters=with_filter == "clusters")
             envoy = Envoy(args, config, workers, f"rss{workers}")
             try:
                 time.sleep(1.0)
                 idle = envoy.rss_kib()
-                n = "S" if with_filter else "A"
+                n = "S" if with_filter is True else "A"
                 wrk(ports[n], v[n][1], v[n][2], args.warmup, max(args.connections, 2 * workers))
                 time.sleep(0.5)
                 loaded = envoy.rss_kib()
@@ -359,6 +542,13 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--connections", type=int, default=10)
     p.add_argument("--footprint", action="store_true")
+    p.add_argument("--callgrind", type=int, default=0, metavar="N",
+                   help="instructions per request under callgrind, N measured requests per variant")
+    p.add_argument("--callgrind-warmup", type=int, default=300)
+    p.add_argument("--upstream-apart", action="store_true",
+                   help="callgrind: run the upstream listener in a second Envoy, not measured")
+    p.add_argument("--probe", action="append", metavar="NAME=STEPS",
+                   help="an extra probe variant (NAME starts with P), e.g. P1=get,set=9")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     with open(args.table) as f:
@@ -366,6 +556,8 @@ def main():
     result = {}
     if args.footprint:
         result["footprint"] = footprint(args, s_table)
+    elif args.callgrind:
+        result = run_callgrind(args, s_table)
     else:
         result = run_side_by_side(args, s_table)
         result["config"] = {k: getattr(args, k) for k in ("variants", "rounds", "duration", "connections")}

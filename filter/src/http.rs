@@ -1,5 +1,10 @@
 //! One request: read the headers once, ask the engine, apply its decision.
+//!
+//! Per request the glue allocates little: the header map is read into a per-VM
+//! buffer whose `String`s are reused, and the response headers are remembered in
+//! one `String`.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
@@ -9,12 +14,47 @@ use switchyard_engine::{Decision, ErrorCode, Index, Mode, Request, RouteError, U
 use crate::host;
 use crate::metrics::Metrics;
 
-/// What the response must carry, remembered from the request phase.
+/// What the response must carry, remembered from the request phase: the
+/// deployment, VE and component version in one `String` (one allocation).
 struct ResponseHeaders {
-    deployment: String,
-    virtual_env: String,
-    component_version: String,
+    values: String,
+    /// Where the VE and the component version start in `values`.
+    cuts: (usize, usize),
     set_cookie: Option<String>,
+}
+
+impl ResponseHeaders {
+    fn new(d: &Decision<'_, '_>) -> Self {
+        let mut values = String::with_capacity(
+            d.deployment.len() + d.virtual_env.len() + d.component_version.len(),
+        );
+        values.push_str(d.deployment);
+        let ve_at = values.len();
+        values.push_str(d.virtual_env);
+        let version_at = values.len();
+        values.push_str(d.component_version);
+        Self {
+            values,
+            cuts: (ve_at, version_at),
+            set_cookie: d.set_cookie.clone(),
+        }
+    }
+
+    /// (deployment, virtual env, component version).
+    fn parts(&self) -> (&str, &str, &str) {
+        let (ve_at, version_at) = self.cuts;
+        (
+            self.values.get(..ve_at).unwrap_or(""),
+            self.values.get(ve_at..version_at).unwrap_or(""),
+            self.values.get(version_at..).unwrap_or(""),
+        )
+    }
+}
+
+thread_local! {
+    /// The request header map of the request being routed, reused from request
+    /// to request (a VM runs one request callback at a time).
+    static HEADERS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The routing table in force: the compiled index and, computed when it was
@@ -55,7 +95,7 @@ impl RequestContext {
         if let Some(path) = &d.rewritten_path {
             host::set_request_header(":path", Some(path))?;
         }
-        let kind = d.kind.to_string();
+        let kind = d.kind.name();
         let wanted = settings.metadata_headers.names();
         for (name, value) in [
             ("kf-environment", d.environment),
@@ -64,14 +104,14 @@ impl RequestContext {
             ("kf-deployment", d.deployment),
             ("kf-component", d.component),
             ("kf-component-version", d.component_version),
-            ("kf-decision", kind.as_str()),
+            ("kf-decision", &*kind),
         ] {
             if wanted.contains(&name) {
                 host::set_request_header(name, Some(value))?;
             }
         }
-        let mut var_header = String::with_capacity(32);
-        for (name, value) in &d.vars {
+        let mut var_header = String::new();
+        for (name, value) in d.vars.iter() {
             var_header.clear();
             var_header.push_str("kf-var-");
             var_header.push_str(name);
@@ -92,6 +132,41 @@ impl Context for RequestContext {}
 
 impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        HEADERS.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut headers) => self.route_request(&mut headers),
+            // Not reachable (one callback at a time); a fresh buffer if it were.
+            Err(_) => self.route_request(&mut Vec::new()),
+        })
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(r) = self.response.take() else {
+            return Action::Continue;
+        };
+        let show = self
+            .table
+            .as_ref()
+            .is_some_and(|t| t.index.settings().response_headers);
+        let mut result = Ok(());
+        if show {
+            let (deployment, virtual_env, component_version) = r.parts();
+            result = result
+                .and_then(|_| host::add_response_header("kf-deployment", deployment))
+                .and_then(|_| host::add_response_header("kf-virtual-env", virtual_env))
+                .and_then(|_| host::add_response_header("kf-component-version", component_version));
+        }
+        if let Some(cookie) = &r.set_cookie {
+            result = result.and_then(|_| host::add_response_header("set-cookie", cookie));
+        }
+        if let Err(e) = result {
+            log::warn!("switchyard: {e}");
+        }
+        Action::Continue
+    }
+}
+
+impl RequestContext {
+    fn route_request(&mut self, headers: &mut Vec<(String, String)>) -> Action {
         let Some(table) = self.table.clone() else {
             // No configuration was ever accepted: nothing can be routed.
             return self.refuse(&RouteError::new(
@@ -100,13 +175,11 @@ impl HttpContext for RequestContext {
             ));
         };
         let index = &table.index;
-        let headers = match host::request_headers() {
-            Ok(h) => h,
-            Err(e) => {
-                log::warn!("switchyard: {e}");
-                return Action::Continue;
-            }
-        };
+        if let Err(e) = host::request_headers_into(headers) {
+            log::warn!("switchyard: {e}");
+            return Action::Continue;
+        }
+        let headers: &[(String, String)] = headers;
         let pseudo = |name: &str| {
             headers
                 .iter()
@@ -120,7 +193,7 @@ impl HttpContext for RequestContext {
         let request = Request {
             method: pseudo(":method"),
             path: pseudo(":path"),
-            headers: &headers,
+            headers,
             source_address: source.as_deref(),
             now_unix_seconds: if index.needs_clock() {
                 host::now_unix_seconds()
@@ -139,42 +212,11 @@ impl HttpContext for RequestContext {
                 }
                 self.metrics.routed(&decision);
                 if index.settings().response_headers || decision.set_cookie.is_some() {
-                    self.response = Some(ResponseHeaders {
-                        deployment: decision.deployment.to_string(),
-                        virtual_env: decision.virtual_env.to_string(),
-                        component_version: decision.component_version.to_string(),
-                        set_cookie: decision.set_cookie.clone(),
-                    });
+                    self.response = Some(ResponseHeaders::new(&decision));
                 }
                 Action::Continue
             }
             Err(error) => self.refuse(&error),
         }
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(r) = self.response.take() else {
-            return Action::Continue;
-        };
-        let show = self
-            .table
-            .as_ref()
-            .is_some_and(|t| t.index.settings().response_headers);
-        let mut result = Ok(());
-        if show {
-            result = result
-                .and_then(|_| host::add_response_header("kf-deployment", &r.deployment))
-                .and_then(|_| host::add_response_header("kf-virtual-env", &r.virtual_env))
-                .and_then(|_| {
-                    host::add_response_header("kf-component-version", &r.component_version)
-                });
-        }
-        if let Some(cookie) = &r.set_cookie {
-            result = result.and_then(|_| host::add_response_header("set-cookie", cookie));
-        }
-        if let Err(e) = result {
-            log::warn!("switchyard: {e}");
-        }
-        Action::Continue
     }
 }

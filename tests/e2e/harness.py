@@ -70,7 +70,11 @@ def build(skip: bool | None = None) -> Binaries:
     if skip is None:
         skip = os.environ.get("SWITCHYARD_SKIP_BUILD") == "1"
     if not skip:
-        cargo("build", "-p", "switchyard-filter", "--target", "wasm32-wasip1", "--release")
+        # The filter as it ships: cargo, then wasm-opt (scripts/build-wasm.sh).
+        proc = subprocess.run(["bash", str(ROOT / "scripts" / "build-wasm.sh"), "-q"], cwd=ROOT,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scripts/build-wasm.sh failed:\n{proc.stderr[-6000:]}")
         cargo("build", "-p", "switchyard", "-p", "hello-world-upstream")
     t = target_dir()
     return Binaries(

@@ -9,7 +9,11 @@
 //!   `set=N` sets N request headers one call each, `clear` clears the route
 //!   cache (`clear_route_cache` foreign function), `metric` increments a counter,
 //!   `resp=N` adds N response headers, `cluster=NAME` sets the cluster header to
-//!   NAME (one more set). This isolates host-call cost from the engine's cost.
+//!   NAME (one more set), `add=N` adds N request headers (`add_header_map_value`
+//!   instead of a replace), `state=N` sets N filter-state values (`set_property`),
+//!   `setmap` replaces the whole request header map once (`set_header_map_pairs`,
+//!   the pairs read by `get` plus 9 headers). This isolates host-call cost from the
+//!   engine's cost.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -26,6 +30,9 @@ struct Plan {
     metric: Option<u32>,
     resp: usize,
     cluster: Option<String>,
+    adds: usize,
+    states: usize,
+    setmap: bool,
 }
 
 const NAMES: [&str; 16] = [
@@ -80,6 +87,9 @@ impl RootContext for Root {
                 }
                 "resp" => plan.resp = v.parse().unwrap_or(0).min(NAMES.len()),
                 "cluster" => plan.cluster = Some(v.to_string()),
+                "add" => plan.adds = v.parse().unwrap_or(0).min(NAMES.len()),
+                "state" => plan.states = v.parse().unwrap_or(0).min(NAMES.len()),
+                "setmap" => plan.setmap = true,
                 _ => return false,
             }
         }
@@ -107,8 +117,22 @@ impl Context for Probe {}
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         let p = &self.plan;
-        if p.get {
-            let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
+        let map = if p.get || p.setmap {
+            hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if p.setmap {
+            let mut pairs: Vec<(&str, &str)> =
+                map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            pairs.extend(NAMES[..9].iter().map(|n| (*n, "probe-value-0001")));
+            let _ = hostcalls::set_map(MapType::HttpRequestHeaders, pairs);
+        }
+        for name in &NAMES[..p.adds] {
+            let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, "probe-value-0001");
+        }
+        for name in &NAMES[..p.states] {
+            let _ = hostcalls::set_property(vec![name], Some(b"probe-value-0001"));
         }
         if p.prop {
             let _ = hostcalls::get_property(vec!["source", "address"]);

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::index::HashMap;
+
 /// Why the deployment was chosen; sent to the upstream as `kf-decision`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecisionKind {
@@ -19,6 +21,21 @@ pub enum DecisionKind {
     Internal,
 }
 
+impl DecisionKind {
+    /// The `kf-decision` value; allocates only for `canary-match:N`.
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::Borrowed;
+        match self {
+            DecisionKind::Release => Borrowed("release"),
+            DecisionKind::Explicit => Borrowed("explicit"),
+            DecisionKind::CanaryWeight => Borrowed("canary-weight"),
+            DecisionKind::CanaryStable => Borrowed("canary-stable"),
+            DecisionKind::Internal => Borrowed("internal"),
+            DecisionKind::CanaryMatch(_) => std::borrow::Cow::Owned(self.to_string()),
+        }
+    }
+}
+
 impl fmt::Display for DecisionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -29,6 +46,34 @@ impl fmt::Display for DecisionKind {
             DecisionKind::CanaryStable => f.write_str("canary-stable"),
             DecisionKind::Internal => f.write_str("internal"),
         }
+    }
+}
+
+/// The vars a decision delivers: the component's declared names, looked up in
+/// the VE's vars (the Environment's, overridden key by key). Borrowed from the
+/// index, so a decision does not allocate for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vars<'i> {
+    names: &'i [String],
+    values: &'i HashMap<String, String>,
+}
+
+impl<'i> Vars<'i> {
+    pub(crate) fn new(names: &'i [String], values: &'i HashMap<String, String>) -> Self {
+        Self { names, values }
+    }
+
+    /// `(name, value)` of each declared var the VE defines, in declaration order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'i str, &'i str)> + '_ {
+        let values = self.values;
+        self.names
+            .iter()
+            .filter_map(move |n| values.get(n).map(|v| (n.as_str(), v.as_str())))
+    }
+
+    /// Whether `name` is one of them.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name) && self.values.contains_key(name)
     }
 }
 
@@ -50,7 +95,7 @@ pub struct Decision<'i, 'r> {
     pub hash_key: Option<&'r str>,
     pub kind: DecisionKind,
     /// `(name, value)` of the vars the component declares and the VE defines.
-    pub vars: Vec<(&'i str, &'i str)>,
+    pub vars: Vars<'i>,
     /// The `:path` to forward when it changes (subPath stripped, selectors removed).
     pub rewritten_path: Option<String>,
     /// Inbound headers to remove: forged `kf-*` metadata and selector headers

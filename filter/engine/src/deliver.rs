@@ -3,7 +3,7 @@
 //! [`Decision`] — signed context, cluster, vars, headers to strip.
 
 use crate::context::RoutingContext;
-use crate::decision::{Decision, DecisionKind};
+use crate::decision::{Decision, DecisionKind, Vars};
 use crate::headers::{is_selector, CONTEXT_HEADER};
 use crate::index::Index;
 use crate::request::Request;
@@ -56,25 +56,24 @@ impl Index {
             },
             None => (d.cluster, None),
         };
-        let vars: Vec<(&str, &str)> = comp
-            .vars
-            .iter()
-            .filter_map(|n| ve.vars.get(n).map(|v| (n.as_str(), v.as_str())))
-            .collect();
+        let vars = Vars::new(&comp.vars, &ve.vars);
         let overwritten = self.settings.metadata_headers.names();
         let sets_context = context.is_some();
-        let strip_headers = req
-            .headers
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .filter(|k| k.starts_with("kf-") || is_selector(k))
-            .filter(|k| !overwritten.contains(k))
-            .filter(|k| !(sets_context && *k == CONTEXT_HEADER))
-            .filter(|k| {
-                !k.strip_prefix("kf-var-")
-                    .is_some_and(|name| vars.iter().any(|(n, _)| *n == name))
-            })
-            .collect();
+        let mut strip_headers = Vec::new();
+        for (k, _) in req.headers {
+            // Every `kf-*` header and selector starts with `k`: most headers stop here.
+            if !k.starts_with('k') || !(k.starts_with("kf-") || is_selector(k)) {
+                continue;
+            }
+            let k = k.as_str();
+            let written_anyway = overwritten.contains(&k)
+                || (sets_context && k == CONTEXT_HEADER)
+                || k.strip_prefix("kf-var-")
+                    .is_some_and(|name| vars.contains(name));
+            if !written_anyway {
+                strip_headers.push(k);
+            }
+        }
         Decision {
             environment: &self.environments[ve.environment].name,
             virtual_env: &ve.name,

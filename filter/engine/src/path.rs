@@ -184,6 +184,10 @@ enum Dots {
 /// Whether a segment is `.` or `..` once unreserved escapes are decoded, or one
 /// of them followed by `;` parameters (raw or `%3B`). Reads at most 3 units.
 fn dots(seg: &str) -> Dots {
+    // Most segments start with neither `.` nor an escape: not a dot segment.
+    if !matches!(seg.as_bytes().first(), Some(b'.' | b'%')) {
+        return Dots::None;
+    }
     let mut it = units(seg).map(|(u, _)| u);
     let is_semi = |u: Option<Unit>| matches!(u, Some(Unit::Byte(b';') | Unit::Escaped(b';')));
     if it.next() != Some(Unit::Byte(b'.')) {

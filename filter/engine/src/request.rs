@@ -36,9 +36,13 @@ impl<'a> Request<'a> {
 
     /// The first value of a query parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<Cow<'a, str>> {
-        query_pairs(self.query()?)
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        // Only the matching pair's value is decoded (canary rules ask per rule).
+        self.query()?
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .find(|(k, _)| percent_decode(k) == name)
+            .map(|(_, v)| percent_decode(v))
     }
 
     /// A cookie's value from the `cookie` header.

@@ -10,34 +10,70 @@ use crate::error::{ErrorCode, RouteError};
 use crate::headers::{is_selector, DEP_SELECTORS, VE_SELECTORS};
 use crate::index::{Index, RouteEntry};
 use crate::path;
-use crate::request::{query_pairs, Request};
+use crate::request::{percent_decode, query_pairs, split_query, Request};
 use crate::validate::is_dns_label;
+/// The VE and deployment selectors a request gives, if any.
+type Selected<'r> = (Option<Cow<'r, str>>, Option<Cow<'r, str>>);
 
-fn selector<'r>(req: &Request<'r>, (long, short): (&str, &str)) -> Option<Cow<'r, str>> {
-    req.query_param(long)
-        .or_else(|| req.header(long).map(Cow::Borrowed))
-        .or_else(|| req.query_param(short))
-        .or_else(|| req.header(short).map(Cow::Borrowed))
-}
-
-/// Step 3: a selector, if given; one that is not a DNS label is refused.
-fn checked_selector<'r>(
+/// Step 3: both selectors (VE, deployment), each in KubeFox's order — long
+/// query, long header, short query, short header — found in one pass over the
+/// query string and one over the headers; one that is not a DNS label is refused.
+fn checked_selectors<'r>(
     req: &Request<'r>,
-    names: (&str, &str),
-) -> Result<Option<Cow<'r, str>>, RouteError> {
-    match selector(req, names) {
-        Some(v) if !is_dns_label(&v) => Err(RouteError::new(
-            ErrorCode::InvalidContext,
-            format!("selector {} is not a valid name", names.1),
-        )),
-        other => Ok(other),
+    query: Option<&'r str>,
+) -> Result<Selected<'r>, RouteError> {
+    let names = [
+        VE_SELECTORS.0,
+        VE_SELECTORS.1,
+        DEP_SELECTORS.0,
+        DEP_SELECTORS.1,
+    ];
+    let mut in_query: [Option<Cow<'r, str>>; 4] = [None, None, None, None];
+    let mut in_headers: [Option<&'r str>; 4] = [None; 4];
+    if let Some(query) = query {
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = percent_decode(k);
+            if let Some(i) = names.iter().position(|n| *n == k) {
+                if in_query[i].is_none() {
+                    in_query[i] = Some(percent_decode(v));
+                }
+            }
+        }
     }
+    for (k, v) in req.headers {
+        // Every selector starts with `k`: most headers are passed over at once.
+        if !k.starts_with('k') {
+            continue;
+        }
+        if let Some(i) = names.iter().position(|n| n == k) {
+            if in_headers[i].is_none() {
+                in_headers[i] = Some(v.as_str());
+            }
+        }
+    }
+    let [ve_long, ve_short, dep_long, dep_short] = in_query;
+    let pick = |long: Option<Cow<'r, str>>, short: Option<Cow<'r, str>>, at: usize| {
+        let value = long
+            .or_else(|| in_headers[at].map(Cow::Borrowed))
+            .or(short)
+            .or_else(|| in_headers[at + 1].map(Cow::Borrowed));
+        match value {
+            Some(v) if !is_dns_label(&v) => Err(RouteError::new(
+                ErrorCode::InvalidContext,
+                format!("selector {} is not a valid name", names[at + 1]),
+            )),
+            other => Ok(other),
+        }
+    };
+    let ve = pick(ve_long, ve_short, 0)?;
+    let dep = pick(dep_long, dep_short, 2)?;
+    Ok((ve, dep))
 }
 
 /// Step 0: the path routed by and forwarded (see [`path`]), without the query.
-fn normalized_path<'r>(req: &Request<'r>) -> Result<Cow<'r, str>, RouteError> {
-    path::normalize(req.path_only())
-        .map_err(|e| RouteError::new(ErrorCode::InvalidPath, e.message()))
+fn normalized_path(path_only: &str) -> Result<Cow<'_, str>, RouteError> {
+    path::normalize(path_only).map_err(|e| RouteError::new(ErrorCode::InvalidPath, e.message()))
 }
 
 /// How step 5 chose the deployment; step 6 finds the component in it.
@@ -65,10 +101,11 @@ struct DeploymentChoice<'i> {
 impl Index {
     /// Routes a genesis request, or says why it is refused.
     pub fn route<'i, 'r>(&'i self, req: &Request<'r>) -> Result<Decision<'i, 'r>, RouteError> {
-        let path = normalized_path(req)?;
+        // `:path` split once: the path routes, the query carries selectors.
+        let (path_only, query) = split_query(req.path);
+        let path = normalized_path(path_only)?;
         let (env_idx, rel_path) = self.environment(&path)?;
-        let ve_sel = checked_selector(req, VE_SELECTORS)?;
-        let dep_sel = checked_selector(req, DEP_SELECTORS)?;
+        let (ve_sel, dep_sel) = checked_selectors(req, query)?;
         let ve_idx = self.virtual_environment(env_idx, ve_sel.as_deref())?;
         let choice = self.deployment(ve_idx, dep_sel.as_deref(), req, rel_path)?;
         let (dep_idx, route, kind) = self.component(&choice.pick, choice.kind, req, rel_path)?;
@@ -88,7 +125,7 @@ impl Index {
                 kind,
                 released: kind != DecisionKind::Explicit,
                 expires_at: None,
-                rewritten_path: rewrite_path(req.path, forwarded),
+                rewritten_path: rewrite_path(path_only, query, forwarded),
                 set_cookie: choice.set_cookie,
                 note: choice.note,
             },
@@ -180,12 +217,18 @@ impl Index {
                 format!("virtual environment '{}' has no release", ve.name),
             ));
         }
-        let (stable, route) = ve
-            .release_routes
-            .candidates(rel_path)
-            .map(|&(d, r)| (d, &self.deployments[d].routes[r]))
-            .find(|(_, r)| r.matches(req.method, rel_path))
-            .ok_or_else(route_not_found)?;
+        // A plain loop: the hottest scan of a release decision.
+        let mut found = None;
+        'scan: for list in ve.release_routes.candidates(rel_path) {
+            for &(d, r) in list {
+                let route = &self.deployments[d].routes[r];
+                if route.matches(req.method, rel_path) {
+                    found = Some((d, route));
+                    break 'scan;
+                }
+            }
+        }
+        let (stable, route) = found.ok_or_else(route_not_found)?;
         let Some(&(c, canary)) = ve.canaries.get(&self.deployments[stable].app) else {
             return Ok(chosen(Pick::Released(stable, route), DecisionKind::Release));
         };
@@ -249,13 +292,12 @@ fn route_not_found() -> RouteError {
 /// Step 7's `:path`, if it differs from the request's: `forwarded` replaces the
 /// path (normalized, and/or the subPath segment removed) and selector query
 /// parameters are dropped; the rest of the query stays as written.
-fn rewrite_path(full: &str, forwarded: Option<&str>) -> Option<String> {
-    let (path, query) = crate::request::split_query(full);
+fn rewrite_path(path: &str, query: Option<&str>, forwarded: Option<&str>) -> Option<String> {
     let has_selector = query.is_some_and(|q| query_pairs(q).any(|(k, _)| is_selector(&k)));
     if forwarded.is_none() && !has_selector {
         return None;
     }
-    let mut out = String::with_capacity(full.len());
+    let mut out = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
     out.push_str(forwarded.unwrap_or(path));
     if let Some(q) = query {
         let kept: Vec<&str> = q
@@ -367,9 +409,9 @@ mod tests {
     fn vars_are_inherited_and_overridden_key_by_key() {
         let index = index(&hello_world());
         let d = index.route(&req("/dev/hello", &[])).unwrap();
-        assert_eq!(d.vars, vec![("who", "Universe")]);
+        assert_eq!(d.vars.iter().collect::<Vec<_>>(), vec![("who", "Universe")]);
         let d = index.route(&req("/dev/hello?kf-ve=joe", &[])).unwrap();
-        assert_eq!(d.vars, vec![("who", "Joe")]);
+        assert_eq!(d.vars.iter().collect::<Vec<_>>(), vec![("who", "Joe")]);
         assert_eq!(d.deployment, "hello-world-v2", "joe's own release");
     }
 
