@@ -134,8 +134,11 @@ impl OwnedRequest {
     }
 }
 
+/// A fuzz target: one input, panics when a property does not hold.
+pub type Target = fn(&[u8]);
+
 /// Every target by name: what `scripts/fuzz.sh` runs and the replay test replays.
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("path", path),
     ("request", request),
     ("internal", internal),
