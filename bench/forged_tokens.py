@@ -19,9 +19,17 @@ the newest dump's `totals:` ÷ N is the Envoy instructions per request:
                 --refill expired tokens (not measured) refill the worker's
                 verification budget: the flood starts from a full budget, the worst case
 
+With --jwt-authn, the production recipe instead: Envoy's own jwt_authn filter
+verifies ES256 tokens (kid es, native BoringSSL) before Switchyard, after a
+header_mutation filter removes any client-sent x-jwt-payload; jwt_authn lets
+missing or failed tokens through without claims (allow_missing_or_failed) and
+forwards a verified token's payload in x-jwt-payload, which the Environment
+trusts (`jwt: {trustedPayloadHeader: x-jwt-payload}`, no keys). Scenarios then:
+none, valid-es256, forged-es256.
+
 Prints one JSON document (and a table on stderr). Standard library + openssl + valgrind.
 
-  python3 bench/forged_tokens.py [--n 200] [--scenarios none,forged-es256] [--keep DIR]
+  python3 bench/forged_tokens.py [--n 200] [--scenarios none,forged-es256] [--jwt-authn] [--keep DIR]
 """
 
 import argparse
@@ -101,6 +109,43 @@ def resources(pub: dict) -> str:
     keys += pem_key("es", "ES256", pub["p256"]) + pem_key("es384", "ES384", pub["p384"])
     keys += pem_key("ed", "EdDSA", pub["ed"])
     return text.replace(demo, keys)
+
+
+def jwt_authn_only(text: str) -> str:
+    """The Environment trusts x-jwt-payload and verifies nothing itself."""
+    start = text.index("    keys:\n")
+    end = text.index("  trustedProxies:")
+    return text[:start] + "    trustedPayloadHeader: x-jwt-payload\n" + text[end:]
+
+
+def p256_jwk(pem_path: Path) -> dict:
+    out = run("openssl", "pkey", "-pubin", "-in", str(pem_path), "-text", "-noout").stdout
+    hexdigits = "".join(out.split("pub:")[1].split("ASN1 OID")[0].split()).replace(":", "")
+    point = bytes.fromhex(hexdigits)
+    return {"kty": "EC", "crv": "P-256", "kid": "es", "alg": "ES256",
+            "x": b64url(point[1:33]), "y": b64url(point[33:65])}
+
+
+def with_jwt_authn(bootstrap: str, jwks: dict) -> str:
+    """Puts header_mutation (drop client x-jwt-payload) and jwt_authn before the filter."""
+    provider = {"issuer": ISS, "audiences": [AUD],
+                "local_jwks": {"inline_string": json.dumps({"keys": [jwks]})},
+                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+                "forward": True, "forward_payload_header": "x-jwt-payload"}
+    filters = [
+        {"name": "envoy.filters.http.header_mutation", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"remove": "x-jwt-payload"}]}}},
+        {"name": "envoy.filters.http.jwt_authn", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"es": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": [
+                {"provider_name": "es"}, {"allow_missing_or_failed": {}}]}}}]}},
+    ]
+    marker = "          http_filters:\n"
+    assert bootstrap.count(marker) == 1, "the rendered bootstrap changed shape"
+    block = "".join(f"          - {json.dumps(f)}\n" for f in filters)
+    return bootstrap.replace(marker, marker + block)
 
 
 def claims(**extra) -> dict:
@@ -203,6 +248,8 @@ def main():
     ap.add_argument("--switchyard", default=str(ROOT / "target/debug/switchyard"))
     ap.add_argument("--upstream", default=str(ROOT / "target/debug/hello-world-upstream"))
     ap.add_argument("--keep", help="keep the work directory here")
+    ap.add_argument("--jwt-authn", action="store_true",
+                    help="Envoy's jwt_authn verifies, the filter trusts its payload header")
     ap.add_argument("--refill", type=int, default=300,
                     help="expired tokens before each forged scenario (refill the budget)")
     args = ap.parse_args()
@@ -212,6 +259,11 @@ def main():
     try:
         pub = make_keys(work)
         (work / "resources.yaml").write_text(resources(pub))
+        if args.jwt_authn:
+            (work / "resources.yaml").write_text(jwt_authn_only(resources(pub)))
+            (work / "p256.pub.pem").write_text(pub["p256"])
+            if args.scenarios == ",".join(SCENARIOS):
+                args.scenarios = "none,valid-es256,forged-es256"
         stable_port, canary_port = free_port(), free_port()
         res = (work / "resources.yaml").read_text()
         res = res.replace("127.0.0.1:9101", f"127.0.0.1:{stable_port}")
@@ -225,13 +277,15 @@ def main():
         bootstrap = run(args.switchyard, "render", "envoy", "--config", str(work / "resources.yaml"),
                         "--wasm", args.wasm, "--listen", f"127.0.0.1:{listen}",
                         "--admin", f"127.0.0.1:{admin}").stdout
+        if args.jwt_authn:
+            bootstrap = with_jwt_authn(bootstrap, p256_jwk(work / "p256.pub.pem"))
         (work / "envoy.yaml").write_text(bootstrap)
         cg = work / "cg"
         cg.mkdir(exist_ok=True)
         envoy = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--instr-atstart=no",
              f"--callgrind-out-file={cg}/cg.%p", envoy_path(), "-c", str(work / "envoy.yaml"),
-             "--concurrency", "1", "--log-level", "warning"],
+             "--concurrency", "1", "--log-level", "warning", "--use-dynamic-base-id"],
             stdout=open(work / "envoy.log", "w"), stderr=subprocess.STDOUT)
         procs.append(envoy)
         wait_ready(admin, envoy)
@@ -269,7 +323,7 @@ def main():
                 r["ratio_to_none"] = round(r["per_request"] / base, 2)
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=switchyard.jwt") as r:
             stats = dict(line.split(": ", 1) for line in r.read().decode().splitlines() if ": " in line)
-        print(json.dumps({"n": args.n, "results": results,
+        print(json.dumps({"n": args.n, "jwt_authn": args.jwt_authn, "results": results,
                           "jwt_stats": {k: int(v) for k, v in stats.items() if v.strip().isdigit()}},
                          indent=2))
     finally:
