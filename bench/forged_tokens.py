@@ -23,7 +23,8 @@ With --jwt-authn, the production recipe instead: Envoy's own jwt_authn filter
 verifies ES256 tokens (kid es, native BoringSSL) before Switchyard, after a
 header_mutation filter removes any client-sent x-jwt-payload; jwt_authn lets
 missing or failed tokens through without claims (allow_missing_or_failed) and
-forwards a verified token's payload in x-jwt-payload, which the Environment
+forwards a verified token's payload in x-jwt-payload (verified tokens cached,
+jwt_cache_config), which the Environment
 trusts (`jwt: {trustedPayloadHeader: x-jwt-payload}`, no keys). Scenarios then:
 none, valid-es256, forged-es256.
 
@@ -131,7 +132,9 @@ def with_jwt_authn(bootstrap: str, jwks: dict) -> str:
     provider = {"issuer": ISS, "audiences": [AUD],
                 "local_jwks": {"inline_string": json.dumps({"keys": [jwks]})},
                 "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
-                "forward": True, "forward_payload_header": "x-jwt-payload"}
+                "forward": True, "forward_payload_header": "x-jwt-payload",
+                # Remember verified tokens (jwt_authn verifies every request otherwise).
+                "jwt_cache_config": {"jwt_cache_size": 1024}}
     filters = [
         {"name": "envoy.filters.http.header_mutation", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",

@@ -32,7 +32,7 @@
 //!   claims are checked again after the signature.
 //! - **A verification budget** per verifier — per worker, since each Envoy
 //!   worker runs its own VM and compiles its own index. Every uncached token
-//!   earns [`BUDGET_EARN`] units (about half a request's cost, in thousands of
+//!   earns [`BUDGET_EARN`] units (a third of a request's cost, in thousands of
 //!   Envoy instructions); a signature check that fails spends the key's
 //!   measured cost ([`Key::cost`]); a check needs the key's cost in credit; a
 //!   token that verifies spends nothing. Credit is capped at the dearest key's
@@ -147,10 +147,10 @@ struct Key {
 }
 
 /// Budget units (thousands of Envoy instructions) every uncached token earns:
-/// about half a request without a token (0.31 M instructions), so a flood of
+/// a third of a request without a token (0.31 M instructions), so a flood of
 /// forged tokens stays under 3× such a request even counting one burst over 200
 /// requests (`bench/forged_tokens.py`, BENCHMARKS.md).
-pub const BUDGET_EARN: u64 = 150;
+pub const BUDGET_EARN: u64 = 100;
 
 /// Besides what tokens earn, the budget refills completely in this many
 /// seconds: after a flood a new token does not wait for traffic to earn credit,
