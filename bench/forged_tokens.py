@@ -39,7 +39,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import secrets
 import shutil
 import socket

@@ -9,7 +9,6 @@ still verified during the flood; the worker's verification budget says so in
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import secrets
