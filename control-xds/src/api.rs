@@ -455,26 +455,38 @@ fn get_method() -> String {
     "GET".into()
 }
 
+impl ExplainBody {
+    /// The request to explain, with header names and values as Envoy would hand
+    /// them over (trimmed, names lower-cased).
+    fn headers(&self) -> Result<Vec<(String, String)>, ApiError> {
+        if !self.path.starts_with('/') {
+            return Err(ApiError::bad_request("'path' must start with '/'"));
+        }
+        Ok(self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect())
+    }
+
+    fn request<'a>(&'a self, headers: &'a [(String, String)], now: u64) -> Request<'a> {
+        Request {
+            method: &self.method,
+            path: &self.path,
+            headers,
+            source_address: self.source.as_deref(),
+            now_unix_seconds: now,
+        }
+    }
+}
+
 async fn explain(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
     let b: ExplainBody = parse(&body)?;
-    if !b.path.starts_with('/') {
-        return Err(ApiError::bad_request("'path' must start with '/'"));
-    }
-    let headers: Vec<(String, String)> = b
-        .headers
-        .into_iter()
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let headers = b.headers()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let request = Request {
-        method: &b.method,
-        path: &b.path,
-        headers: &headers,
-        source_address: b.source.as_deref(),
-        now_unix_seconds: now,
-    };
+    let request = b.request(&headers, now);
     let index = plane.index();
     let mut out = Value::Null;
     crate::explain::explain(&index, &request, |v, human| {
@@ -482,6 +494,28 @@ async fn explain(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiErr
         out["human"] = json!(human);
     });
     Ok(Json(out))
+}
+
+/// Reads `body` as each request body the API accepts, the way its handler does
+/// before touching the store: an apply/publish body down to its located
+/// resource documents, an explain body down to the request it routes (by
+/// `index` at `now`). For the fuzz targets (`fuzz/`), which cannot run the
+/// handlers without a control plane; nothing here changes any state.
+#[doc(hidden)]
+pub fn read_bodies(body: &[u8], index: &switchyard_engine::Index, now: u64) {
+    let body = Bytes::copy_from_slice(body);
+    if let Ok(b) = parse::<ApplyBody>(&body) {
+        let _ = b.documents();
+    }
+    let _ = parse::<DeleteBody>(&body);
+    let _ = parse::<ReleaseBody>(&body).map(|b| who(b.who));
+    let _ = parse::<RollbackBody>(&body).map(|b| who(b.who));
+    let _ = parse::<RetireBody>(&body);
+    if let Ok(b) = parse::<ExplainBody>(&body) {
+        if let Ok(headers) = b.headers() {
+            crate::explain::explain(index, &b.request(&headers, now), |_, _| {});
+        }
+    }
 }
 
 #[cfg(test)]

@@ -169,7 +169,9 @@ pub fn build_snapshot(
     Ok((snapshot, refs, index))
 }
 
-fn plugin_config(resources: &[Resource], opts: &BuildOptions, mode: Mode) -> PluginConfig {
+/// The filter's plugin configuration for `mode`: what [`build_snapshot`]
+/// compiles and then serves as JSON through ECDS.
+pub fn plugin_config(resources: &[Resource], opts: &BuildOptions, mode: Mode) -> PluginConfig {
     PluginConfig {
         settings: Settings {
             mode,

@@ -21,6 +21,30 @@
 //!
 //! No token at all gives `jwt_missing`.
 //!
+//! **Forged tokens are not a CPU amplifier.** A signature check costs up to a
+//! hundred times a whole request (inside Envoy: ES384 37.7 M instructions, ES256
+//! 13.6 M, PS256 8.7 M, RS256 7.6 M, EdDSA 1.7 M, HS256 0.1 M, against 0.31 M for
+//! a request without a token), and a client can send a fresh forged token with
+//! every request, so no cache helps. Two defences, both before the signature:
+//! - **Cheap checks** on the unverified payload: `exp`, `nbf`, `iat`, `iss` and
+//!   `aud` (same rules, skew and notes as after the signature). They only ever
+//!   *refuse*: unauthenticated claims are a filter, never a grant; the verified
+//!   claims are checked again after the signature.
+//! - **A verification budget** per verifier — per worker, since each Envoy
+//!   worker runs its own VM and compiles its own index. Every uncached token
+//!   earns [`BUDGET_EARN`] units (a third of a request's cost, in thousands of
+//!   Envoy instructions); a signature check that fails spends the key's
+//!   measured cost ([`Key::cost`]); a check needs the key's cost in credit; a
+//!   token that verifies spends nothing. Credit is capped at the dearest key's
+//!   cost (one burst) and also refills with time, fully in
+//!   [`BUDGET_REFILL_SECONDS`]. When the credit is short, an unseen token is not
+//!   verified: the request has no claims (`jwt_unverified`, so it goes to
+//!   stable, never fails).
+//!   So a flood of forged tokens costs at most [`BUDGET_EARN`] per request on
+//!   average plus one burst; tokens verified before stay cached and keep routing
+//!   by their claims, and a new valid token waits for credit only while failures
+//!   keep spending it.
+//!
 //! `trustedPayloadHeader` (off by default): when set and the header is present, its
 //! value — the base64url JSON payload that Envoy's `jwt_authn` filter writes with
 //! `forward_payload_header` after *it* verified the token — is trusted as the claims
@@ -70,9 +94,10 @@ pub const NOTE_EXPIRED: &str = "jwt_expired";
 pub const NOTE_NOT_YET_VALID: &str = "jwt_not_yet_valid";
 pub const NOTE_BAD_ISSUER: &str = "jwt_bad_issuer";
 pub const NOTE_BAD_AUDIENCE: &str = "jwt_bad_audience";
+pub const NOTE_UNVERIFIED: &str = "jwt_unverified";
 
 /// Every note a JWT can produce, e.g. to pre-define one stat per note.
-pub const ALL_NOTES: [&str; 11] = [
+pub const ALL_NOTES: [&str; 12] = [
     NOTE_MISSING,
     NOTE_OVERSIZED,
     NOTE_MALFORMED,
@@ -84,6 +109,7 @@ pub const ALL_NOTES: [&str; 11] = [
     NOTE_NOT_YET_VALID,
     NOTE_BAD_ISSUER,
     NOTE_BAD_AUDIENCE,
+    NOTE_UNVERIFIED,
 ];
 
 /// The claims of a verified token: the registered string claims (`sub`, `iss`,
@@ -116,6 +142,38 @@ struct Key {
     /// The `alg` a token must declare to be checked with this key.
     alg: &'static str,
     kind: KeyKind,
+    /// What one signature check costs, in budget units ([`Key::cost`]).
+    cost: u64,
+}
+
+/// Budget units (thousands of Envoy instructions) every uncached token earns:
+/// a third of a request without a token (0.31 M instructions), so a flood of
+/// forged tokens stays under 3× such a request even counting one burst over 200
+/// requests (`bench/forged_tokens.py`, BENCHMARKS.md).
+pub const BUDGET_EARN: u64 = 100;
+
+/// Besides what tokens earn, the budget refills completely in this many
+/// seconds: after a flood a new token does not wait for traffic to earn credit,
+/// and the refill costs one dearest check per worker per this time (< 20 ms).
+pub const BUDGET_REFILL_SECONDS: u64 = 60;
+
+/// Credit for failed signature checks (see the module comment).
+#[derive(Debug)]
+struct Budget {
+    credit: u64,
+    cap: u64,
+    /// The clock (Unix seconds) of the last time-based refill.
+    refilled_at: u64,
+}
+
+impl Budget {
+    fn new(cap: u64) -> Self {
+        Budget {
+            credit: cap,
+            cap,
+            refilled_at: 0,
+        }
+    }
 }
 
 /// An Environment's compiled JWT settings.
@@ -131,6 +189,8 @@ pub struct JwtVerifier {
     /// sends the same token many times, and a signature check costs 10 µs (HS256)
     /// to 0.7 ms (ES256). Only successes are kept, keyed by the whole token.
     verified: Mutex<HashMap<String, VerifiedToken>>,
+    /// Credit for signature checks that fail.
+    budget: Mutex<Budget>,
 }
 
 struct VerifiedToken {
@@ -314,14 +374,17 @@ impl JwtVerifier {
             keys.push(Key {
                 kid: k.kid.clone(),
                 alg,
+                cost: Key::cost(&kind),
                 kind,
             });
         }
         if !errors.is_empty() {
             return Err(errors);
         }
+        let cap = keys.iter().map(|k| k.cost).max().unwrap_or(0);
         Ok(JwtVerifier {
             verified: Mutex::default(),
+            budget: Mutex::new(Budget::new(cap)),
             bearer: header == "authorization",
             header,
             issuers: s.issuers.clone(),
@@ -383,13 +446,25 @@ impl JwtVerifier {
         if let Some(claims) = self.cached(token, now) {
             return Ok(claims);
         }
+        self.earn(now);
+        let candidates = || {
+            self.keys
+                .iter()
+                .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
+                .filter(|k| k.alg == alg)
+        };
+        if candidates().next().is_none() {
+            return Err(NOTE_ALG_MISMATCH);
+        }
+        self.precheck(token, now)?;
         let mut outcome = Err(NOTE_ALG_MISMATCH);
-        for key in self
-            .keys
-            .iter()
-            .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
-            .filter(|k| k.alg == alg)
-        {
+        for key in candidates() {
+            if !self.can_spend(key.cost) {
+                if outcome == Err(NOTE_ALG_MISMATCH) {
+                    outcome = Err(NOTE_UNVERIFIED);
+                }
+                continue;
+            }
             match key.verify(token, options.clone()) {
                 Ok(claims) => {
                     let not_before = claims.invalid_before.map_or(0, |t| t.as_secs());
@@ -400,14 +475,109 @@ impl JwtVerifier {
                 }
                 Err(e) => {
                     let note = note_for(&e);
+                    if note == NOTE_BAD_SIGNATURE {
+                        self.spend(key.cost);
+                    }
                     // Another key might still verify; keep the most telling failure.
-                    if outcome == Err(NOTE_ALG_MISMATCH) || outcome == Err(NOTE_BAD_SIGNATURE) {
+                    if outcome == Err(NOTE_ALG_MISMATCH)
+                        || outcome == Err(NOTE_BAD_SIGNATURE)
+                        || outcome == Err(NOTE_UNVERIFIED)
+                    {
                         outcome = Err(note);
                     }
                 }
             }
         }
         outcome
+    }
+
+    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.budget.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An uncached token arrived at `now`: it earns [`BUDGET_EARN`], and the
+    /// time since the last refill its share of [`BUDGET_REFILL_SECONDS`]; up to the cap.
+    fn earn(&self, now: u64) {
+        let mut b = self.budget();
+        let elapsed = now.saturating_sub(b.refilled_at);
+        let by_time = if b.refilled_at == 0 || elapsed >= BUDGET_REFILL_SECONDS {
+            b.cap
+        } else {
+            b.cap.saturating_mul(elapsed) / BUDGET_REFILL_SECONDS
+        };
+        if by_time > 0 || b.refilled_at == 0 {
+            b.refilled_at = now;
+        }
+        b.credit = b
+            .credit
+            .saturating_add(by_time)
+            .saturating_add(BUDGET_EARN)
+            .min(b.cap);
+    }
+
+    fn can_spend(&self, cost: u64) -> bool {
+        self.budget().credit >= cost
+    }
+
+    /// A signature check failed: its cost comes out of the credit.
+    fn spend(&self, cost: u64) {
+        let mut b = self.budget();
+        b.credit = b.credit.saturating_sub(cost);
+    }
+
+    /// The checks the unverified payload can fail before any signature is
+    /// checked: expiry, not-before, issued-at, issuer, audience — each only when
+    /// the payload states it in the type the full check reads, so this never
+    /// refuses a token the full check would accept.
+    fn precheck(&self, token: &str, now: u64) -> Result<(), &'static str> {
+        let Some(payload) = token.split('.').nth(1) else {
+            return Err(NOTE_MALFORMED);
+        };
+        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
+            return Err(NOTE_MALFORMED);
+        };
+        let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(&bytes) else {
+            return Err(NOTE_MALFORMED);
+        };
+        let skew = self.skew;
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+            if !(now >= skew && now - skew <= exp) {
+                return Err(NOTE_EXPIRED);
+            }
+        }
+        for name in ["nbf", "iat"] {
+            if let Some(t) = claims.get(name).and_then(Value::as_u64) {
+                if now.saturating_add(skew) < t {
+                    return Err(NOTE_NOT_YET_VALID);
+                }
+            }
+        }
+        if !self.issuers.is_empty() {
+            match claims.get("iss") {
+                None => return Err(NOTE_BAD_ISSUER),
+                Some(Value::String(iss)) if !self.issuers.contains(iss) => {
+                    return Err(NOTE_BAD_ISSUER)
+                }
+                _ => {}
+            }
+        }
+        if !self.audiences.is_empty() {
+            let named = |a: &Value| {
+                a.as_str()
+                    .is_some_and(|a| self.audiences.iter().any(|x| x == a))
+            };
+            match claims.get("aud") {
+                None => return Err(NOTE_BAD_AUDIENCE),
+                Some(a @ Value::String(_)) if !named(a) => return Err(NOTE_BAD_AUDIENCE),
+                Some(Value::Array(list))
+                    if list.iter().all(Value::is_string) && !list.iter().any(named) =>
+                {
+                    return Err(NOTE_BAD_AUDIENCE)
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The claims of a token verified before, if it is still inside its window.
@@ -482,6 +652,28 @@ impl JwtVerifier {
 }
 
 impl Key {
+    /// One signature check inside Envoy, in thousands of instructions (the
+    /// failing checks of `bench/forged_tokens.py` minus a request without a
+    /// token; RSA grows with the square of the modulus, measured at 2048 bits).
+    fn cost(kind: &KeyKind) -> u64 {
+        let rsa = |bits: usize, at_2048: u64| {
+            let scale = (bits.max(1024) as u64).pow(2);
+            at_2048.saturating_mul(scale) / (2048 * 2048)
+        };
+        match kind {
+            KeyKind::Hs256(_) | KeyKind::Hs384(_) | KeyKind::Hs512(_) => 100,
+            KeyKind::Rs256(k) => rsa(k.to_components().n.len() * 8, 7_600),
+            KeyKind::Rs384(k) => rsa(k.to_components().n.len() * 8, 7_600),
+            KeyKind::Rs512(k) => rsa(k.to_components().n.len() * 8, 7_600),
+            KeyKind::Ps256(k) => rsa(k.to_components().n.len() * 8, 8_700),
+            KeyKind::Ps384(k) => rsa(k.to_components().n.len() * 8, 8_700),
+            KeyKind::Ps512(k) => rsa(k.to_components().n.len() * 8, 8_700),
+            KeyKind::Es256(_) => 13_600,
+            KeyKind::Es384(_) => 37_700,
+            KeyKind::EdDsa(_) => 1_700,
+        }
+    }
+
     fn verify(
         &self,
         token: &str,

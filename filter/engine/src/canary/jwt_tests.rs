@@ -475,3 +475,208 @@ fn a_remembered_token_still_expires() {
     let tampered = format!("{}{last}", &t[..t.len() - 1]);
     assert!(v.verify(&tampered, NOW + 10).is_err());
 }
+
+/// A token with `c` as claims under `kid`/`alg` and a random signature of `len` bytes.
+fn forged(kid: &str, alg: &str, c: &Value, len: usize) -> String {
+    let header = b64(json!({"alg": alg, "typ": "JWT", "kid": kid})
+        .to_string()
+        .as_bytes());
+    let sig: Vec<u8> = (0..len).map(|_| fastrand::u8(..)).collect();
+    format!("{header}.{}.{}", b64(c.to_string().as_bytes()), b64(&sig))
+}
+
+fn plausible(sub: &str) -> Value {
+    json!({"sub": sub, "role": "beta-tester", "iat": NOW, "nbf": NOW, "exp": NOW + 600})
+}
+
+#[test]
+fn a_flood_of_forged_tokens_spends_the_budget_not_the_cpu() {
+    let es = ES256KeyPair::generate().with_key_id("es");
+    let s = settings(vec![key(
+        Some("es"),
+        "ES256",
+        Some(&es.public_key().to_pem().unwrap()),
+        None,
+    )]);
+    let v = verifier(&s);
+    // A user's token verified before the flood stays cached and keeps its claims.
+    let before = es.sign(claims(json!({"sub": "user-17"}))).unwrap();
+    assert!(v.verify(&before, NOW).is_ok());
+    let flood = 2000;
+    let (mut checked, mut skipped) = (0, 0);
+    for i in 0..flood {
+        let t = forged("es", "ES256", &plausible(&format!("u{i}")), 64);
+        match v.verify(&t, NOW) {
+            Err(NOTE_BAD_SIGNATURE) => checked += 1,
+            Err(NOTE_UNVERIFIED) => skipped += 1,
+            other => panic!("{other:?}"),
+        }
+        if i % 100 == 0 {
+            assert_eq!(v.verify(&before, NOW).unwrap()["sub"], "user-17");
+        }
+    }
+    // One burst (the cap: one ES256 check) plus what the flood itself earned.
+    let es_cost = 13_600;
+    let bound = 1 + flood * BUDGET_EARN / es_cost;
+    assert!(checked <= bound, "{checked} checks > {bound}");
+    assert!(
+        checked >= 10,
+        "the budget still verifies now and then: {checked}"
+    );
+    assert_eq!(checked + skipped, flood);
+    // A new valid token is verified as soon as credit is back (no more failures).
+    let fresh = es.sign(claims(json!({"sub": "user-42"}))).unwrap();
+    let mut verified_after = None;
+    for n in 0..=es_cost / BUDGET_EARN + 1 {
+        match v.verify(&fresh, NOW) {
+            Ok(c) => {
+                assert_eq!(c["sub"], "user-42");
+                verified_after = Some(n);
+                break;
+            }
+            Err(e) => assert_eq!(e, NOTE_UNVERIFIED),
+        }
+    }
+    assert!(verified_after.is_some(), "a valid token never got verified");
+    // Verified tokens spend nothing: valid tokens alone never run out.
+    for i in 0..50 {
+        let t = es.sign(claims(json!({"sub": format!("ok{i}")}))).unwrap();
+        assert!(v.verify(&t, NOW).is_ok());
+    }
+}
+
+#[test]
+fn every_algorithm_is_bounded_by_its_cost() {
+    let ed = Ed25519KeyPair::generate().with_key_id("ed");
+    let es384 = ES384KeyPair::generate().with_key_id("es384");
+    let s = settings(vec![
+        key(Some("hs"), "HS256", None, Some(SECRET)),
+        key(Some("rs"), "RS256", Some(RSA_PUBLIC), None),
+        key(Some("ps"), "PS256", Some(RSA_PUBLIC), None),
+        key(
+            Some("es384"),
+            "ES384",
+            Some(&es384.public_key().to_pem().unwrap()),
+            None,
+        ),
+        key(Some("ed"), "EdDSA", Some(&ed.public_key().to_pem()), None),
+    ]);
+    let v = verifier(&s);
+    let costs: Vec<(&str, u64)> = v.keys.iter().map(|k| (k.alg, k.cost)).collect();
+    assert_eq!(
+        costs,
+        [
+            ("HS256", 100),
+            ("RS256", 7_600),
+            ("PS256", 8_700),
+            ("ES384", 37_700),
+            ("EdDSA", 1_700)
+        ]
+    );
+    for (kid, alg, len, cost) in [
+        ("rs", "RS256", 256, 7_600),
+        ("ps", "PS256", 256, 8_700),
+        ("es384", "ES384", 96, 37_700),
+        ("ed", "EdDSA", 64, 1_700),
+    ] {
+        let flood = 1000;
+        let checked = (0..flood)
+            .filter(|i| {
+                let t = forged(kid, alg, &plausible(&format!("{alg}{i}")), len);
+                v.verify(&t, NOW) != Err(NOTE_UNVERIFIED)
+            })
+            .count() as u64;
+        // The burst is the dearest key (ES384); the rest is earned.
+        assert!(
+            checked <= 1 + (37_700 + flood * BUDGET_EARN) / cost,
+            "{alg}: {checked}"
+        );
+    }
+    // HMAC checks cost less than a request earns: never skipped.
+    for i in 0..100 {
+        let t = forged("hs", "HS256", &plausible(&format!("h{i}")), 32);
+        assert_eq!(v.verify(&t, NOW), Err(NOTE_BAD_SIGNATURE));
+    }
+}
+
+#[test]
+fn cheap_checks_refuse_before_the_signature_and_spend_nothing() {
+    let mut s = settings(vec![key(Some("rs"), "RS256", Some(RSA_PUBLIC), None)]);
+    s.issuers = vec!["https://auth.example.com".into()];
+    s.audiences = vec!["hello-world".into()];
+    let v = verifier(&s);
+    let good = json!({"iss": "https://auth.example.com", "aud": "hello-world", "exp": NOW + 60});
+    let with = |k: &str, val: Value| {
+        let mut c = good.clone();
+        c[k] = val;
+        forged("rs", "RS256", &c, 256)
+    };
+    let expect = [
+        (with("exp", json!(NOW - 31)), NOTE_EXPIRED),
+        (with("nbf", json!(NOW + 31)), NOTE_NOT_YET_VALID),
+        (with("iat", json!(NOW + 31)), NOTE_NOT_YET_VALID),
+        (
+            with("iss", json!("https://evil.example.com")),
+            NOTE_BAD_ISSUER,
+        ),
+        (with("aud", json!("other")), NOTE_BAD_AUDIENCE),
+        (with("aud", json!(["other", "more"])), NOTE_BAD_AUDIENCE),
+        (
+            forged("rs", "RS256", &json!({"aud": "hello-world"}), 256),
+            NOTE_BAD_ISSUER,
+        ),
+    ];
+    for _ in 0..100 {
+        for (t, note) in &expect {
+            assert_eq!(v.verify(t, NOW), Err(*note), "{t}");
+        }
+    }
+    // None of those spent credit: a forged token that passes them is still checked.
+    assert_eq!(
+        v.verify(&with("exp", json!(NOW + 60)), NOW),
+        Err(NOTE_BAD_SIGNATURE)
+    );
+    // Within the skew, or in a type the full check reads otherwise, they do not refuse.
+    for t in [
+        with("exp", json!(NOW - 29)),
+        with("nbf", json!("soon")),
+        with("aud", json!(["hello-world", 1])),
+    ] {
+        assert_ne!(v.verify(&t, NOW), Err(NOTE_EXPIRED), "{t}");
+        assert_ne!(v.verify(&t, NOW), Err(NOTE_BAD_AUDIENCE), "{t}");
+    }
+    // A payload that is not JSON is malformed before any signature check.
+    let header = b64(br#"{"alg":"RS256","kid":"rs"}"#);
+    assert_eq!(
+        v.verify(&format!("{header}.bm90IGpzb24.c2ln"), NOW),
+        Err(NOTE_MALFORMED)
+    );
+}
+
+#[test]
+fn the_budget_refills_with_time_after_a_flood() {
+    let es = ES256KeyPair::generate().with_key_id("es");
+    let s = settings(vec![key(
+        Some("es"),
+        "ES256",
+        Some(&es.public_key().to_pem().unwrap()),
+        None,
+    )]);
+    let v = verifier(&s);
+    for i in 0..500 {
+        let _ = v.verify(
+            &forged("es", "ES256", &plausible(&format!("u{i}")), 64),
+            NOW,
+        );
+    }
+    let fresh = es.sign(claims(json!({"sub": "user-42"}))).unwrap();
+    // Right after the flood the credit is spent…
+    let spent = v.verify(&fresh, NOW);
+    // …a minute later it is back whatever the traffic.
+    let later = NOW + BUDGET_REFILL_SECONDS;
+    let mut c = claims(json!({"sub": "user-43"}));
+    c.expires_at = Some(UnixTimeStamp::from_secs(later + 600));
+    let next = es.sign(c).unwrap();
+    assert_eq!(v.verify(&next, later).unwrap()["sub"], "user-43");
+    assert!(spent.is_ok() || spent == Err(NOTE_UNVERIFIED), "{spent:?}");
+}
