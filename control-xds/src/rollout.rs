@@ -8,6 +8,11 @@
 //! generation will not get there without another change: it is reported, and
 //! waiting for it ends. Pull-mode Envoys have no ACK: they are listed as pulling,
 //! with the time and generation of their last poll.
+//!
+//! An ACK means Envoy's main thread has applied the config; it then posts it to
+//! the worker threads, which take it on their next event-loop turn. So a wait
+//! that ends with every Envoy live adds [`WORKER_GRACE`] before it answers: the
+//! request a user sends right after `release` returns meets the new config.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -164,6 +169,10 @@ pub fn rollout(nodes: &[NodeStatus], pollers: &Pollers, generation: u64) -> Roll
     }
 }
 
+/// How long a completed wait gives Envoy's worker threads to take up a config
+/// its main thread ACKed (a posted update; normally well under a millisecond).
+pub const WORKER_GRACE: Duration = Duration::from_millis(20);
+
 /// Waits until every connected Envoy is live or NACKed for `generation`, or
 /// `timeout` passes; returns where they are then.
 pub async fn wait_settled(
@@ -178,6 +187,9 @@ pub async fn wait_settled(
         changes.borrow_and_update();
         let now = rollout(&cache.nodes(), pollers, generation);
         if now.settled() || Instant::now() >= deadline {
+            if now.complete() && !now.envoys.is_empty() {
+                tokio::time::sleep(WORKER_GRACE).await;
+            }
             return now;
         }
         let left = deadline.saturating_duration_since(Instant::now());
