@@ -248,6 +248,17 @@ fn jwt_verifier(payload_header: bool) -> JwtVerifier {
 static JWT_KEYS: LazyLock<JwtVerifier> = LazyLock::new(|| jwt_verifier(false));
 static JWT_TRUSTING: LazyLock<JwtVerifier> = LazyLock::new(|| jwt_verifier(true));
 
+/// `GET /` with `headers`, at the fuzz targets' fixed time.
+fn get_root(headers: &[(String, String)]) -> Request<'_> {
+    Request {
+        method: "GET",
+        path: "/",
+        headers,
+        source_address: None,
+        now_unix_seconds: NOW,
+    }
+}
+
 fn jwt_b64(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
@@ -281,25 +292,11 @@ pub fn jwt(data: &[u8]) {
                 assert_eq!(JWT_KEYS.verify(&token, NOW).as_ref(), Ok(claims), "{token}");
             }
             let headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
-            let req = Request {
-                method: "GET",
-                path: "/",
-                headers: &headers,
-                source_address: None,
-                now_unix_seconds: NOW,
-            };
-            let _ = JWT_KEYS.claims(&req);
+            let _ = JWT_KEYS.claims(&get_root(&headers));
         }
         _ => {
             let headers = vec![("x-jwt-payload".to_string(), text.to_string())];
-            let req = Request {
-                method: "GET",
-                path: "/",
-                headers: &headers,
-                source_address: None,
-                now_unix_seconds: NOW,
-            };
-            let _ = JWT_TRUSTING.claims(&req);
+            let _ = JWT_TRUSTING.claims(&get_root(&headers));
         }
     }
 }

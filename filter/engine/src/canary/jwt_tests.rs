@@ -485,12 +485,8 @@ fn forged(kid: &str, alg: &str, c: &Value, len: usize) -> String {
     format!("{header}.{}.{}", b64(c.to_string().as_bytes()), b64(&sig))
 }
 
-fn plausible(sub: &str) -> Value {
-    json!({"sub": sub, "role": "beta-tester", "iat": NOW, "nbf": NOW, "exp": NOW + 600})
-}
-
-#[test]
-fn a_flood_of_forged_tokens_spends_the_budget_not_the_cpu() {
+/// A fresh ES256 key (`kid: es`) and a verifier that trusts only it.
+fn es256_verifier() -> (ES256KeyPair, JwtVerifier) {
     let es = ES256KeyPair::generate().with_key_id("es");
     let s = settings(vec![key(
         Some("es"),
@@ -499,6 +495,16 @@ fn a_flood_of_forged_tokens_spends_the_budget_not_the_cpu() {
         None,
     )]);
     let v = verifier(&s);
+    (es, v)
+}
+
+fn plausible(sub: &str) -> Value {
+    json!({"sub": sub, "role": "beta-tester", "iat": NOW, "nbf": NOW, "exp": NOW + 600})
+}
+
+#[test]
+fn a_flood_of_forged_tokens_spends_the_budget_not_the_cpu() {
+    let (es, v) = es256_verifier();
     // A user's token verified before the flood stays cached and keeps its claims.
     let before = es.sign(claims(json!({"sub": "user-17"}))).unwrap();
     assert!(v.verify(&before, NOW).is_ok());
@@ -655,14 +661,7 @@ fn cheap_checks_refuse_before_the_signature_and_spend_nothing() {
 
 #[test]
 fn the_budget_refills_with_time_after_a_flood() {
-    let es = ES256KeyPair::generate().with_key_id("es");
-    let s = settings(vec![key(
-        Some("es"),
-        "ES256",
-        Some(&es.public_key().to_pem().unwrap()),
-        None,
-    )]);
-    let v = verifier(&s);
+    let (es, v) = es256_verifier();
     for i in 0..500 {
         let _ = v.verify(
             &forged("es", "ES256", &plausible(&format!("u{i}")), 64),
