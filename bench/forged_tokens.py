@@ -41,7 +41,6 @@ import http.client
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -70,10 +69,9 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Listening ports from below the ephemeral range (see tests/e2e/ports.py).
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from ports import free_port  # noqa: E402
 
 
 def run(*argv, **kw):

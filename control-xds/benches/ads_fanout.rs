@@ -237,12 +237,9 @@ fn arg(name: &str) -> Option<String> {
         .cloned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+#[path = "../tests/common/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// utime + stime of `pid` in clock ticks (1/100 s), and VmRSS in KiB.
 fn cpu_and_rss(pid: u32) -> (u64, u64) {

@@ -26,6 +26,8 @@ from typing import Any, Iterable
 import requests
 import yaml
 
+import ports
+
 ROOT = Path(__file__).resolve().parents[2]
 HELLO_WORLD = ROOT / "examples" / "hello-world"
 LOCALHOST = "127.0.0.1"
@@ -88,25 +90,8 @@ def build(skip: bool | None = None) -> Binaries:
 # --------------------------------------------------------------------------- ports
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOCALHOST, 0))
-        return s.getsockname()[1]
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports (held open together, so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((LOCALHOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+free_port = ports.free_port
+free_ports = ports.free_ports
 
 
 def wait_port(port: int, timeout: float = 10.0, host: str = LOCALHOST) -> None:

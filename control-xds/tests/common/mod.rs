@@ -25,12 +25,8 @@ impl Drop for Envoy {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
+mod ports;
+pub use ports::free_port;
 
 /// An upstream on 127.0.0.1 that answers every request `200` with `body`, and
 /// says in `x-leaked: true|false` whether any `x-switchyard-*` header reached it.
