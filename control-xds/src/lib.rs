@@ -8,11 +8,13 @@
 //! on every Envoy; `scope` cuts the table down for Envoys that serve only some
 //! environments. `auth` holds the API's tokens and roles, `credentials` where
 //! the CLI finds its token, `tls` and `http_server` serve the API and xDS over
-//! TLS with limits for slow clients; `atomic_file` writes files atomically.
+//! TLS with limits for slow clients; `atomic_file` writes files atomically;
+//! `bootstrap` renders an ADS Envoy's bootstrap (optionally with xDS TLS).
 
 pub mod api;
 pub mod atomic_file;
 pub mod auth;
+pub mod bootstrap;
 pub mod client;
 pub mod credentials;
 pub mod explain;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
+use switchyard::bootstrap::{AdsBootstrap, XdsTls};
 use switchyard::client::{Client, ClientError};
 use switchyard::load::{self, LoadErrors};
 use switchyard::render::{render_envoy, RenderOptions};
@@ -215,11 +216,30 @@ enum KeysAction {
 
 #[derive(Subcommand)]
 enum RenderTarget {
-    /// A static Envoy bootstrap with the filter and the resources inline.
+    /// A static Envoy bootstrap with the filter and the resources inline; or,
+    /// with --ads, the bootstrap of an Envoy that gets everything over ADS.
     Envoy {
         /// Resource file or directory.
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "ads")]
+        config: Option<PathBuf>,
+        /// Render the ADS bootstrap for `switchyard serve`'s xDS at HOST:PORT
+        /// (node, ADS cluster, admin) instead of a static one.
+        #[arg(long, conflicts_with_all = ["config", "internal_listen", "pull_from"])]
+        ads: Option<String>,
+        /// ADS over TLS: verify the control plane's certificate against
+        /// --xds-ca (and its IP or name); with --xds-cert/--xds-key present a
+        /// client certificate (mTLS, `serve --xds-client-ca`).
+        #[arg(long, requires_all = ["ads", "xds_ca"])]
+        xds_tls: bool,
+        /// The CA (PEM, as Envoy sees the file) that signed serve's xDS certificate.
+        #[arg(long, requires = "xds_tls")]
+        xds_ca: Option<String>,
+        /// This Envoy's client certificate chain (PEM) for xDS mTLS.
+        #[arg(long, requires_all = ["xds_tls", "xds_key"])]
+        xds_cert: Option<String>,
+        /// The private key (PEM) of --xds-cert.
+        #[arg(long, requires = "xds_cert")]
+        xds_key: Option<String>,
         /// Path of switchyard_filter.wasm as Envoy will see it.
         #[arg(
             long,
@@ -243,9 +263,15 @@ enum RenderTarget {
         /// Without it the filter sends $SWITCHYARD_PULL_TOKEN of its VM, if any.
         #[arg(long, requires = "pull_from")]
         pull_token_file: Option<PathBuf>,
-        /// `node.id` of this Envoy (pull mode reports it as pulling under it).
-        #[arg(long, default_value = "switchyard-static")]
-        node_id: String,
+        /// Pull mode over https (`serve --api-tls-*`): the CA (PEM, as Envoy
+        /// sees the file) that signed the API's certificate.
+        #[arg(long, requires = "pull_from")]
+        pull_ca: Option<String>,
+        /// `node.id` of this Envoy (pull mode reports it as pulling under it;
+        /// `status` lists an ADS Envoy by it). Default: switchyard-static, or
+        /// switchyard-envoy with --ads.
+        #[arg(long)]
+        node_id: Option<String>,
     },
 }
 
@@ -522,15 +548,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             target:
                 RenderTarget::Envoy {
                     config,
+                    ads,
+                    xds_tls,
+                    xds_ca,
+                    xds_cert,
+                    xds_key,
                     wasm,
                     listen,
                     admin,
                     internal_listen,
                     pull_from,
                     pull_token_file,
+                    pull_ca,
                     node_id,
                 },
         } => {
+            let (Some(config), None) = (config, &ads) else {
+                let value = switchyard::bootstrap::render(&AdsBootstrap {
+                    ads: addr(ads.as_deref().unwrap_or_default())?,
+                    admin: addr(&admin)?,
+                    node_id: node_id.unwrap_or_else(|| "switchyard-envoy".into()),
+                    tls: xds_tls.then(|| XdsTls {
+                        ca: xds_ca.unwrap_or_default(),
+                        client_cert: xds_cert.zip(xds_key),
+                    }),
+                });
+                return print_bootstrap(cli.output, &value);
+            };
+            let node_id = node_id.unwrap_or_else(|| "switchyard-static".into());
             let (docs, index) = match load::load_and_compile(&config) {
                 Ok(loaded) => loaded,
                 Err(e) => return Ok(report(cli.output, &e)),
@@ -567,16 +612,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pull_from: pull_from.as_deref().map(addr).transpose()?,
                 node_id,
             };
-            let value = render_envoy(&plugin, &index, &opts);
-            match cli.output {
-                Output::Json => {
-                    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))
-                }
-                _ => write_stdout(&serde_saphyr::to_string(&value)?),
+            let mut value = render_envoy(&plugin, &index, &opts);
+            if let (Some(ca), Some((host, _))) = (&pull_ca, &opts.pull_from) {
+                switchyard::bootstrap::pull_over_tls(&mut value, ca, host);
             }
-            Ok(ExitCode::SUCCESS)
+            print_bootstrap(cli.output, &value)
         }
     }
+}
+
+/// A rendered bootstrap: YAML, or JSON with `--output json`.
+fn print_bootstrap(output: Output, value: &Value) -> anyhow::Result<ExitCode> {
+    match output {
+        Output::Json => write_stdout(&format!("{}\n", serde_json::to_string_pretty(value)?)),
+        _ => write_stdout(&serde_saphyr::to_string(value)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `switchyard serve` until SIGINT or SIGTERM.
