@@ -8,11 +8,17 @@
 //! `serve` runs the control plane (store → snapshot → cache), `api` is its HTTP
 //! API and `client` the CLI's side of it; `rollout` says when a change is live
 //! on every Envoy; `scope` cuts the table down for Envoys that serve only some
-//! environments.
+//! environments. `auth` holds the API's tokens and roles, `credentials` where
+//! the CLI finds its token, `tls` and `http_server` serve the API and xDS over
+//! TLS with limits for slow clients; `atomic_file` writes files atomically.
 
 pub mod api;
+pub mod atomic_file;
+pub mod auth;
 pub mod client;
+pub mod credentials;
 pub mod explain;
+pub mod http_server;
 pub mod load;
 pub mod render;
 pub mod rollout;
@@ -20,6 +26,7 @@ pub mod scope;
 pub mod serve;
 pub mod snapshot_builder;
 pub mod state;
+pub mod tls;
 pub mod topology;
 pub mod xds;
 
