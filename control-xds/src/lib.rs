@@ -1,7 +1,9 @@
 //! Switchyard's control plane: resources → index → snapshot → stream.
 //!
-//! `load` reads resource files, the engine validates and indexes them, `render`
-//! writes static Envoy configuration, `xds` serves snapshots to Envoys over ADS.
+//! `load` reads resource files, the engine validates and indexes them,
+//! `topology` is what Switchyard asks of a proxy (computed once from the index,
+//! rendered by `snapshot_builder` and `render`), `render` writes static Envoy
+//! configuration, `xds` serves snapshots to Envoys over ADS.
 //! `state` is the store of resources and releases (persisted atomically),
 //! `serve` runs the control plane (store → snapshot → cache), `api` is its HTTP
 //! API and `client` the CLI's side of it; `rollout` says when a change is live
@@ -27,6 +29,7 @@ pub mod serve;
 pub mod snapshot_builder;
 pub mod state;
 pub mod tls;
+pub mod topology;
 pub mod xds;
 
 #[cfg(test)]
