@@ -620,8 +620,8 @@ async fn rollback(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, 
 // The body (`{}`) is read so that the connection stays usable for the next
 // request (hyper closes a connection whose request body was left unread).
 async fn rotate_key(State(plane): Plane, Body(_): Body) -> Result<Json<Value>, ApiError> {
-    let key = crate::state::new_kid()
-        .and_then(|kid| crate::state::generate_context_key(&kid))
+    let key = crate::context_keys::new_kid()
+        .and_then(|kid| crate::context_keys::generate_context_key(&kid))
         .map_err(|e| StoreError::BadRequest(format!("no random key could be made: {e}")))?;
     let (summary, generation) = plane.change(|s| s.rotate_key(key))?;
     Ok(changed(summary, generation))
@@ -762,6 +762,8 @@ pub fn read_bodies(body: &[u8], index: &switchyard_engine::Index, now: u64) {
     let _ = parse::<ReleaseBody>(&body).map(|b| who(b.who));
     let _ = parse::<RollbackBody>(&body).map(|b| who(b.who));
     let _ = parse::<RetireBody>(&body);
+    let _ = parse::<CreateTokenBody>(&body).map(|b| b.role.parse::<Role>());
+    let _ = parse::<RevokeTokenBody>(&body);
     if let Ok(b) = parse::<ExplainBody>(&body) {
         if let Ok(headers) = b.headers() {
             crate::explain::explain(index, &b.request(&headers, now), |_, _| {});

@@ -330,7 +330,7 @@ impl Tokens {
                 serde_json::json!({
                     "name": r.name,
                     "role": r.role,
-                    "created": crate::state::rfc3339(r.created_unix_ms),
+                    "created": crate::clock::rfc3339(r.created_unix_ms),
                 })
             })
             .collect()

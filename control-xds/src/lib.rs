@@ -1,27 +1,37 @@
 //! Switchyard's control plane: resources → index → snapshot → stream.
 //!
-//! `load` reads resource files, the engine validates and indexes them,
-//! `topology` is what Switchyard asks of a proxy (computed once from the index,
-//! rendered by `snapshot_builder` and `render`), `render` writes static Envoy
-//! configuration, `xds` serves snapshots to Envoys over ADS.
-//! `state` is the store of resources and releases (persisted atomically),
-//! `serve` runs the control plane (store → snapshot → cache), `api` is its HTTP
-//! API and `client` the CLI's side of it; `rollout` says when a change is live
-//! on every Envoy; `scope` cuts the table down for Envoys that serve only some
-//! environments. `auth` holds the API's tokens and roles, `credentials` where
-//! the CLI finds its token, `tls` and `http_server` serve the API and xDS over
-//! TLS with limits for slow clients; `atomic_file` writes files atomically;
-//! `bootstrap` renders an ADS Envoy's bootstrap (optionally with xDS TLS).
+//! Layers, each importing only the ones before it:
+//! 1. the domain: `load` reads resource files (the engine validates and
+//!    indexes them), `state` is the store of resources, releases and context
+//!    keys with its operations (`context_keys` makes keys, `clock` dates
+//!    records);
+//! 2. persistence: `persist` writes the state file, `auth` the API tokens,
+//!    both through `atomic_file`;
+//! 3. proxy configuration: `topology` is what Switchyard asks of a proxy,
+//!    rendered by `snapshot_builder` (xDS) and `render` (static bootstraps;
+//!    `bootstrap` renders an ADS Envoy's bootstrap); `scope` cuts the table
+//!    down for Envoys that serve only some environments;
+//! 4. serving: `xds` streams snapshots to Envoys over ADS, `serve` is the
+//!    control plane (store → snapshot → disk → cache), `rollout` says when a
+//!    change is live on every Envoy, `api` is the HTTP API over it (`explain`
+//!    routes a described request for it and the CLI),
+//!    `http_server` and `tls` serve it and xDS (TLS, limits for slow clients);
+//! 5. the process: `daemon` wires the control plane, the API and xDS to their
+//!    listeners; `client` and `credentials` are the CLI's side of the API.
 
 pub mod api;
 pub mod atomic_file;
 pub mod auth;
 pub mod bootstrap;
 pub mod client;
+pub mod clock;
+pub mod context_keys;
 pub mod credentials;
+pub mod daemon;
 pub mod explain;
 pub mod http_server;
 pub mod load;
+pub mod persist;
 pub mod render;
 pub mod rollout;
 pub mod scope;

@@ -582,7 +582,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let mut settings = Settings::default();
             if internal_listen.is_some() {
-                settings.context_keys = vec![switchyard::state::generate_context_key("render-1")?];
+                settings.context_keys =
+                    vec![switchyard::context_keys::generate_context_key("render-1")?];
             }
             if let Some(api) = &pull_from {
                 settings.pull = Some(switchyard_engine::config::PullSettings {
@@ -665,7 +666,7 @@ fn serve(opts: ServeOptions) -> anyhow::Result<ExitCode> {
                 let _ = tokio::signal::ctrl_c().await;
             }
         };
-        switchyard::serve::run(opts, shutdown).await
+        switchyard::daemon::run(opts, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
