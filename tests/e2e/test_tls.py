@@ -83,6 +83,7 @@ def test_only_envoys_with_a_certificate_of_the_ca_get_config(procs, bins, work_d
                "--virtual-env", "team-a")
     assert r.code == 0, r.stderr
     assert "live on 1/1 Envoys" in r.stdout, r.stdout
+    print(f"release over https, live over mTLS xDS: {r.stdout.strip().splitlines()[-1]}")
     assert world.deployment() == "hello-world-v2"
     r = cp.cli(bins, plane.server, "status", "--output", "json")
     assert r.code == 1 and r.json["error"] == "unreachable", r
