@@ -1043,5 +1043,27 @@ fn human_status(v: &Value) -> String {
         out.extend(nacks);
     }
     out.extend(pulling_lines(&v["pulling"]));
+    let refused = &v["tlsRefused"];
+    if refused["total"].as_u64().unwrap_or(0) > 0 {
+        out.push(format!(
+            "TLS handshakes refused: {} (latest {})",
+            refused["total"],
+            refused["latest"].as_array().map_or(0, Vec::len)
+        ));
+        for r in refused["latest"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .take(5)
+        {
+            out.push(format!(
+                "  {} from {}: {}",
+                text(&r["listener"]),
+                text(&r["peer"]),
+                text(&r["reason"])
+            ));
+        }
+    }
     out.join("\n")
 }

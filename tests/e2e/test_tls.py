@@ -72,6 +72,8 @@ def test_only_envoys_with_a_certificate_of_the_ca_get_config(procs, bins, work_d
     assert "TLS handshake refused" in log and "peer sent no certificates" in log, log[-3000:]
     status = plane.api("/v1/status")
     assert [n["id"] for n in status["envoys"]] == ["envoy-mtls"], status["envoys"]
+    human = cp.cli(bins, plane.server, "--ca-cert", str(ca.cert), "status").stdout
+    assert "TLS handshakes refused:" in human and "xds from 127.0.0.1:" in human, human
     for name, admin in [("envoy-nocert", admin2), ("envoy-rogue", admin3)]:
         dump = harness.get(f"http://{LOCALHOST}:{admin}/config_dump?resource=dynamic_listeners")
         assert dump.status == 200 and not (dump.json or {}).get("configs"), (name, dump)
