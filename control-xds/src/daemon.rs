@@ -17,12 +17,12 @@ use crate::auth::Tokens;
 use crate::serve::{initial_store, ControlPlane, ServeOptions, StartError};
 use crate::xds::{AdsServer, SnapshotCache};
 
-/// The API's tokens (in the state directory, or in memory without one); the
-/// admin token, when known, is left for the CLI on this machine.
-fn open_tokens(opts: &ServeOptions) -> Result<Tokens, StartError> {
-    let (tokens, admin) = Tokens::open(opts.state_dir.as_deref())?;
+/// Leaves the admin token, when known, for the CLI on this machine (once the
+/// API's address is ours: a failed bind must not replace the credential of
+/// the server that has it).
+fn publish_admin(opts: &ServeOptions, admin: Option<&str>) {
     match admin {
-        Some(admin) => match crate::credentials::publish(opts.api_addr, &admin) {
+        Some(admin) => match crate::credentials::publish(opts.api_addr, admin) {
             Ok(path) => tracing::info!(
                 credential = %path.display(),
                 "the admin credential for the CLI on this machine"
@@ -38,7 +38,6 @@ fn open_tokens(opts: &ServeOptions) -> Result<Tokens, StartError> {
              created with `switchyard token create`"
         ),
     }
-    Ok(tokens)
 }
 
 /// Runs the control plane until `shutdown` completes: ADS on `xds_addr`, the
@@ -62,11 +61,13 @@ pub async fn run(
         .map(|f| crate::tls::server_config(f, &[b"h2"]))
         .transpose()
         .map_err(StartError::from)?;
-    let tokens = if opts.auth {
-        Some(Arc::new(open_tokens(&opts)?))
+    // The API's tokens: in the state directory, or in memory without one.
+    let (tokens, admin) = if opts.auth {
+        let (tokens, admin) = Tokens::open(opts.state_dir.as_deref()).map_err(StartError::from)?;
+        (Some(Arc::new(tokens)), admin)
     } else {
         tracing::warn!(api = %opts.api_addr, "the API needs no credential (--insecure-no-auth)");
-        None
+        (None, None)
     };
     let store = initial_store(&opts)?;
     let cache = SnapshotCache::new();
@@ -83,6 +84,9 @@ pub async fn run(
     let xds_listener = tokio::net::TcpListener::bind(opts.xds_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for xDS on {}: {e}", opts.xds_addr))?;
+    if opts.auth {
+        publish_admin(&opts, admin.as_deref());
+    }
     tracing::info!(
         xds = %opts.xds_addr,
         xds_tls = xds_tls.is_some(),

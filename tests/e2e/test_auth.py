@@ -50,6 +50,14 @@ def test_every_call_needs_a_token_of_a_role_that_grants_it(procs, bins, work_dir
 
     # the CLI on this machine needs no flag
     assert cli(plane, "status").code == 0
+    # a second server that cannot have the API's port leaves the credential alone
+    p = subprocess.run([str(bins.switchyard), "serve", "--config", str(RESOURCES),
+                        "--state", str(work_dir / "state-2"), "--api-addr",
+                        f"{LOCALHOST}:{plane.api_port}", "--xds-addr",
+                        f"{LOCALHOST}:{harness.free_port()}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode != 0 and "cannot listen for the API" in p.stderr, p.stderr
+    assert plane.token == admin and cli(plane, "status").code == 0
 
     # without a credential (another user's config dir): 401 in DESIGN's error shape
     elsewhere = {"XDG_CONFIG_HOME": str(work_dir / "other-user")}
