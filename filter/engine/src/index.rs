@@ -218,6 +218,9 @@ pub struct Index {
     pub(crate) context_keys: Option<ContextKeys>,
     /// Signed contexts of the current expiry second (see `issue_context`).
     pub(crate) context_memo: std::sync::Mutex<ContextMemo>,
+    /// Istio mode: every component name of every deployment (internal mode
+    /// leaves calls to other hosts alone). Empty otherwise.
+    pub(crate) mesh_components: std::collections::HashSet<String>,
 }
 
 /// Routing contexts signed for one expiry second, by (VE, deployment,
@@ -262,7 +265,9 @@ impl Index {
         b.compile(config);
         let s = &config.settings;
         let context_keys = if s.context_keys.is_empty() {
-            if s.mode == Mode::Internal {
+            // In pull mode the keys arrive with the pulled table (until then
+            // internal calls are refused: no context keys configured).
+            if s.mode == Mode::Internal && s.pull.is_none() {
                 b.err(
                     "settings",
                     "contextKeys",
@@ -815,8 +820,18 @@ impl Builder {
         }
     }
 
-    fn index(self, settings: Settings, context_keys: Option<ContextKeys>) -> Index {
+    fn index(self, mut settings: Settings, context_keys: Option<ContextKeys>) -> Index {
+        let mut mesh_components = std::collections::HashSet::new();
+        if settings.istio {
+            if settings.cluster_header == crate::headers::DEFAULT_CLUSTER_HEADER {
+                settings.cluster_header = crate::headers::ISTIO_SELECTION_HEADER.to_string();
+            }
+            for dep in &self.deployments {
+                mesh_components.extend(dep.components.iter().map(|c| c.name.clone()));
+            }
+        }
         Index {
+            mesh_components,
             context_keys,
             context_memo: std::sync::Mutex::default(),
             settings,
