@@ -13,7 +13,9 @@
 pub mod api;
 pub mod client;
 pub mod explain;
+pub mod istio;
 pub mod load;
+pub mod package;
 pub mod render;
 pub mod rollout;
 pub mod scope;

@@ -206,3 +206,50 @@ impl ListenerModel {
         }
     }
 }
+
+/// Kubernetes label values (and so the version label Istio subsets select on):
+/// at most 63 characters, alphanumerics, `-`, `_`, `.`, alphanumeric at both ends.
+pub fn is_label_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// FNV-1a, 64 bits: a short stable digest for generated names.
+pub fn fnv64(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl ClusterModel {
+    /// The Istio DestinationRule subset of this upstream: a DNS-1123 label (as
+    /// istiod's `validateSubsetName` requires) made of the version and the LB
+    /// policy — `b1a0001-round-robin`, `b1a0001-least-request`,
+    /// `b1a0001-maglev-<8 hex of header and balance>`; a version that does not
+    /// fit a label is replaced by a digest of it.
+    pub fn subset(&self) -> String {
+        let policy = match &self.lb {
+            Lb::RoundRobin => "round-robin".to_string(),
+            Lb::LeastRequest => "least-request".to_string(),
+            Lb::Maglev {
+                header,
+                balance_factor,
+            } => format!(
+                "maglev-{:08x}",
+                fnv64(&format!("{header}/{}", balance_factor.unwrap_or(0))) as u32
+            ),
+        };
+        let plain = format!("{}-{policy}", self.version);
+        if switchyard_engine::validate::is_dns_label(&plain) && plain.len() <= 63 {
+            plain
+        } else {
+            format!("v{:016x}-{policy}", fnv64(&self.version))
+        }
+    }
+}
