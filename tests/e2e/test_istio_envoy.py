@@ -38,6 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import control_plane as cp
 import harness
 import istio
 from ports import free_ports
@@ -75,7 +76,7 @@ def service_domains(fqdn: str, port: int) -> list[str]:
 
 def istio_shaped_bootstrap(objs: list[dict], wasm: Path, endpoints: dict, work: Path,
                            gateway_port: int, sidecar_port: int, admin_port: int,
-                           passthrough: tuple[str, int]) -> Path:
+                           passthrough: tuple[str, int], api_port: int | None = None) -> Path:
     plugins = {o["spec"]["pluginConfig"]["settings"]["mode"]: o for o in istio.by_kind(objs, "WasmPlugin")}
     files, names = {}, {}
     for mode, wp in plugins.items():
@@ -101,6 +102,13 @@ def istio_shaped_bootstrap(objs: list[dict], wasm: Path, endpoints: dict, work: 
     vhosts.append({"name": "allow_any", "domains": ["*"],
                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "PassthroughCluster"}}]})
     clusters = istio.clusters_of(objs, endpoints)
+    pull = next(iter(plugins.values()))["spec"]["pluginConfig"]["settings"].get("pull")
+    if pull:
+        # The control plane's Service as istiod names its cluster; its pod is here.
+        clusters.append({"name": pull["cluster"], "type": "STATIC", "connect_timeout": "10s",
+                         "load_assignment": {"cluster_name": pull["cluster"], "endpoints": [{"lb_endpoints": [
+                             {"endpoint": {"address": {"socket_address": {
+                                 "address": harness.LOCALHOST, "port_value": api_port}}}}]}]}})
     clusters.append({"name": "PassthroughCluster", "type": "STATIC", "connect_timeout": "10s",
                      "load_assignment": {"cluster_name": "PassthroughCluster", "endpoints": [{"lb_endpoints": [
                          {"endpoint": {"address": {"socket_address": {
@@ -234,3 +242,39 @@ def test_the_oci_image_carries_the_exact_module_envoy_runs(mesh, bins):
     # A wrong digest is refused the way istio-agent refuses it.
     with pytest.raises(ValueError, match="does not match"):
         istio.unpack_like_istio_agent(envoy.work / "oci", "0.1.0", "0" * 64, envoy.work / "x" / "y")
+
+
+def test_pull_mode_polls_through_istios_outbound_cluster(bins, procs, work_dir):
+    """The WasmPlugins pull the table from `switchyard serve` (its Service's
+    `outbound|<port>||<fqdn>` cluster); a release reaches the gateway and the
+    sidecar without touching any Istio object. The context keys come from the
+    control plane too (none in the manifests)."""
+    gateway_port, sidecar_port, admin_port, xds, api, unused = free_ports(6)
+    hw = harness.start_hello_world(procs, bins, work_dir,
+                                   call_backend=f"http://{harness.LOCALHOST}:{sidecar_port}")
+    plane = cp.ControlPlane(bins, hw.resources_path, work_dir / "state", xds, api, unused, procs.log_dir)
+    procs.add(plane.start())
+    plane.wait_ready()
+    objs = istio.render(bins.switchyard, hw.resources_path, "--namespace", NS,
+                        "--pull-from", f"switchyard.switchyard-system:{api}", "--url", f"file://{bins.wasm}")
+    for wp in istio.by_kind(objs, "WasmPlugin"):
+        settings = wp["spec"]["pluginConfig"]["settings"]
+        assert settings["pull"]["cluster"] == f"outbound|{api}||switchyard.switchyard-system.svc.cluster.local"
+        assert "contextKeys" not in settings
+    endpoints = {(f"{c}.{NS}.svc.cluster.local", v): [(harness.LOCALHOST, up.port)]
+                 for (c, v), up in hw.upstreams.items()}
+    boot = istio_shaped_bootstrap(objs, bins.wasm, endpoints, work_dir, gateway_port, sidecar_port,
+                                  admin_port, (harness.LOCALHOST, hw.upstream("backend", "b1a0001").port),
+                                  api_port=api)
+    envoy = harness.start_envoy(procs, bins.envoy, boot, "istio-pull")
+    url = f"http://{harness.LOCALHOST}:{gateway_port}"
+    # Once polled, the hop carries the control plane's kf-context.
+    cp.wait_for("the pulled keys serve the hop",
+                lambda: harness.get(url + "/dev/hello").status == 200, timeout=10)
+    assert versions(harness.get(url + "/dev/hello")) == ("f1a0001", "b1a0001")
+    r = cp.cli(bins, plane.server, "release", "hello-world-v3", "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    cp.wait_for("the pulled release serves /dev/hello",
+                lambda: versions(harness.get(url + "/dev/hello")) == ("f3a0003", "b3a0003"), timeout=10)
+    # The plugins polled (each under its own shared-data keys).
+    assert sum(envoy.stats(r"switchyard\.pull\.ok").values()) > 0

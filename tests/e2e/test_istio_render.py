@@ -39,11 +39,11 @@ def generated_table(path: Path, deployments: int, components: int = 4,
             comp = {"version": f"c{c}-{v:05d}", "endpoints": [f"10.{c}.{v // 250}.{v % 250 + 1}:8080"],
                     "routes": [{"match": {"pathPrefix": f"/c{c}"}}],
                     "dependencies": [f"comp{x}" for x in range(components) if x != c]}
-            if c % 3 == 1:
+            if c % 5 == 4:
+                comp["options"] = {"loadbalancing": "least-connection"}
+            elif c % 3 == 1:
                 comp["options"] = {"loadbalancing": "hash", "hash_header": "tenant-id",
                                    **({"hash_balance": 1.5} if v % 2 else {})}
-            elif c % 5 == 4:
-                comp["options"] = {"loadbalancing": "least-connection"}
             comps[f"comp{c}"] = comp
         docs.append({"kind": "AppDeployment", "metadata": {"name": f"shop-{d}"},
                      "spec": {"app": "shop", "version": f"v{d}", "components": comps}})
@@ -164,3 +164,39 @@ def test_bad_input_is_a_clear_error(switchyard, tmp_path):
     assert "component 'backend': version 'b1a0001-' is not a Kubernetes label value" in out.stderr
     out = istio.render_text(switchyard, HELLO, "--gateway-selector", "nolabel")
     assert out.returncode != 0 and "--gateway-selector must be key=value" in out.stderr
+
+
+def test_lb_policies_become_subset_traffic_policies(switchyard, key_file, tmp_path):
+    table = generated_table(tmp_path / "lb.yaml", 4, components=5)
+    objs = istio.render(switchyard, table, "--namespace", "shop", "--context-key-file", str(key_file))
+    drs = {d["spec"]["host"].split(".")[0]: d for d in istio.by_kind(objs, "DestinationRule")}
+    lbs = {s["name"]: s["trafficPolicy"]["loadBalancer"] for s in drs["comp1"]["spec"]["subsets"]}
+    hashed = {n: lb for n, lb in lbs.items() if "consistentHash" in lb}
+    # Each hash version has a Maglev subset and its round-robin twin (requests
+    # without tenant-id, as Cloud Foundry falls back).
+    assert len(hashed) == 4 and sum(lb == {"simple": "ROUND_ROBIN"} for lb in lbs.values()) == 4
+    for lb in hashed.values():
+        assert lb == {"consistentHash": {"httpHeaderName": "tenant-id", "maglev": {"tableSize": 65537}}}
+    assert all(s["trafficPolicy"]["loadBalancer"] == {"simple": "LEAST_REQUEST"}
+               for s in drs["comp4"]["spec"]["subsets"])
+    # hash_balance 1.5 (odd versions): an EnvoyFilter CLUSTER patch per namespace.
+    balance = istio.by_kind(objs, "EnvoyFilter")
+    assert {b["metadata"]["namespace"] for b in balance} == {"istio-system", "shop"}
+    patched = {(p["match"]["cluster"]["subset"], p["patch"]["value"]["common_lb_config"]
+                ["consistent_hashing_lb_config"]["hash_balance_factor"])
+               for p in balance[0]["spec"]["configPatches"]}
+    assert len(patched) == 2 and {f for _, f in patched} == {150}
+    assert all(s in hashed for s, _ in patched)
+
+
+def test_explain_shows_the_subset_in_istio_mode(switchyard):
+    import subprocess
+    argv = [str(switchyard), "--output", "json", "explain", "--config", str(HELLO),
+            "--istio-namespace", "shop", "/dev/hello/backend?kf-dep=hello-world-v2&kf-ve=team-a"]
+    out = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    assert out["istio"] == {
+        "header": "x-switchyard-version: hello-world/backend/b2a0002/round-robin",
+        "host": "backend.shop.svc.cluster.local",
+        "subset": "b2a0002-round-robin",
+        "cluster": "outbound|80|b2a0002-round-robin|backend.shop.svc.cluster.local",
+    }
