@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use switchyard_engine::config::PullSettings;
+use switchyard_engine::config::{PullSettings, PULL_TOKEN_ENV};
 use switchyard_engine::context::ContextKey;
 use switchyard_engine::{Index, Mode, PluginConfig, Settings};
 
@@ -77,6 +77,10 @@ pub struct IstioOptions {
     pub sha256: Option<String>,
     /// The kf-context key for inline mode (pull mode gets keys from the API).
     pub context_key: Option<ContextKey>,
+    /// Pull mode: the `pull`-role API token, inline in the plugin
+    /// configuration. Without it the filter reads `SWITCHYARD_PULL_TOKEN` from
+    /// the proxy's environment (`vmConfig.env` with `valueFrom: HOST`).
+    pub pull_token: Option<String>,
 }
 
 /// Why nothing was rendered.
@@ -329,6 +333,16 @@ fn plugin_name(mode: Mode) -> &'static str {
 
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 
+/// Pull mode without an inline token: the filter reads it from the proxy's
+/// environment.
+fn host_token(plugin: &PluginConfig) -> bool {
+    plugin
+        .settings
+        .pull
+        .as_ref()
+        .is_some_and(|p| p.token.is_none())
+}
+
 fn wasm_plugin(
     mode: Mode,
     plugin: &PluginConfig,
@@ -373,6 +387,9 @@ fn wasm_plugin(
     if let Some(sha) = &opts.sha256 {
         spec["sha256"] = json!(sha);
     }
+    if host_token(plugin) {
+        spec["vmConfig"] = json!({"env": [{"name": PULL_TOKEN_ENV, "valueFrom": "HOST"}]});
+    }
     Ok(json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
@@ -414,7 +431,12 @@ fn envoy_filter_plugin(
                 "config": {
                     "name": resource,
                     "root_id": name,
-                    "vm_config": {"runtime": WASM_RUNTIME, "code": code},
+                    "vm_config": if host_token(plugin) {
+                        json!({"runtime": WASM_RUNTIME, "code": code,
+                               "environment_variables": {"host_env_keys": [PULL_TOKEN_ENV]}})
+                    } else {
+                        json!({"runtime": WASM_RUNTIME, "code": code})
+                    },
                     "configuration": {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
                         "value": serde_json::to_string(plugin)?
@@ -537,6 +559,7 @@ pub fn render_istio(
         authority: Some(format!("{}:{}", s.fqdn, s.port)),
         path: "/v1/config".into(),
         interval_ms: 1000,
+        token: opts.pull_token.clone(),
     });
 
     let mut out = Vec::new();

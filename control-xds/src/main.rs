@@ -10,6 +10,7 @@ use switchyard::load::{self, LoadErrors};
 use switchyard::render::{render_envoy, RenderOptions};
 use switchyard::serve::ServeOptions;
 use switchyard::snapshot_builder::BuildOptions;
+use switchyard::tls::TlsFiles;
 use switchyard_engine::{PluginConfig, Request, Settings};
 
 #[derive(Parser)]
@@ -23,8 +24,21 @@ struct Cli {
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
     /// The control plane's HTTP API (commands that talk to `switchyard serve`).
-    #[arg(long, global = true, default_value = "http://127.0.0.1:18001")]
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_SERVER",
+        default_value = "http://127.0.0.1:18001"
+    )]
     server: String,
+    /// A file holding the API token. Without it: $SWITCHYARD_TOKEN, else the
+    /// admin credential `switchyard serve` left on this machine for --server
+    /// (~/.config/switchyard/credentials/HOST_PORT).
+    #[arg(long, global = true, env = "SWITCHYARD_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed the API's certificate (https://).
+    #[arg(long, global = true, env = "SWITCHYARD_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// Who makes the change, for the release history (default: $USER).
     #[arg(long, global = true)]
     who: Option<String>,
@@ -78,6 +92,31 @@ enum Command {
         /// Address of Envoy's internal listener (component-to-component calls).
         #[arg(long)]
         internal_listen: Option<String>,
+        /// Serve the API without tokens (anyone who connects may do anything).
+        /// Refused unless --api-addr is a loopback address.
+        #[arg(long)]
+        insecure_no_auth: bool,
+        /// The API's TLS certificate chain (PEM); with --api-tls-key the API is https.
+        #[arg(long, requires = "api_tls_key")]
+        api_tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --api-tls-cert.
+        #[arg(long, requires = "api_tls_cert")]
+        api_tls_key: Option<PathBuf>,
+        /// xDS's TLS certificate chain (PEM); with --xds-tls-key xDS is TLS.
+        #[arg(long, requires = "xds_tls_key")]
+        xds_tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --xds-tls-cert.
+        #[arg(long, requires = "xds_tls_cert")]
+        xds_tls_key: Option<PathBuf>,
+        /// mTLS: only Envoys with a client certificate issued by this CA (PEM)
+        /// get config; others are refused at the handshake and reported in `status`.
+        #[arg(long, requires = "xds_tls_cert")]
+        xds_client_ca: Option<PathBuf>,
+    },
+    /// Manage the API's tokens (admin): create one per user, pipeline or Envoy.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
     },
     /// Create or replace resources (a file or directory, validated as one batch).
     Apply {
@@ -169,6 +208,25 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum TokenAction {
+    /// A new token; it is printed once and stored only as a hash.
+    Create {
+        /// read (status, history, explain, resources), release (+ release,
+        /// rollback, canaries), admin (+ apply, publish, delete, keys, tokens)
+        /// or pull (the filter's pull mode only: GET /v1/config).
+        #[arg(long)]
+        role: String,
+        /// A unique name (who or what uses it).
+        #[arg(long)]
+        name: String,
+    },
+    /// Every token's name, role and creation time.
+    List,
+    /// The token stops working at once.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
 enum KeysAction {
     /// A new key signs from now on; the old ones keep verifying until retired.
     Rotate,
@@ -201,6 +259,11 @@ enum RenderTarget {
         /// routing table instead of using the resources inline.
         #[arg(long)]
         pull_from: Option<String>,
+        /// Pull mode: a file holding the `pull`-role API token the filter sends
+        /// (`switchyard token create --role pull`); it goes into the bootstrap.
+        /// Without it the filter sends $SWITCHYARD_PULL_TOKEN of its VM, if any.
+        #[arg(long, requires = "pull_from")]
+        pull_token_file: Option<PathBuf>,
         /// `node.id` of this Envoy (pull mode reports it as pulling under it).
         #[arg(long, default_value = "switchyard-static")]
         node_id: String,
@@ -245,6 +308,11 @@ enum RenderTarget {
         /// mode gets the keys from the control plane.
         #[arg(long)]
         context_key_file: Option<PathBuf>,
+        /// Pull mode: a file holding the `pull`-role API token, written into the
+        /// plugin configuration. Without it the filter reads
+        /// $SWITCHYARD_PULL_TOKEN from the proxy's environment.
+        #[arg(long, requires = "pull_from")]
+        pull_token_file: Option<PathBuf>,
     },
 }
 
@@ -317,11 +385,20 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let output = cli.output;
     let wait = (!cli.no_wait).then_some(cli.wait);
-    let client = || Client::new(&cli.server);
+    let client = || {
+        Client::connect(
+            &cli.server,
+            cli.token_file.as_deref(),
+            cli.ca_cert.as_deref(),
+        )
+    };
     // A change, then (unless --no-wait) the wait until it is live everywhere.
     let change = |path: &str, body: &Value| {
         let started = std::time::Instant::now();
-        let client = client();
+        let client = match client() {
+            Ok(c) => c,
+            Err(e) => return Ok(api_error(output, &e)),
+        };
         let result = client.post(path, body);
         change_and_wait(output, &client, result, wait, started)
     };
@@ -340,12 +417,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wasm,
             listen,
             internal_listen,
+            insecure_no_auth,
+            api_tls_cert,
+            api_tls_key,
+            xds_tls_cert,
+            xds_tls_key,
+            xds_client_ca,
         } => {
+            let tls = |cert: Option<PathBuf>, key: Option<PathBuf>, client_ca| {
+                Some(TlsFiles {
+                    cert: cert?,
+                    key: key?,
+                    client_ca,
+                })
+            };
             let opts = ServeOptions {
                 config,
                 state_dir: state,
                 xds_addr,
                 api_addr,
+                auth: !insecure_no_auth,
+                api_tls: tls(api_tls_cert, api_tls_key, None),
+                xds_tls: tls(xds_tls_cert, xds_tls_key, xds_client_ca),
                 build: BuildOptions {
                     wasm_path: wasm,
                     genesis_listen: addr(&listen)?,
@@ -383,13 +476,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys {
             action: KeysAction::Retire { kid },
         } => change("/v1/keys/retire", &json!({ "kid": kid })),
-        Command::Status => call(output, client().get("/v1/status", &[]), human_status),
+        Command::Token { action } => match action {
+            TokenAction::Create { role, name } => call(
+                output,
+                client().and_then(|c| c.post("/v1/tokens", &json!({"role": role, "name": name}))),
+                human_token,
+            ),
+            TokenAction::List => call(
+                output,
+                client().and_then(|c| c.get("/v1/tokens", &[])),
+                human_tokens,
+            ),
+            TokenAction::Revoke { name } => call(
+                output,
+                client().and_then(|c| c.post("/v1/tokens/revoke", &json!({ "name": name }))),
+                |v| format!("revoked {} ({})", text(&v["revoked"]), text(&v["role"])),
+            ),
+        },
+        Command::Status => call(
+            output,
+            client().and_then(|c| c.get("/v1/status", &[])),
+            human_status,
+        ),
         Command::History { virtual_env } => {
             let query: Vec<(&str, &str)> = virtual_env
                 .as_deref()
                 .map(|v| vec![("virtualEnv", v)])
                 .unwrap_or_default();
-            call(output, client().get("/v1/history", &query), human_history)
+            call(
+                output,
+                client().and_then(|c| c.get("/v1/history", &query)),
+                human_history,
+            )
         }
         Command::Explain {
             config: None,
@@ -406,7 +524,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect();
             let body =
                 json!({"path": path, "method": method, "headers": headers, "source": source});
-            match client().post("/v1/explain", &body) {
+            match client().and_then(|c| c.post("/v1/explain", &body)) {
                 Ok(mut v) => {
                     let human = v["human"].as_str().unwrap_or_default().to_string();
                     if let Some(m) = v.as_object_mut() {
@@ -521,6 +639,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     url,
                     sha256,
                     context_key_file,
+                    pull_token_file,
                 },
         } => {
             let (docs, index) = match load::load_and_compile(&config) {
@@ -566,6 +685,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 url,
                 sha256,
                 context_key,
+                pull_token: pull_token_file
+                    .as_deref()
+                    .map(|p| {
+                        std::fs::read_to_string(p)
+                            .map(|t| t.trim().to_string())
+                            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                    })
+                    .transpose()?,
             };
             let objects = switchyard::istio::render_istio(&plugin, &index, &opts)?;
             if opts.context_key.is_none() && opts.pull_from.is_none() {
@@ -597,6 +724,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     admin,
                     internal_listen,
                     pull_from,
+                    pull_token_file,
                     node_id,
                 },
         } => {
@@ -614,6 +742,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     authority: Some(api.clone()),
                     path: "/v1/config".into(),
                     interval_ms: 1000,
+                    token: pull_token_file
+                        .as_deref()
+                        .map(|p| {
+                            std::fs::read_to_string(p)
+                                .map(|t| t.trim().to_string())
+                                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                        })
+                        .transpose()?,
                 });
             }
             let plugin = PluginConfig {
@@ -916,6 +1052,33 @@ fn release_line(r: &Value) -> String {
         r["deployment"].as_str().unwrap_or("(none)"),
         r["previous"].as_str().unwrap_or("(none)"),
     )
+}
+
+/// The new token alone on stdout (for `$(switchyard token create ...)`).
+fn human_token(v: &Value) -> String {
+    eprintln!(
+        "created token '{}' with role {}; it is shown only now (stored as a hash)",
+        text(&v["name"]),
+        text(&v["role"])
+    );
+    text(&v["token"]).to_string()
+}
+
+fn human_tokens(v: &Value) -> String {
+    v["tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "{:<20} {:<8} created {}",
+                text(&t["name"]),
+                text(&t["role"]),
+                text(&t["created"])
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn human_history(v: &Value) -> String {

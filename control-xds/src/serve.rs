@@ -13,6 +13,13 @@
 //! `--config` is ignored (the state already contains every change made since
 //! the first start); otherwise the `--config` resources are the first state.
 //! Context-signing keys are generated on first start and kept in the state.
+//!
+//! Safe by default: the API needs tokens ([`crate::auth`]); the admin token is
+//! created on first start and left for the CLI ([`crate::credentials`]).
+//! `--insecure-no-auth` is refused unless the API listens on loopback only.
+//! The API and xDS take TLS certificates; xDS optionally requires client
+//! certificates from a CA (mTLS), and refused handshakes are reported in
+//! `status` ([`crate::tls`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -21,10 +28,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
+use crate::auth::{AuthError, Tokens};
 use crate::load::{self, LoadErrors};
 use crate::rollout::Pollers;
 use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
 use crate::state::{self, ChangeSummary, PersistError, Store, StoreError};
+use crate::tls::{Refusals, TlsError, TlsFiles};
 use crate::xds::{AdsServer, References, ScopeBuilder, Snapshot, SnapshotCache};
 
 /// Why a change was not made.
@@ -49,6 +58,13 @@ pub struct ServeOptions {
     pub api_addr: SocketAddr,
     /// Listeners and Wasm path; `context_keys` come from the store.
     pub build: BuildOptions,
+    /// Whether the API needs tokens (`--insecure-no-auth` turns it off; only
+    /// allowed on a loopback `api_addr`).
+    pub auth: bool,
+    /// TLS for the API (`--api-tls-cert/-key`).
+    pub api_tls: Option<TlsFiles>,
+    /// TLS for xDS (`--xds-tls-cert/-key`, mTLS with `--xds-client-ca`).
+    pub xds_tls: Option<TlsFiles>,
 }
 
 struct Current {
@@ -61,6 +77,7 @@ pub struct ControlPlane {
     current: Mutex<Current>,
     cache: SnapshotCache,
     pollers: Pollers,
+    refusals: Refusals,
     build: BuildOptions,
     state_dir: Option<PathBuf>,
 }
@@ -122,6 +139,7 @@ impl ControlPlane {
             }),
             cache,
             pollers: Pollers::default(),
+            refusals: Refusals::default(),
             build,
             state_dir,
         })
@@ -184,6 +202,11 @@ impl ControlPlane {
         &self.pollers
     }
 
+    /// The TLS handshakes refused on the API and xDS listeners.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
+    }
+
     /// The plugin configuration the genesis filter gets (for pull mode).
     pub fn plugin_config(&self) -> PluginConfig {
         let store = self.store();
@@ -237,6 +260,16 @@ pub enum StartError {
     Persist(#[from] PersistError),
     #[error("cannot generate a context key: {0}")]
     Random(std::io::Error),
+    #[error(
+        "refusing to serve the API on {0} without authentication: --insecure-no-auth is \
+         only allowed on a loopback address (127.0.0.1 or ::1); drop it (the API then \
+         needs tokens) or listen on loopback"
+    )]
+    NoAuthOnNetwork(SocketAddr),
+    #[error("API tokens: {0}")]
+    Auth(#[from] AuthError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// The store `serve` starts from: the state file if there is one, else the
@@ -283,12 +316,57 @@ pub fn initial_store(opts: &ServeOptions) -> Result<Store, StartError> {
     Ok(store)
 }
 
+/// The API's tokens (in the state directory, or in memory without one); the
+/// admin token, when known, is left for the CLI on this machine.
+fn open_tokens(opts: &ServeOptions) -> Result<Tokens, StartError> {
+    let (tokens, admin) = Tokens::open(opts.state_dir.as_deref())?;
+    match admin {
+        Some(admin) => match crate::credentials::publish(opts.api_addr, &admin) {
+            Ok(path) => tracing::info!(
+                credential = %path.display(),
+                "the admin credential for the CLI on this machine"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot leave the admin credential for the CLI; use {} of the state directory",
+                crate::auth::ADMIN_TOKEN_FILE
+            ),
+        },
+        None => tracing::warn!(
+            "the admin credential is not in the state directory any more; use a token \
+             created with `switchyard token create`"
+        ),
+    }
+    Ok(tokens)
+}
+
 /// Runs the control plane until `shutdown` completes: ADS on `xds_addr`, the
 /// HTTP API on `api_addr`.
 pub async fn run(
     opts: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if !opts.auth && !opts.api_addr.ip().is_loopback() {
+        return Err(StartError::NoAuthOnNetwork(opts.api_addr).into());
+    }
+    let api_tls = opts
+        .api_tls
+        .as_ref()
+        .map(|f| crate::tls::server_config(f, &[b"http/1.1"]))
+        .transpose()
+        .map_err(StartError::from)?;
+    let xds_tls = opts
+        .xds_tls
+        .as_ref()
+        .map(|f| crate::tls::server_config(f, &[b"h2"]))
+        .transpose()
+        .map_err(StartError::from)?;
+    let tokens = if opts.auth {
+        Some(Arc::new(open_tokens(&opts)?))
+    } else {
+        tracing::warn!(api = %opts.api_addr, "the API needs no credential (--insecure-no-auth)");
+        None
+    };
     let store = initial_store(&opts)?;
     let cache = SnapshotCache::new();
     let plane = Arc::new(ControlPlane::start(
@@ -301,20 +379,53 @@ pub async fn run(
     let api_listener = tokio::net::TcpListener::bind(opts.api_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for the API on {}: {e}", opts.api_addr))?;
-    tracing::info!(xds = %opts.xds_addr, api = %opts.api_addr, generation, "switchyard serve started");
+    let xds_listener = tokio::net::TcpListener::bind(opts.xds_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for xDS on {}: {e}", opts.xds_addr))?;
+    tracing::info!(
+        xds = %opts.xds_addr,
+        xds_tls = xds_tls.is_some(),
+        xds_mtls = opts.xds_tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        api = %opts.api_addr,
+        api_tls = api_tls.is_some(),
+        api_auth = opts.auth,
+        generation,
+        "switchyard serve started"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut xds_stop = stop_rx.clone();
     let mut api_stop = stop_rx;
-    let xds = tokio::spawn(AdsServer::new(cache).serve(opts.xds_addr, async move {
+    let refusals = plane.refusals().clone();
+    let xds_shutdown = async move {
         let _ = xds_stop.wait_for(|s| *s).await;
-    }));
+    };
+    let ads = AdsServer::new(cache);
+    let xds = match xds_tls {
+        Some(config) => {
+            let incoming = crate::tls::incoming(
+                xds_listener,
+                tokio_rustls::TlsAcceptor::from(config),
+                "xds",
+                refusals.clone(),
+            );
+            tokio::spawn(ads.serve_incoming(incoming, xds_shutdown))
+        }
+        None => tokio::spawn(ads.serve_listener(xds_listener, xds_shutdown)),
+    };
+    let router = crate::api::router(plane, tokens);
     let api = tokio::spawn(async move {
-        axum::serve(api_listener, crate::api::router(plane))
-            .with_graceful_shutdown(async move {
+        crate::http_server::serve(
+            api_listener,
+            router,
+            api_tls.map(tokio_rustls::TlsAcceptor::from),
+            refusals,
+            async move {
                 let _ = api_stop.wait_for(|s| *s).await;
-            })
-            .await
+            },
+        )
+        .await;
+        Ok::<(), std::io::Error>(())
     });
     tokio::pin!(shutdown);
     tokio::select! {
@@ -440,6 +551,9 @@ mod tests {
             xds_addr: "127.0.0.1:0".parse().unwrap(),
             api_addr: "127.0.0.1:0".parse().unwrap(),
             build: opts(),
+            auth: true,
+            api_tls: None,
+            xds_tls: None,
         };
         let first = initial_store(&o).unwrap();
         assert_eq!(first.context_keys.len(), 1);

@@ -82,6 +82,9 @@ pub struct SwitchyardRoot {
     known: KnownClusters,
     /// `node.id`, sent with every poll as `x-switchyard-node`.
     node_id: Option<String>,
+    /// The pull-role API token sent with every poll (settings, else the VM's
+    /// `SWITCHYARD_PULL_TOKEN`); never logged.
+    pull_token: Option<String>,
     /// CAS of the version key when this VM last looked at it.
     seen_version: Option<u32>,
     /// CAS of the shared table this VM last compiled (or refused).
@@ -207,6 +210,10 @@ impl SwitchyardRoot {
         if let Some(node) = &self.node_id {
             headers.push(("x-switchyard-node", node.as_str()));
         }
+        let authorization = self.pull_token.as_ref().map(|t| format!("Bearer {t}"));
+        if let Some(a) = &authorization {
+            headers.push(("authorization", a.as_str()));
+        }
         // Shorter than the lease: a late answer never lands after the next poll's.
         let timeout = Duration::from_millis((pull.interval_ms * 3 / 4).clamp(50, 10_000));
         if let Err(status) =
@@ -244,6 +251,14 @@ impl Context for SwitchyardRoot {
                 self.publish(&body);
                 self.metrics.pull_ok();
                 self.apply_shared();
+            }
+            (Some(status @ ("401" | "403")), _) => {
+                // A missing or wrong credential: the last good table stays.
+                log::warn!(
+                    "switchyard: poll refused ({status}): the pull token is missing, wrong or \
+                     not of the pull role"
+                );
+                self.metrics.pull_failed();
             }
             (status, _) => {
                 log::warn!("switchyard: poll answered {status:?}");
@@ -287,6 +302,13 @@ impl RootContext for SwitchyardRoot {
             .map(|t| KnownClusters::of(&t.index))
             .unwrap_or_default();
         let pull = config.settings.pull.is_some();
+        self.pull_token = config.settings.pull.as_ref().and_then(|p| {
+            p.token.clone().or_else(|| {
+                std::env::var(switchyard_engine::config::PULL_TOKEN_ENV)
+                    .ok()
+                    .filter(|t| !t.trim().is_empty())
+            })
+        });
         self.local = Some(config);
         self.seen_version = None;
         self.applied_config = None;

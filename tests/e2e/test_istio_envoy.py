@@ -255,8 +255,11 @@ def test_pull_mode_polls_through_istios_outbound_cluster(bins, procs, work_dir):
     plane = cp.ControlPlane(bins, hw.resources_path, work_dir / "state", xds, api, unused, procs.log_dir)
     procs.add(plane.start())
     plane.wait_ready()
+    token = work_dir / "pull.token"
+    token.write_text(harness.create_token(bins.switchyard, plane.server, "pull", "istio-e2e") + "\n")
     objs = istio.render(bins.switchyard, hw.resources_path, "--namespace", NS,
-                        "--pull-from", f"switchyard.switchyard-system:{api}", "--url", f"file://{bins.wasm}")
+                        "--pull-from", f"switchyard.switchyard-system:{api}", "--pull-token-file", str(token),
+                        "--url", f"file://{bins.wasm}")
     for wp in istio.by_kind(objs, "WasmPlugin"):
         settings = wp["spec"]["pluginConfig"]["settings"]
         assert settings["pull"]["cluster"] == f"outbound|{api}||switchyard.switchyard-system.svc.cluster.local"

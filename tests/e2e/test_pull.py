@@ -166,3 +166,25 @@ def test_polls_name_the_envoy_node(procs, bins, work_dir):
         assert set(seen) == {"pull-node-1"}, seen
     finally:
         api.shutdown()
+
+
+def test_a_refused_pull_token_is_a_failed_poll_and_the_last_table_stays(procs, bins, work_dir):
+    """The filter sends its pull-role token (rendered into the bootstrap from
+    `--pull-token-file`); once the token is revoked every poll is refused
+    (401), counts as failed, and the last pulled table keeps routing."""
+    world = start_pull_world(procs, bins, work_dir, concurrency=1)
+    r = world.cli("release", "hello-world-v3", "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    cp.wait_for("v3 pulled", lambda: world.deployment() == "hello-world-v3", timeout=10)
+    tokens = world.cli("token", "list", "--output", "json").json["tokens"]
+    pull = [t["name"] for t in tokens if t["role"] == "pull"]
+    assert len(pull) == 1, tokens
+    failed_before = world.envoy.stats("switchyard.pull").get("wasmcustom.switchyard.pull.failed", 0)
+    assert world.cli("token", "revoke", pull[0]).code == 0
+    r = world.cli("release", "hello-world-v2", "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    cp.wait_for("refused polls", lambda: world.envoy.stats("switchyard.pull").get(
+        "wasmcustom.switchyard.pull.failed", 0) >= failed_before + 2, timeout=10)
+    assert [world.deployment() for _ in range(5)] == ["hello-world-v3"] * 5
+    assert "poll refused (401)" in world.envoy.log_text()
+    assert "API call with an unknown credential refused" in world.plane.log_text()

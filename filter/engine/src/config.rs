@@ -106,7 +106,15 @@ pub struct PullSettings {
     pub path: String,
     #[serde(default = "default_pull_interval")]
     pub interval_ms: u64,
+    /// A `pull`-role API token, sent with every poll as `Authorization:
+    /// Bearer`. Without it the filter uses the VM's environment variable
+    /// [`PULL_TOKEN_ENV`] (Istio: `WasmPlugin.spec.vmConfig.env`), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
+
+/// The VM environment variable with the pull token when the settings have none.
+pub const PULL_TOKEN_ENV: &str = "SWITCHYARD_PULL_TOKEN";
 
 fn default_pull_path() -> String {
     "/v1/config".to_string()
