@@ -67,6 +67,36 @@ def hcm(stat_prefix: str, filter_name: str, ecds_file: Path, virtual_hosts: list
     }}
 
 
+def ecds_resources(objs: list[dict], wasm: Path) -> dict[str, dict]:
+    """mode → the TypedExtensionConfig the proxy gets for each Switchyard plugin."""
+    out = {}
+    for wp in istio.by_kind(objs, "WasmPlugin"):
+        # The WasmPlugin as istiod's synthetic TrafficExtension.
+        translated = json.loads(json.dumps(wp))
+        translated["metadata"]["name"] += "~istio-translated-wasmplugin"
+        out[wp["spec"]["pluginConfig"]["settings"]["mode"]] = istio.plugin_ecds(translated, wasm)
+    for ef in istio.by_kind(objs, "EnvoyFilter"):
+        patches = ef["spec"]["configPatches"]
+        ext = next((p["patch"]["value"] for p in patches if p["applyTo"] == "EXTENSION_CONFIG"), None)
+        if ext is None:
+            continue
+        # istiod serves the EXTENSION_CONFIG value as is; istio-agent replaces
+        # its remote code by the module it fetched (pkg/wasm/convert.go).
+        ext = json.loads(json.dumps(ext))
+        vm = ext["typed_config"]["config"]["vm_config"]
+        assert "remote" in vm["code"] and "vm_id" not in vm
+        vm["code"] = {"local": {"filename": str(wasm)}}
+        # The HTTP_FILTER patch loads exactly that resource by ECDS, before the router.
+        inserts = [p for p in patches if p["applyTo"] == "HTTP_FILTER"]
+        assert inserts and all(p["patch"]["operation"] == "INSERT_BEFORE"
+                               and p["patch"]["value"]["name"] == ext["name"]
+                               and p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
+                               == "envoy.filters.http.router" for p in inserts)
+        mode = json.loads(ext["typed_config"]["config"]["configuration"]["value"])["settings"]["mode"]
+        out[mode] = ext
+    return out
+
+
 def service_domains(fqdn: str, port: int) -> list[str]:
     """istiod's domains for a Service seen from its own namespace."""
     name, ns = fqdn.split(".")[:2]
@@ -77,13 +107,9 @@ def service_domains(fqdn: str, port: int) -> list[str]:
 def istio_shaped_bootstrap(objs: list[dict], wasm: Path, endpoints: dict, work: Path,
                            gateway_port: int, sidecar_port: int, admin_port: int,
                            passthrough: tuple[str, int], api_port: int | None = None) -> Path:
-    plugins = {o["spec"]["pluginConfig"]["settings"]["mode"]: o for o in istio.by_kind(objs, "WasmPlugin")}
     files, names = {}, {}
-    for mode, wp in plugins.items():
-        # The WasmPlugin as istiod's synthetic TrafficExtension.
-        translated = json.loads(json.dumps(wp))
-        translated["metadata"]["name"] += "~istio-translated-wasmplugin"
-        ext = istio.plugin_ecds(translated, wasm)
+    exts = ecds_resources(objs, wasm)
+    for mode, ext in exts.items():
         names[mode] = ext["name"]
         files[mode] = work / f"ecds-{mode}.yaml"
         files[mode].write_text(yaml.safe_dump({"version_info": "1", "resources": [
@@ -102,7 +128,8 @@ def istio_shaped_bootstrap(objs: list[dict], wasm: Path, endpoints: dict, work: 
     vhosts.append({"name": "allow_any", "domains": ["*"],
                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "PassthroughCluster"}}]})
     clusters = istio.clusters_of(objs, endpoints)
-    pull = next(iter(plugins.values()))["spec"]["pluginConfig"]["settings"].get("pull")
+    pull = json.loads(next(iter(exts.values()))["typed_config"]["config"]["configuration"]["value"])[
+        "settings"].get("pull")
     if pull:
         # The control plane's Service as istiod names its cluster; its pod is here.
         clusters.append({"name": pull["cluster"], "type": "STATIC", "connect_timeout": "10s",
@@ -136,9 +163,10 @@ def istio_shaped_bootstrap(objs: list[dict], wasm: Path, endpoints: dict, work: 
     return harness.write_yaml(work / "istio-envoy.yaml", boot)
 
 
-@pytest.fixture(scope="module")
-def mesh(bins, module_procs, tmp_path_factory):
-    work = tmp_path_factory.mktemp("istio")
+@pytest.fixture(scope="module", params=["wasmplugin", "envoyfilter"])
+def mesh(bins, module_procs, tmp_path_factory, request):
+    via = request.param
+    work = tmp_path_factory.mktemp(f"istio-{via}")
     gateway_port, sidecar_port, admin_port = free_ports(3)
     # The frontends call `http://backend` through their sidecar (outbound port 80).
     hw = harness.start_hello_world(module_procs, bins, work,
@@ -152,15 +180,17 @@ def mesh(bins, module_procs, tmp_path_factory):
     image = istio.package(bins.switchyard, bins.wasm, work / "oci", "0.1.0")
     objs = istio.render(bins.switchyard, resources, "--namespace", NS, "--context-key-file", str(key),
                         "--url", "oci://registry.example/switchyard-filter:0.1.0",
-                        "--sha256", image["manifest_sha256"])
-    sha = istio.by_kind(objs, "WasmPlugin")[0]["spec"]["sha256"]
+                        "--sha256", image["manifest_sha256"], "--via", via)
+    sha = (istio.by_kind(objs, "WasmPlugin")[0]["spec"]["sha256"] if via == "wasmplugin" else
+           istio.by_kind(objs, "EnvoyFilter")[0]["spec"]["configPatches"][0]["patch"]["value"]
+           ["typed_config"]["config"]["vm_config"]["code"]["remote"]["sha256"])
     module = istio.unpack_like_istio_agent(work / "oci", "0.1.0", sha, work / "wasm-cache" / "x")
     endpoints = {(f"{c}.{NS}.svc.cluster.local", v): [(harness.LOCALHOST, up.port)]
                  for (c, v), up in hw.upstreams.items()}
     foreign = hw.upstream("backend", "b1a0001")
     boot = istio_shaped_bootstrap(objs, module, endpoints, work, gateway_port, sidecar_port,
                                   admin_port, (harness.LOCALHOST, foreign.port))
-    envoy = harness.start_envoy(module_procs, bins.envoy, boot, "istio-envoy")
+    envoy = harness.start_envoy(module_procs, bins.envoy, boot, f"istio-envoy-{via}")
     envoy.url = f"http://{harness.LOCALHOST}:{gateway_port}"
     envoy.sidecar_url = f"http://{harness.LOCALHOST}:{sidecar_port}"
     envoy.image, envoy.module, envoy.work = image, module, work
