@@ -609,10 +609,15 @@ pub fn render_istio(
         let dr_subsets: Vec<Value> = list
             .iter()
             .map(|s| {
+                let mut policy = json!({"loadBalancer": load_balancer(&s.cluster.lb)});
+                if s.cluster.http2 {
+                    // HTTP/2 to the pods even when the Service port is named `http`.
+                    policy["connectionPool"] = json!({"http": {"h2UpgradePolicy": "UPGRADE"}});
+                }
                 json!({
                     "name": s.name,
                     "labels": {opts.version_label.clone(): s.cluster.version},
-                    "trafficPolicy": {"loadBalancer": load_balancer(&s.cluster.lb)}
+                    "trafficPolicy": policy
                 })
             })
             .collect();

@@ -6,8 +6,8 @@
 //! The model: listeners (genesis, optionally internal) each running one filter
 //! in one mode; one catch-all route per listener whose cluster comes from the
 //! filter's selection header and whose hash comes from its hash-key header;
-//! one cluster per distilled [`ClusterSpec`] with its LB policy, hash key and
-//! endpoints.
+//! one cluster per distilled [`ClusterSpec`] with its LB policy, hash key,
+//! endpoints and upstream protocol (HTTP/2 for `http2` and `grpc` components).
 
 use switchyard_engine::validate::split_endpoint;
 use switchyard_engine::{ClusterSpec, Index, LbPolicy, Mode, Settings};
@@ -26,6 +26,8 @@ pub const VM_ID: &str = "switchyard";
 pub const WASM_RUNTIME: &str = "envoy.wasm.runtime.v8";
 /// Upstream connect timeout of every cluster, in seconds.
 pub const CONNECT_TIMEOUT_SECONDS: i64 = 1;
+/// The cluster extension option that makes an upstream HTTP/2.
+pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 /// Route timeout, in seconds.
 pub const ROUTE_TIMEOUT_SECONDS: i64 = 30;
 
@@ -104,6 +106,8 @@ pub struct ClusterModel {
     pub discovery: Discovery,
     pub lb: Lb,
     pub connect_timeout_seconds: i64,
+    /// The proxy speaks HTTP/2 to the endpoints (`http2` and `grpc` components).
+    pub http2: bool,
 }
 
 impl ClusterModel {
@@ -145,6 +149,7 @@ impl ClusterModel {
             discovery,
             lb,
             connect_timeout_seconds: CONNECT_TIMEOUT_SECONDS,
+            http2: spec.protocol.is_http2(),
         }
     }
 }

@@ -72,12 +72,18 @@ pub struct ClusterSpec {
     pub version: String,
     pub endpoints: Vec<String>,
     pub policy: LbPolicy,
+    /// What the endpoints speak.
+    pub protocol: crate::resources::Protocol,
 }
 
 /// The Envoy cluster name of a distilled upstream.
 pub fn cluster_name(app: &str, component: &str, version: &str, policy: &LbPolicy) -> String {
     format!("{app}/{component}/{version}/{}", policy.tag())
 }
+
+/// A component version's deployment, endpoints and protocol as first defined:
+/// every deployment sharing the version must agree (one upstream).
+type FirstDefinition = (String, Vec<String>, crate::resources::Protocol);
 
 #[derive(Debug)]
 pub(crate) struct EnvironmentEntry {
@@ -309,8 +315,8 @@ struct Builder {
     dep_by_name: HashMap<String, usize>,
     clusters: Vec<ClusterSpec>,
     cluster_by_key: HashMap<(String, String, String, LbPolicy), usize>,
-    /// (app, component, version) → (deployment that first defined it, endpoints)
-    upstreams: HashMap<(String, String, String), (String, Vec<String>)>,
+    /// (app, component, version) → the deployment that first defined it.
+    upstreams: HashMap<(String, String, String), FirstDefinition>,
     canaries: Vec<CompiledCanary>,
 }
 
@@ -435,6 +441,7 @@ impl Builder {
         version: &str,
         endpoints: &[String],
         policy: LbPolicy,
+        protocol: crate::resources::Protocol,
     ) -> usize {
         let key = (
             app.to_string(),
@@ -453,6 +460,7 @@ impl Builder {
             version: version.to_string(),
             endpoints: endpoints.to_vec(),
             policy: key.3.clone(),
+            protocol,
         });
         self.cluster_by_key.insert(key, idx);
         idx
@@ -539,7 +547,18 @@ impl Builder {
             }
             let upstream = (spec.app.clone(), cname.clone(), comp.version.clone());
             match self.upstreams.get(&upstream) {
-                Some((other, endpoints)) if *endpoints != comp.endpoints => {
+                Some((other, _, protocol)) if *protocol != comp.protocol => {
+                    let other = other.clone();
+                    self.err(
+                        &id,
+                        format!("{field}.protocol"),
+                        format!(
+                            "component version {} is also defined by AppDeployment/{other} with another protocol; equal versions share one upstream",
+                            comp.version
+                        ),
+                    );
+                }
+                Some((other, endpoints, _)) if *endpoints != comp.endpoints => {
                     let other = other.clone();
                     self.err(
                         &id,
@@ -554,7 +573,11 @@ impl Builder {
                 None => {
                     self.upstreams.insert(
                         upstream,
-                        (dep.metadata.name.clone(), comp.endpoints.clone()),
+                        (
+                            dep.metadata.name.clone(),
+                            comp.endpoints.clone(),
+                            comp.protocol,
+                        ),
                     );
                 }
             }
@@ -655,7 +678,14 @@ impl Builder {
             LbPolicy::Hash { header, .. } => Some(header.clone()),
             _ => None,
         };
-        let cluster = self.cluster(app, component, &comp.version, &comp.endpoints, policy);
+        let cluster = self.cluster(
+            app,
+            component,
+            &comp.version,
+            &comp.endpoints,
+            policy,
+            comp.protocol,
+        );
         let hash = hash_header.map(|h| {
             let twin = self.cluster(
                 app,
@@ -663,6 +693,7 @@ impl Builder {
                 &comp.version,
                 &comp.endpoints,
                 LbPolicy::RoundRobin,
+                comp.protocol,
             );
             (h, twin)
         });
@@ -933,6 +964,21 @@ mod tests {
             }
             other => unreachable!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn shared_component_version_must_have_one_protocol() {
+        let mut config = hello_world();
+        let resources = config["resources"].as_array_mut().unwrap();
+        let mut d = crate::test_fixtures::deployment("hello-world-v4", "v4", "f1", "b4", 9204);
+        d["spec"]["components"]["frontend"]["protocol"] = json!("grpc");
+        resources.push(d);
+        let errors = problems(config);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].field.ends_with("frontend.protocol"), "{errors:?}");
+        assert!(errors[0].reason.contains("another protocol"));
+        let index = crate::test_fixtures::index(&hello_world());
+        assert!(index.clusters().iter().all(|c| !c.protocol.is_http2()));
     }
 
     #[test]
