@@ -8,8 +8,9 @@
 //! 2. persistence: `persist` writes the state file, `auth` the API tokens,
 //!    both through `atomic_file`;
 //! 3. proxy configuration: `topology` is what Switchyard asks of a proxy,
-//!    rendered by `snapshot_builder` (xDS) and `render` (static bootstraps;
-//!    `bootstrap` renders an ADS Envoy's bootstrap); `scope` cuts the table
+//!    rendered by `snapshot_builder` (xDS), `render` (static bootstraps;
+//!    `bootstrap` renders an ADS Envoy's bootstrap) and `istio` (Istio
+//!    objects; `package` writes the filter's OCI image); `scope` cuts the table
 //!    down for Envoys that serve only some environments;
 //! 4. serving: `xds` streams snapshots to Envoys over ADS, `serve` is the
 //!    control plane (store → snapshot → disk → cache), `rollout` says when a
@@ -30,8 +31,10 @@ pub mod credentials;
 pub mod daemon;
 pub mod explain;
 pub mod http_server;
+pub mod istio;
 pub mod load;
 pub mod persist;
+pub mod package;
 pub mod render;
 pub mod rollout;
 pub mod scope;

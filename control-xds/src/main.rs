@@ -179,11 +179,32 @@ enum Command {
         /// The client's address, ip:port.
         #[arg(long)]
         source: Option<String>,
+        /// Istio mode (with --config): also show the selection header, the
+        /// DestinationRule subset and Istio's cluster, Services in namespace NS.
+        #[arg(long, value_name = "NS", requires = "config")]
+        istio_namespace: Option<String>,
     },
     /// Render configuration for a proxy.
     Render {
         #[command(subcommand)]
         target: RenderTarget,
+    },
+    /// Write the filter as an OCI image layout that istio-agent pulls (one
+    /// tar+gzip layer holding plugin.wasm); prints the digests for
+    /// `WasmPlugin.spec.sha256`. No Docker needed.
+    Package {
+        /// The filter (`scripts/build-wasm.sh` builds it).
+        #[arg(
+            long,
+            default_value = "target/wasm32-wasip1/release/switchyard_filter.wasm"
+        )]
+        wasm: PathBuf,
+        /// Directory of the OCI image layout (created).
+        #[arg(long, default_value = "target/oci/switchyard-filter")]
+        out: PathBuf,
+        /// The image tag.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        tag: String,
     },
 }
 
@@ -272,6 +293,52 @@ enum RenderTarget {
         /// switchyard-envoy with --ads.
         #[arg(long)]
         node_id: Option<String>,
+    },
+    /// Istio objects: WasmPlugins (or EnvoyFilters), the VirtualServices and
+    /// DestinationRules pinning component versions as subsets, what pull mode
+    /// needs. Multi-document YAML in a stable order.
+    Istio {
+        /// Resource file or directory.
+        #[arg(long)]
+        config: PathBuf,
+        /// Namespace of the components' Services (and of the rendered routing).
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Label selecting the ingress gateway's pods (`key=value`).
+        #[arg(long, default_value = "istio=ingressgateway")]
+        gateway_selector: String,
+        /// Namespace of the ingress gateway.
+        #[arg(long, default_value = "istio-system")]
+        gateway_namespace: String,
+        /// Bind the ingress VirtualService to this existing Gateway (`ns/name`)
+        /// instead of rendering one.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The pod label carrying the component version.
+        #[arg(long, default_value = "version")]
+        version_label: String,
+        /// Pull mode: the filter polls `switchyard serve`'s API at this Service
+        /// (`SVC[.NS]:PORT`) through Istio's `outbound|PORT||FQDN` cluster.
+        #[arg(long)]
+        pull_from: Option<String>,
+        /// How the filter is inserted.
+        #[arg(long, value_enum, default_value = "wasmplugin")]
+        via: switchyard::istio::Via,
+        /// Where istio-agent fetches the filter (`switchyard package` prints it).
+        #[arg(long, default_value = concat!("oci://ghcr.io/switchyard/switchyard-filter:", env!("CARGO_PKG_VERSION")))]
+        url: String,
+        /// `WasmPlugin.spec.sha256` (`switchyard package` prints it).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// A kf-context key (`{kid, secret}`, YAML or JSON) for inline mode; pull
+        /// mode gets the keys from the control plane.
+        #[arg(long)]
+        context_key_file: Option<PathBuf>,
+        /// Pull mode: a file holding the `pull`-role API token, written into the
+        /// plugin configuration. Without it the filter reads
+        /// $SWITCHYARD_PULL_TOKEN from the proxy's environment.
+        #[arg(long, requires = "pull_from")]
+        pull_token_file: Option<PathBuf>,
     },
 }
 
@@ -474,6 +541,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             method,
             headers,
             source,
+            istio_namespace: _,
         } => {
             let headers: Vec<(String, String)> = headers
                 .iter()
@@ -518,6 +586,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             method,
             headers,
             source,
+            istio_namespace,
         } => {
             let (_, index) = match load::load_and_compile(&config) {
                 Ok(loaded) => loaded,
@@ -541,8 +610,136 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(switchyard::explain::explain(
                 &index,
                 &request,
-                |v, human| print(cli.output, v, || human),
+                |v, human| {
+                    let istio = istio_namespace.as_deref().and_then(|ns| {
+                        let key = v["cluster"].as_str()?;
+                        switchyard::istio::explain_subset(&index, ns, key)
+                    });
+                    match istio {
+                        Some(istio) => {
+                            let mut v = v.clone();
+                            let human = format!(
+                                "{human}\n  istio: {} → {} subset {} ({})",
+                                istio["header"].as_str().unwrap_or_default(),
+                                istio["host"].as_str().unwrap_or_default(),
+                                istio["subset"].as_str().unwrap_or_default(),
+                                istio["cluster"].as_str().unwrap_or_default()
+                            );
+                            v["istio"] = istio;
+                            print(cli.output, &v, || human)
+                        }
+                        None => print(cli.output, v, || human),
+                    }
+                },
             ))
+        }
+        Command::Package { wasm, out, tag } => {
+            let p = switchyard::package::package(&wasm, &out, &tag)?;
+            let value = serde_json::to_value(&p)?;
+            print(cli.output, &value, || {
+                format!(
+                    "OCI image layout {dir} (tag {tag}): plugin.wasm, {bytes} bytes\n\
+                     manifest sha256 {manifest}   <- WasmPlugin.spec.sha256 for url: oci://…\n\
+                     plugin.wasm sha256 {wasm}   <- WasmPlugin.spec.sha256 for https:// or file:// urls\n\
+                     push (keeps the manifest digest): oras cp --from-oci-layout {dir}:{tag} REGISTRY/switchyard-filter:{tag}",
+                    dir = p.layout.display(),
+                    tag = p.tag,
+                    bytes = p.wasm_bytes,
+                    manifest = p.manifest_sha256,
+                    wasm = p.wasm_sha256,
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Render {
+            target:
+                RenderTarget::Istio {
+                    config,
+                    namespace,
+                    gateway_selector,
+                    gateway_namespace,
+                    gateway,
+                    version_label,
+                    pull_from,
+                    via,
+                    url,
+                    sha256,
+                    context_key_file,
+                    pull_token_file,
+                },
+        } => {
+            let (docs, index) = match load::load_and_compile(&config) {
+                Ok(loaded) => loaded,
+                Err(e) => return Ok(report(cli.output, &e)),
+            };
+            let gateway_selector = gateway_selector
+                .split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--gateway-selector must be key=value"))?;
+            let pull_from = pull_from
+                .map(|p| match p.rsplit_once(':') {
+                    Some((host, port)) if !host.is_empty() => port
+                        .parse::<u16>()
+                        .map(|port| (host.to_string(), port))
+                        .map_err(|_| anyhow::anyhow!("--pull-from {p}: the port is not a number")),
+                    _ => Err(anyhow::anyhow!("--pull-from must be SVC:PORT")),
+                })
+                .transpose()?;
+            let context_key = match context_key_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    Some(
+                        serde_saphyr::from_str::<switchyard_engine::context::ContextKey>(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let plugin = PluginConfig {
+                settings: Settings::default(),
+                resources: docs.into_iter().map(|d| d.resource).collect(),
+            };
+            let opts = switchyard::istio::IstioOptions {
+                namespace,
+                gateway_namespace,
+                gateway_selector,
+                gateway,
+                version_label,
+                pull_from,
+                via,
+                url,
+                sha256,
+                context_key,
+                pull_token: pull_token_file
+                    .as_deref()
+                    .map(|p| {
+                        std::fs::read_to_string(p)
+                            .map(|t| t.trim().to_string())
+                            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                    })
+                    .transpose()?,
+            };
+            let objects = switchyard::istio::render_istio(&plugin, &index, &opts)?;
+            if opts.context_key.is_none() && opts.pull_from.is_none() {
+                eprintln!(
+                    "note: no --context-key-file or --pull-from: no kf-context is issued and no sidecar plugin is rendered (component-to-component calls get 503 cluster_not_ready)"
+                );
+            }
+            match cli.output {
+                Output::Json => {
+                    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&objects)?))
+                }
+                _ => {
+                    let mut text = String::new();
+                    for o in &objects {
+                        text.push_str("---\n");
+                        text.push_str(&serde_saphyr::to_string(o)?);
+                    }
+                    write_stdout(&text)
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Render {
             target:

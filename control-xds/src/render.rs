@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use switchyard_engine::{Index, PluginConfig};
 
 use crate::topology::{
-    ClusterModel, Discovery, Lb, Listen, ListenerModel, RouteModel, Topology, VM_ID, WASM_RUNTIME,
+    ClusterModel, Discovery, Lb, Listen, ListenerModel, RouteModel, Topology,
+    HTTP_PROTOCOL_OPTIONS, VM_ID, WASM_RUNTIME,
 };
 
 /// Where the rendered Envoy listens and finds the filter.
@@ -102,6 +103,12 @@ pub fn cluster(model: &ClusterModel) -> Value {
         "lb_policy": model.lb.envoy_name(),
         "load_assignment": {"cluster_name": model.name, "endpoints": [{"lb_endpoints": endpoints}]}
     });
+    if model.http2 {
+        c["typed_extension_protocol_options"] = json!({HTTP_PROTOCOL_OPTIONS: {
+            "@type": format!("type.googleapis.com/{HTTP_PROTOCOL_OPTIONS}"),
+            "explicit_http_config": {"http2_protocol_options": {}}
+        }});
+    }
     if let Lb::Maglev {
         balance_factor: Some(balance_factor),
         ..
@@ -214,6 +221,7 @@ mod tests {
                 header: "tenant-id".into(),
                 balance_factor: 125,
             },
+            protocol: Default::default(),
         };
         let c = cluster(&ClusterModel::of(&spec));
         assert_eq!(c["lb_policy"], "MAGLEV");

@@ -57,11 +57,16 @@ use switchyard_engine::{ConfigError, Index, Mode, PluginConfig, Resource, Settin
 
 use crate::xds::{to_any, References, ResourceType, Snapshot};
 
-use crate::topology::WASM_RUNTIME;
 use crate::topology::{ClusterModel, Discovery, Lb, Listen, ListenerModel, RouteModel, Topology};
 pub use crate::topology::{
     GENESIS_FILTER, GENESIS_LISTENER, INTERNAL_FILTER, INTERNAL_LISTENER, VM_ID,
 };
+use crate::topology::{HTTP_PROTOCOL_OPTIONS, WASM_RUNTIME};
+use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 const ROUTER: &str = "envoy.filters.http.router";
 const HEADER_MUTATION: &str = "envoy.filters.http.header_mutation";
 const UPSTREAM_CODEC: &str = "envoy.filters.http.upstream_codec";
@@ -252,6 +257,20 @@ pub fn cluster(model: &ClusterModel) -> Cluster {
         common_lb_config,
         ..Default::default()
     };
+    if model.http2 {
+        let options = HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    )),
+                },
+            )),
+            ..Default::default()
+        };
+        c.typed_extension_protocol_options
+            .insert(HTTP_PROTOCOL_OPTIONS.to_string(), to_any(&options));
+    }
     if model.discovery == Discovery::Ips {
         c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Eds as i32,
@@ -629,6 +648,7 @@ mod tests {
                 header: "h".into(),
                 balance_factor: 0,
             },
+            protocol: Default::default(),
         };
         let c = cluster(&ClusterModel::of(&spec));
         assert_eq!(c.lb_policy, cluster::LbPolicy::Maglev as i32);

@@ -6,8 +6,8 @@
 //! The model: listeners (genesis, optionally internal) each running one filter
 //! in one mode; one catch-all route per listener whose cluster comes from the
 //! filter's selection header and whose hash comes from its hash-key header;
-//! one cluster per distilled [`ClusterSpec`] with its LB policy, hash key and
-//! endpoints.
+//! one cluster per distilled [`ClusterSpec`] with its LB policy, hash key,
+//! endpoints and upstream protocol (HTTP/2 for `http2` and `grpc` components).
 
 use switchyard_engine::validate::split_endpoint;
 use switchyard_engine::{ClusterSpec, Index, LbPolicy, Mode, Settings};
@@ -26,6 +26,8 @@ pub const VM_ID: &str = "switchyard";
 pub const WASM_RUNTIME: &str = "envoy.wasm.runtime.v8";
 /// Upstream connect timeout of every cluster, in seconds.
 pub const CONNECT_TIMEOUT_SECONDS: i64 = 1;
+/// The cluster extension option that makes an upstream HTTP/2.
+pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 /// Route timeout, in seconds.
 pub const ROUTE_TIMEOUT_SECONDS: i64 = 30;
 
@@ -104,6 +106,8 @@ pub struct ClusterModel {
     pub discovery: Discovery,
     pub lb: Lb,
     pub connect_timeout_seconds: i64,
+    /// The proxy speaks HTTP/2 to the endpoints (`http2` and `grpc` components).
+    pub http2: bool,
 }
 
 impl ClusterModel {
@@ -145,6 +149,7 @@ impl ClusterModel {
             discovery,
             lb,
             connect_timeout_seconds: CONNECT_TIMEOUT_SECONDS,
+            http2: spec.protocol.is_http2(),
         }
     }
 }
@@ -203,6 +208,53 @@ impl ListenerModel {
                 hash_key_header: settings.hash_key_header.clone(),
                 timeout_seconds: ROUTE_TIMEOUT_SECONDS,
             },
+        }
+    }
+}
+
+/// Kubernetes label values (and so the version label Istio subsets select on):
+/// at most 63 characters, alphanumerics, `-`, `_`, `.`, alphanumeric at both ends.
+pub fn is_label_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// FNV-1a, 64 bits: a short stable digest for generated names.
+pub fn fnv64(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl ClusterModel {
+    /// The Istio DestinationRule subset of this upstream: a DNS-1123 label (as
+    /// istiod's `validateSubsetName` requires) made of the version and the LB
+    /// policy — `b1a0001-round-robin`, `b1a0001-least-request`,
+    /// `b1a0001-maglev-<8 hex of header and balance>`; a version that does not
+    /// fit a label is replaced by a digest of it.
+    pub fn subset(&self) -> String {
+        let policy = match &self.lb {
+            Lb::RoundRobin => "round-robin".to_string(),
+            Lb::LeastRequest => "least-request".to_string(),
+            Lb::Maglev {
+                header,
+                balance_factor,
+            } => format!(
+                "maglev-{:08x}",
+                fnv64(&format!("{header}/{}", balance_factor.unwrap_or(0))) as u32
+            ),
+        };
+        let plain = format!("{}-{policy}", self.version);
+        if switchyard_engine::validate::is_dns_label(&plain) && plain.len() <= 63 {
+            plain
+        } else {
+            format!("v{:016x}-{policy}", fnv64(&self.version))
         }
     }
 }

@@ -20,6 +20,10 @@ use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager,
 };
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, FailurePolicy};
 use envoy_types::pb::google::protobuf::StringValue;
 use prost::Message;
@@ -45,6 +49,7 @@ fn key() -> ContextKey {
 }
 
 const WASM: &str = "/opt/switchyard_filter.wasm";
+const HPO: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 fn seconds(s: &str) -> i64 {
     s.trim_end_matches('s').parse().unwrap()
@@ -125,6 +130,7 @@ fn static_view(resources: &[Resource], index: &Index) -> View {
                 "balance": c["common_lb_config"]["consistent_hashing_lb_config"]["hash_balance_factor"],
                 "connect_timeout": seconds(c["connect_timeout"].as_str().unwrap()),
                 "endpoints": endpoints,
+                "http2": c["typed_extension_protocol_options"][HPO]["explicit_http_config"]["http2_protocol_options"].is_object(),
             })
         })
         .collect();
@@ -300,6 +306,14 @@ fn ads_view(resources: &[Resource]) -> View {
                 "balance": c.common_lb_config.and_then(|l| l.consistent_hashing_lb_config).and_then(|h| h.hash_balance_factor).map(|f| f.value),
                 "connect_timeout": c.connect_timeout.unwrap().seconds,
                 "endpoints": endpoints(&cla),
+                "http2": c.typed_extension_protocol_options.get(HPO).is_some_and(|any| {
+                    matches!(
+                        HttpProtocolOptions::decode(any.value.as_slice()).unwrap().upstream_protocol_options,
+                        Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                            protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(_)),
+                        }))
+                    )
+                }),
             })
         })
         .collect();
@@ -366,7 +380,7 @@ fn every_lb_policy_and_dns_endpoints_render_the_same() {
                      "routes": [{"match": {"pathPrefix": "/cart"},
                                  "options": {"loadbalancing": "least-connection"}}],
                      "options": {"loadbalancing": "hash", "hash_header": "tenant-id", "hash_balance": 1.25}},
-            "pay": {"version": "p1", "endpoints": ["127.0.0.1:9301"],
+            "pay": {"version": "p1", "endpoints": ["127.0.0.1:9301"], "protocol": "grpc",
                     "routes": [{"match": {"pathPrefix": "/pay"}}],
                     "options": {"loadbalancing": "hash", "hash_header": "user"}}
          }}}
@@ -389,4 +403,15 @@ fn every_lb_policy_and_dns_endpoints_render_the_same() {
     assert!(lbs.contains(&("MAGLEV", &Value::Null)));
     assert!(lbs.iter().any(|(lb, _)| *lb == "LEAST_REQUEST"));
     assert!(view.clusters.iter().any(|c| c["dns"] == true));
+    // The gRPC component's upstreams (hash and twin) speak HTTP/2, the others not.
+    let http2: Vec<&str> = view
+        .clusters
+        .iter()
+        .filter(|c| c["http2"] == true)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        http2,
+        ["shop/pay/p1/hash-user-0", "shop/pay/p1/round-robin"]
+    );
 }

@@ -83,6 +83,14 @@ pub struct Settings {
     /// `GET /v1/config` and route by what it returns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullSettings>,
+    /// Istio mode (`switchyard render istio`): the selection header (default
+    /// `x-switchyard-version`) names the version for the rendered
+    /// VirtualServices, Istio's DestinationRules hash on the route's own hash
+    /// header (no hash-key copy), internal mode takes the target component from
+    /// the first label of the Service host and leaves hosts that are no
+    /// component alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub istio: bool,
 }
 
 /// Where and how often the filter polls the control plane in pull mode.
@@ -159,6 +167,7 @@ impl Default for Settings {
             signing_kid: None,
             context_ttl_seconds: default_context_ttl(),
             pull: None,
+            istio: false,
         }
     }
 }
