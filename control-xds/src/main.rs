@@ -721,6 +721,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .transpose()?,
             };
             let objects = switchyard::istio::render_istio(&plugin, &index, &opts)?;
+            let table = serde_json::to_vec(&plugin.resources)?.len();
+            if table > switchyard::istio::INLINE_LIMIT {
+                eprintln!(
+                    "note: the routing table is {table} bytes, above the {}-byte inline limit: the plugins carry none and pull it from {}",
+                    switchyard::istio::INLINE_LIMIT,
+                    opts.pull_from.as_ref().map(|(h, p)| format!("{h}:{p}")).unwrap_or_default()
+                );
+            }
             if opts.context_key.is_none() && opts.pull_from.is_none() {
                 eprintln!(
                     "note: no --context-key-file or --pull-from: no kf-context is issued and no sidecar plugin is rendered (component-to-component calls get 503 cluster_not_ready)"

@@ -141,6 +141,8 @@ def test_size_limit_switches_to_pull_mode_or_refuses(switchyard, tmp_path):
     refused = istio.render_text(switchyard, big)
     assert refused.returncode != 0
     assert "inline limit" in refused.stderr and "--pull-from" in refused.stderr, refused.stderr
+    switched = istio.render_text(switchyard, big, "--pull-from", "switchyard.switchyard-system:18001")
+    assert switched.returncode == 0 and "above the 524288-byte inline limit" in switched.stderr
     objs = istio.render(switchyard, big, "--pull-from", "switchyard.switchyard-system:18001")
     for wp in istio.by_kind(objs, "WasmPlugin"):
         settings = wp["spec"]["pluginConfig"]["settings"]
