@@ -439,6 +439,51 @@ pub fn resources(data: &[u8]) {
             }
         }
     }
+    istio_render(&resources);
+}
+
+/// `render istio` of validated resources: objects, or one of the documented
+/// Istio refusals — never a plugin configuration the filter refuses; every
+/// subset a DNS label.
+fn istio_render(resources: &[switchyard_engine::Resource]) {
+    use switchyard::istio::{render_istio, IstioError, IstioOptions, Via};
+    let config = PluginConfig {
+        settings: Settings::default(),
+        resources: resources.to_vec(),
+    };
+    let Ok(index) = Index::compile(&config) else {
+        return;
+    };
+    let opts = IstioOptions {
+        namespace: "shop".into(),
+        gateway_namespace: "istio-system".into(),
+        gateway_selector: ("istio".into(), "ingressgateway".into()),
+        gateway: None,
+        version_label: "version".into(),
+        pull_from: Some(("switchyard.switchyard-system".into(), 18001)),
+        via: Via::Wasmplugin,
+        url: "oci://registry/switchyard-filter:0".into(),
+        sha256: None,
+        context_key: None,
+        pull_token: None,
+    };
+    match render_istio(&config, &index, &opts) {
+        Ok(objects) => {
+            for o in objects.iter().filter(|o| o["kind"] == "DestinationRule") {
+                for s in o["spec"]["subsets"].as_array().into_iter().flatten() {
+                    let name = s["name"].as_str().unwrap_or_default();
+                    assert!(
+                        switchyard_engine::validate::is_dns_label(name),
+                        "subset {name} is no DNS label"
+                    );
+                }
+            }
+        }
+        Err(e @ IstioError::Refused { .. }) | Err(e @ IstioError::Encode(_)) => {
+            panic!("render istio of validated resources: {e}")
+        }
+        Err(_) => {}
+    }
 }
 
 static API_BODIES_INDEX: LazyLock<Index> = LazyLock::new(|| example_index(Mode::Genesis));
