@@ -12,6 +12,7 @@ pub mod api;
 pub mod client;
 pub mod explain;
 pub mod load;
+pub mod progressive;
 pub mod render;
 pub mod rollout;
 pub mod scope;
