@@ -12,6 +12,9 @@
 //! | GET | /v1/history | `?virtualEnv=` | release records, oldest first |
 //! | POST | /v1/explain | `{path, method?, headers?: [[name, value]], source?}` | the engine's decision |
 //! | GET | /v1/config | header `x-switchyard-node` | the genesis filter's plugin configuration (pull mode; contains the context keys); the poll is recorded per node |
+//! | GET | /v1/canaries | | every progressive rollout: phase, step, weight, per-version counts, the test statistic and its bound, the last decision, events |
+//! | GET | /v1/canaries/{name} | | one of them |
+//! | POST | /v1/canary/{start,pause,resume,promote,abort} | `{name, full?, who}` | what changed (`canary`), the generation to wait for |
 //! | GET | /v1/live | `?generation=G&timeoutMs=T` | waits (at most T, ≤ 10 min) until every connected Envoy ACKed generation G or later for every type, or NACKed it; where each Envoy is, and the pulling Envoys |
 //!
 //! Errors are `{error, message, problems?}`: 400 `invalid_resources` (with every
@@ -52,6 +55,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/keys/retire", post(retire_key))
         .route("/v1/config", get(config))
         .route("/v1/live", get(live))
+        .merge(crate::progressive::api::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
         })
@@ -70,7 +74,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -138,11 +142,11 @@ impl From<ChangeError> for ApiError {
     }
 }
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
 }
 
-fn changed(summary: ChangeSummary, generation: u64) -> Json<Value> {
+pub(crate) fn changed(summary: ChangeSummary, generation: u64) -> Json<Value> {
     let mut v = json!(summary);
     v["changed"] = json!(summary_changed(&v));
     v["generation"] = json!(generation);
@@ -151,9 +155,11 @@ fn changed(summary: ChangeSummary, generation: u64) -> Json<Value> {
 }
 
 fn summary_changed(v: &Value) -> bool {
-    ["created", "updated", "deleted", "releases", "keys"]
-        .iter()
-        .any(|k| v[k].as_array().is_some_and(|a| !a.is_empty()))
+    [
+        "created", "updated", "deleted", "releases", "keys", "canary",
+    ]
+    .iter()
+    .any(|k| v[k].as_array().is_some_and(|a| !a.is_empty()))
 }
 
 // ------------------------------------------------------------------ reads
@@ -348,7 +354,7 @@ impl ApplyBody {
     }
 }
 
-fn who(who: Option<String>) -> String {
+pub(crate) fn who(who: Option<String>) -> String {
     who.filter(|w| !w.trim().is_empty())
         .unwrap_or_else(|| "unknown".to_string())
 }

@@ -140,11 +140,41 @@ enum Command {
         #[arg(long)]
         source: Option<String>,
     },
+    /// Progressive rollouts of Canaries with `steps`: start one, watch it, hold
+    /// it, move it on, or stop it.
+    Canary {
+        #[command(subcommand)]
+        action: CanaryAction,
+    },
     /// Render configuration for a proxy.
     Render {
         #[command(subcommand)]
         target: RenderTarget,
     },
+}
+
+#[derive(Subcommand)]
+enum CanaryAction {
+    /// Start the rollout of an applied Canary with steps (its first step).
+    Start { name: String },
+    /// Step, weight, per-version requests and errors, the test statistic
+    /// against its bound, the last decision and the events (all rollouts
+    /// without NAME).
+    Status { name: Option<String> },
+    /// Hold the rollout at its step (the failure guard keeps running).
+    Pause { name: String },
+    /// Continue a paused rollout; the step's time and sample start again.
+    Resume { name: String },
+    /// Go to the next step now (past a gate or a pause); --full: make the
+    /// canary the release now.
+    Promote {
+        name: String,
+        #[arg(long)]
+        full: bool,
+    },
+    /// Weight 0 and the match rules off (one config version); the stable keeps
+    /// the release.
+    Abort { name: String },
 }
 
 #[derive(Subcommand)]
@@ -322,6 +352,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action: KeysAction::Retire { kid },
         } => change("/v1/keys/retire", &json!({ "kid": kid })),
         Command::Status => call(output, client().get("/v1/status", &[]), human_status),
+        Command::Canary { action } => {
+            let (verb, name, full) = match action {
+                CanaryAction::Start { name } => ("start", name, false),
+                CanaryAction::Pause { name } => ("pause", name, false),
+                CanaryAction::Resume { name } => ("resume", name, false),
+                CanaryAction::Promote { name, full } => ("promote", name, full),
+                CanaryAction::Abort { name } => ("abort", name, false),
+                CanaryAction::Status { name: Some(n) } => {
+                    return call(
+                        output,
+                        client().get(&format!("/v1/canaries/{n}"), &[]),
+                        switchyard::progressive::cli::human_one,
+                    )
+                }
+                CanaryAction::Status { name: None } => {
+                    return call(
+                        output,
+                        client().get("/v1/canaries", &[]),
+                        switchyard::progressive::cli::human_list,
+                    )
+                }
+            };
+            change(
+                &format!("/v1/canary/{verb}"),
+                &json!({"name": name, "full": full, "who": who()}),
+            )
+        }
         Command::History { virtual_env } => {
             let query: Vec<(&str, &str)> = virtual_env
                 .as_deref()
@@ -709,6 +766,9 @@ fn human_change(v: &Value) -> String {
     }
     for k in v["keys"].as_array().into_iter().flatten() {
         lines.push(format!("context key {}", text(k)));
+    }
+    for c in v["canary"].as_array().into_iter().flatten() {
+        lines.push(format!("canary {}", text(c)));
     }
     let unchanged = v["unchanged"].as_array().map_or(0, Vec::len);
     if lines.is_empty() {

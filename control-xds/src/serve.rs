@@ -63,6 +63,8 @@ pub struct ControlPlane {
     pollers: Pollers,
     build: BuildOptions,
     state_dir: Option<PathBuf>,
+    /// Progressive rollouts: LRS reports and what was measured.
+    progressive: crate::progressive::driver::Progressive,
 }
 
 /// A built snapshot, not yet served.
@@ -124,6 +126,7 @@ impl ControlPlane {
             pollers: Pollers::default(),
             build,
             state_dir,
+            progressive: Default::default(),
         })
     }
 
@@ -177,6 +180,11 @@ impl ControlPlane {
     /// The cache the ADS server streams from (and that records node status).
     pub fn cache(&self) -> &SnapshotCache {
         &self.cache
+    }
+
+    /// Progressive rollouts (LRS reports, measurements).
+    pub fn progressive(&self) -> &crate::progressive::driver::Progressive {
+        &self.progressive
     }
 
     /// The pull-mode Envoys seen polling `/v1/config`.
@@ -305,10 +313,28 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut xds_stop = stop_rx.clone();
-    let mut api_stop = stop_rx;
-    let xds = tokio::spawn(AdsServer::new(cache).serve(opts.xds_addr, async move {
-        let _ = xds_stop.wait_for(|s| *s).await;
-    }));
+    let mut api_stop = stop_rx.clone();
+    // ADS and LRS (progressive rollouts' counts) share the xDS port.
+    let xds_listener = tokio::net::TcpListener::bind(opts.xds_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for xDS on {}: {e}", opts.xds_addr))?;
+    let lrs = plane.progressive().reports.service();
+    let xds = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(AdsServer::new(cache).into_service())
+            .add_service(lrs)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
+                async move {
+                    let _ = xds_stop.wait_for(|s| *s).await;
+                },
+            ),
+    );
+    tokio::spawn(crate::progressive::driver::run(
+        plane.clone(),
+        stop_rx.clone(),
+    ));
     let api = tokio::spawn(async move {
         axum::serve(api_listener, crate::api::router(plane))
             .with_graceful_shutdown(async move {

@@ -80,6 +80,18 @@ class ControlPlane(harness.Process):
         r.raise_for_status()
         return r.json()
 
+    def canary(self, name: str) -> dict:
+        """A progressive rollout's status (`GET /v1/canaries/NAME`)."""
+        return self.api(f"/v1/canaries/{name}")
+
+    def wait_canary(self, name: str, check: Callable[[dict], Any], what: str,
+                    timeout: float = 30.0) -> dict:
+        """Poll the rollout's status until `check(status)` is truthy; returns the status."""
+        def poll():
+            s = self.canary(name)
+            return s if check(s) else None
+        return wait_for(f"Canary {name}: {what}", poll, timeout, interval=0.05)
+
 
 @dataclass
 class CliResult:

@@ -5,5 +5,11 @@
 //! simulates rollouts for it.
 
 pub mod analyzer;
+pub mod api;
+pub mod cli;
+pub mod driver;
+pub mod lrs;
+pub mod machine;
 pub mod sim;
 pub mod spec;
+pub mod store_ops;
