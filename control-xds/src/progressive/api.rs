@@ -65,7 +65,9 @@ fn status(plane: &ControlPlane, store: &Store, name: &str, now_ms: u64) -> Optio
         "stable": rollout.map(|r| r.stable.clone()).or_else(|| released(store, &ve, &app)),
         "phase": phase.as_str(),
         "step": rollout.map_or(0, |r| r.step + 1),
-        "steps": plan.as_ref().map(|p| p.steps.clone()).or_else(|| canary.map(|c| c.spec.steps.clone())),
+        "steps": plan.as_ref().map(|p| p.steps.clone())
+            .or_else(|| rollout.map(|r| r.steps.clone()))
+            .unwrap_or_default(),
         "weight": weight,
         "reason": rollout.map_or("not started: `switchyard canary start` begins the rollout".to_string(), |r| r.reason.clone()),
         "events": rollout.map(|r| r.events.clone()).unwrap_or_default(),

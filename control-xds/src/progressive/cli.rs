@@ -40,7 +40,8 @@ pub fn human_one(v: &Value) -> String {
         steps.join(" → "),
         text(&v["weight"]),
     )];
-    if let Some(ms) = v["stepElapsedMs"].as_u64() {
+    let live = !matches!(v["phase"].as_str(), Some("succeeded" | "aborted"));
+    if let (Some(ms), true, true) = (v["stepElapsedMs"].as_u64(), live, v["analysis"].is_object()) {
         let a = &v["analysis"];
         lines.push(format!(
             "  step time {} s of {} s, canary requests this step {} of {}",

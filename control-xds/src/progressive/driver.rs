@@ -37,6 +37,9 @@ pub struct Live {
     analyzer: Analyzer,
     #[serde(skip)]
     key: (Phase, usize, u64),
+    /// The rollout this was measured for (its start).
+    #[serde(skip)]
+    started_ms: u64,
     #[serde(skip)]
     progress: StepProgress,
     pub canary_clusters: Vec<String>,
@@ -162,7 +165,14 @@ impl Progressive {
             .cloned()
             .collect();
         let mut live = self.lock();
-        live.retain(|name, _| active.iter().any(|r| &r.canary == name));
+        // A finished rollout keeps its last measurements (for `status`); a new
+        // start of the same Canary measures afresh.
+        live.retain(|name, l| {
+            store
+                .rollouts
+                .get(name)
+                .is_some_and(|r| r.started_ms == l.started_ms)
+        });
         for rollout in active {
             let name = rollout.canary.clone();
             if store.get("Canary", &name).is_none() {
@@ -186,6 +196,7 @@ impl Progressive {
             let entry = live.entry(name.clone()).or_insert_with(|| Live {
                 analyzer: Analyzer::new(criterion(&plan)),
                 key,
+                started_ms: rollout.started_ms,
                 progress: StepProgress {
                     clock_from_ms,
                     canary_requests: 0,

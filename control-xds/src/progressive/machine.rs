@@ -76,6 +76,9 @@ pub struct Rollout {
     pub deployment: String,
     /// The VE's release when the rollout started.
     pub stable: String,
+    /// The Canary's steps as written (kept for `status` after the Canary ends).
+    #[serde(default)]
+    pub steps: Vec<String>,
     pub phase: Phase,
     /// Index of the current step (for promoting: the last step).
     pub step: usize,
@@ -83,6 +86,9 @@ pub struct Rollout {
     pub weight: String,
     /// When the current step (or the bake) started.
     pub step_started_ms: u64,
+    /// When the rollout started (`canary start`).
+    #[serde(default)]
+    pub started_ms: u64,
     /// Why the last decision was taken.
     pub reason: String,
     /// Whether the evidence must be forgotten on `resume` (a failure paused it).
@@ -239,10 +245,12 @@ mod tests {
             app: "web".into(),
             deployment: "web-v2".into(),
             stable: "web-v1".into(),
+            steps: vec!["1%".into(), "50%".into(), "100%".into()],
             phase,
             step,
             weight: "1%".into(),
             step_started_ms: 0,
+            started_ms: 0,
             reason: String::new(),
             failed: false,
             saved_match: Vec::new(),
