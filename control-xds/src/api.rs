@@ -15,6 +15,7 @@
 //! | GET | /v1/canaries | | every progressive rollout: phase, step, weight, per-version counts, the test statistic and its bound, the last decision, events |
 //! | GET | /v1/canaries/{name} | | one of them |
 //! | POST | /v1/canary/{start,pause,resume,promote,abort} | `{name, full?, who}` | what changed (`canary`), the generation to wait for |
+//! | GET | /metrics | | Prometheus text metrics (`crate::metrics`) |
 //! | GET | /v1/live | `?generation=G&timeoutMs=T` | waits (at most T, ≤ 10 min) until every connected Envoy ACKed generation G or later for every type, or NACKed it; where each Envoy is, and the pulling Envoys |
 //!
 //! Errors are `{error, message, problems?}`: 400 `invalid_resources` (with every
@@ -56,6 +57,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/config", get(config))
         .route("/v1/live", get(live))
         .merge(crate::progressive::api::routes())
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
         })
@@ -163,6 +165,17 @@ fn summary_changed(v: &Value) -> bool {
 }
 
 // ------------------------------------------------------------------ reads
+
+async fn metrics(State(plane): Plane) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(&plane),
+    )
+        .into_response()
+}
 
 async fn status(State(plane): Plane) -> Json<Value> {
     let store = plane.store();

@@ -12,6 +12,7 @@ pub mod api;
 pub mod client;
 pub mod explain;
 pub mod load;
+pub mod metrics;
 pub mod progressive;
 pub mod render;
 pub mod rollout;

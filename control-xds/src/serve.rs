@@ -65,6 +65,8 @@ pub struct ControlPlane {
     state_dir: Option<PathBuf>,
     /// Progressive rollouts: LRS reports and what was measured.
     progressive: crate::progressive::driver::Progressive,
+    /// Snapshots built and served since start (`/metrics`).
+    served: std::sync::atomic::AtomicU64,
 }
 
 /// A built snapshot, not yet served.
@@ -127,6 +129,7 @@ impl ControlPlane {
             build,
             state_dir,
             progressive: Default::default(),
+            served: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -151,6 +154,8 @@ impl ControlPlane {
             state::save_state(dir, &next)?;
         }
         let index = built.serve(&self.cache)?;
+        self.served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
             generation = next.generation,
             created = summary.created.len(),
@@ -180,6 +185,11 @@ impl ControlPlane {
     /// The cache the ADS server streams from (and that records node status).
     pub fn cache(&self) -> &SnapshotCache {
         &self.cache
+    }
+
+    /// Snapshots built and served since start.
+    pub fn snapshots_served(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Progressive rollouts (LRS reports, measurements).

@@ -80,6 +80,12 @@ class ControlPlane(harness.Process):
         r.raise_for_status()
         return r.json()
 
+    def metrics(self) -> str:
+        """The Prometheus text of `GET /metrics`."""
+        r = requests.get(self.server + "/metrics", timeout=5)
+        r.raise_for_status()
+        return r.text
+
     def canary(self, name: str) -> dict:
         """A progressive rollout's status (`GET /v1/canaries/NAME`)."""
         return self.api(f"/v1/canaries/{name}")

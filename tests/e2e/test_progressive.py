@@ -146,6 +146,15 @@ def test_a_failing_canary_is_rolled_back_and_the_stable_never_fails(procs, bins,
     canary = [d for d in world.plane.api("/v1/resources")["resources"] if d["kind"] == "Canary"][0]
     assert canary["spec"].get("match") is None and canary["spec"]["weight"] == "0%"
     assert world.deployment() == STABLE
+    # and Prometheus sees it: the phase, the weight, the canary's 5xx from LRS
+    metrics = world.plane.metrics()
+    for line in (f'switchyard_canary_phase{{canary="{CANARY}",phase="aborted"}} 1',
+                 f'switchyard_canary_weight_ratio{{canary="{CANARY}"}} 0.0',
+                 'switchyard_envoys_connected 1', 'switchyard_lrs_envoys_reporting 1'):
+        assert line in metrics, (line, metrics)
+    errors = [l for l in metrics.splitlines()
+              if l.startswith(f'switchyard_canary_errors_total{{canary="{CANARY}",version="canary"}}')]
+    assert errors and int(errors[0].split()[-1]) > 0, metrics
 
 
 def test_a_gate_holds_at_50_percent_until_promote(procs, bins, work_dir):
