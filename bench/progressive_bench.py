@@ -18,6 +18,10 @@ Then the canary is healed and the next trial starts it again (`canary start`
 restores the match rules and weight). Load: CLIENTS keep-alive clients at
 RATE requests/s each.
 
+Last, one healthy rollout, unattended, with steps [1%, 10%, 50%, 100%],
+STEP seconds per step (10; 3 with --smoke), minRequests 10 and a bake of STEP
+seconds: its duration against step time × steps + bake.
+
   .venv/bin/python bench/progressive_bench.py [--trials 20] [--smoke]
 """
 
@@ -129,6 +133,18 @@ def main() -> int:
                 print(f"trial {trial + 1}: abort {rows[-1]['abort']:.2f} s, last canary response "
                       f"{rows[-1]['last']:.2f} s, canary 500s {rows[-1]['canary_500']}, "
                       f"failed stable {rows[-1]['stable_failed']}", file=sys.stderr)
+            requests.post(canary_up.url + "/_admin/fail?status=0", timeout=5)
+            step = 3 if args.smoke else 10
+            doc["spec"]["steps"] = ["1%", "10%", "50%", "100%"]
+            doc["spec"]["analysis"] = {"stepTime": f"{step}s", "minRequests": 10, "bakeTime": f"{step}s"}
+            harness.write_yaml(path, [doc])
+            assert world.cli("apply", "-f", str(path)).code == 0
+            t_start = time.time()
+            assert world.cli("canary", "start", CANARY).code == 0
+            done = world.plane.wait_canary(CANARY, lambda s: s["phase"] in ("succeeded", "aborted"),
+                                           "ends", 30 * step)
+            healthy_s = time.time() - t_start
+            healthy_after = load.since(t_start)
         per_envoy = [e.stats("http\\..*downstream_rq_completed") for e in (world.envoy, envoy2)]
         ab, la = [r["abort"] for r in rows], [r["last"] for r in rows]
         print(f"trials: {trials}; clients {args.clients} × {args.rate:g} req/s (keep-alive), canary at 10%, "
@@ -141,7 +157,12 @@ def main() -> int:
         print(f"canary 500s seen by clients per trial: median {statistics.median(r['canary_500'] for r in rows)}, "
               f"max {max(r['canary_500'] for r in rows)}; failed stable requests: "
               f"{sum(r['stable_failed'] for r in rows)}")
-        ok = pct(la, 0.99) <= 3.0 and sum(r["stable_failed"] for r in rows) == 0
+        print(f"healthy rollout [1% → 10% → 50% → 100%], stepTime {step} s, minRequests 10, bake {step} s, "
+              f"{args.clients * args.rate:g} req/s: {done['phase']} in {healthy_s:.1f} s "
+              f"(step time × steps + bake = {5 * step} s); non-200 answers during it: "
+              f"{sum(1 for a in healthy_after if a[1] != 200)}")
+        ok = (pct(la, 0.99) <= 3.0 and sum(r["stable_failed"] for r in rows) == 0
+              and done["phase"] == "succeeded")
         return 0 if ok else 1
     finally:
         procs.stop_all()
