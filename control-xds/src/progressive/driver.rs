@@ -186,6 +186,21 @@ impl Progressive {
             let Ok(plan) = plan_of(&store, &name) else {
                 continue;
             };
+            let served = match store.get("Canary", &name) {
+                Some(Resource::Canary(c)) => c.spec.weight.clone(),
+                _ => None,
+            };
+            if served.as_deref() != Some(rollout.weight.as_str()) {
+                drop(live);
+                match plane.change(|s| s.canary_reconcile(&name, now_ms)) {
+                    Ok((summary, _)) => decisions.push((name.clone(), summary.canary.join("; "))),
+                    Err(e) => {
+                        tracing::warn!(canary = %name, error = %e, "could not restore the weight")
+                    }
+                }
+                live = self.lock();
+                continue;
+            }
             let stable = released(&store, &rollout.virtual_env, &rollout.app)
                 .filter(|s| *s != rollout.deployment)
                 .unwrap_or_else(|| rollout.stable.clone());

@@ -123,8 +123,11 @@ impl Store {
         step: usize,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        let ppm = *plan.steps_ppm.get(step).ok_or_else(|| {
+            StoreError::Conflict(format!("Canary/{}: it has no step {}", r.canary, step + 1))
+        })?;
         r.step = step;
-        r.weight = weight_text(plan.steps_ppm[step]);
+        r.weight = weight_text(ppm);
         r.phase = Phase::Progressing;
         r.step_started_ms = now_ms;
         r.failed = false;
@@ -361,6 +364,28 @@ impl Store {
         }
     }
 
+    /// A Canary re-applied during its rollout gets the rollout's weight back
+    /// (the control plane owns the weight while a rollout runs).
+    pub fn canary_reconcile(
+        &self,
+        name: &str,
+        now_ms: u64,
+    ) -> Result<(Store, ChangeSummary), StoreError> {
+        let Some(mut r) = self
+            .rollouts
+            .get(name)
+            .filter(|r| !r.phase.terminal())
+            .cloned()
+        else {
+            return Ok((self.clone(), ChangeSummary::default()));
+        };
+        let mut next = self.clone();
+        next.set_canary(name, &r.weight.clone(), None)?;
+        let reason = format!("the Canary was re-applied: weight {} restored", r.weight);
+        event(&mut r, &reason, "switchyard", now_ms);
+        next.rollout_change(r)
+    }
+
     /// A rollout whose Canary was deleted ends (aborted; nothing to serve).
     pub fn canary_gone(
         &self,
@@ -516,5 +541,20 @@ spec:
             s.canary_command("c", Command::Resume, "a", 0),
             Err(StoreError::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn a_canary_re_applied_mid_rollout_gets_the_rollouts_weight_back() {
+        let (s, _) = store()
+            .canary_command("c", Command::Start, "ann", 1_000)
+            .unwrap();
+        let again = CANARY.replace("steps:", "weight: \"30%\"\n  steps:");
+        let docs = load::parse_text(Path::new("c.yaml"), &again).unwrap();
+        let (s, _) = s.apply(&docs, "bob").unwrap();
+        assert_eq!(served(&s).0.as_deref(), Some("30%"));
+        let (s, sum) = s.canary_reconcile("c", 2_000).unwrap();
+        assert!(sum.changed());
+        assert_eq!(served(&s).0.as_deref(), Some("10%"));
+        assert!(s.rollouts["c"].reason.contains("re-applied"));
     }
 }
