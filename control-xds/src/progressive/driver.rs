@@ -21,7 +21,7 @@ use super::analyzer::{Analyzer, Counts, Criterion, Statistic, Verdict};
 use super::lrs::LoadReports;
 use super::machine::{decide, Phase, Rollout, StepProgress};
 use super::spec::Plan;
-use super::store_ops::{plan_of, released};
+use super::store_ops::{pending_rollout, plan_of, released};
 use crate::serve::ControlPlane;
 use crate::state::Store;
 use crate::xds::cache::now_unix_ms;
@@ -158,20 +158,25 @@ impl Progressive {
                 }
             }
         }
-        let active: Vec<Rollout> = store
+        // Live rollouts, and pending ones (a Canary with steps not started yet:
+        // its match rules or written weight may already send it traffic).
+        let mut active: Vec<Rollout> = store
             .rollouts
             .values()
             .filter(|r| !r.phase.terminal())
             .cloned()
             .collect();
+        for r in store.resources.values() {
+            if r.kind() == "Canary" {
+                active.extend(pending_rollout(&store, r.name()));
+            }
+        }
         let mut live = self.lock();
         // A finished rollout keeps its last measurements (for `status`); a new
         // start of the same Canary measures afresh.
-        live.retain(|name, l| {
-            store
-                .rollouts
-                .get(name)
-                .is_some_and(|r| r.started_ms == l.started_ms)
+        live.retain(|name, l| match store.rollouts.get(name) {
+            Some(r) => r.started_ms == l.started_ms,
+            None => active.iter().any(|r| &r.canary == name),
         });
         for rollout in active {
             let name = rollout.canary.clone();
@@ -190,7 +195,8 @@ impl Progressive {
                 Some(Resource::Canary(c)) => c.spec.weight.clone(),
                 _ => None,
             };
-            if served.as_deref() != Some(rollout.weight.as_str()) {
+            if rollout.phase != Phase::Pending && served.as_deref() != Some(rollout.weight.as_str())
+            {
                 drop(live);
                 match plane.change(|s| s.canary_reconcile(&name, now_ms)) {
                     Ok((summary, _)) => decisions.push((name.clone(), summary.canary.join("; "))),

@@ -167,10 +167,13 @@ pub fn decide(
             OnFailure::Abort => Some(Action::Abort {
                 reason: format!("analysis failed: {why}"),
             }),
-            OnFailure::Pause if rollout.phase != Phase::Paused => Some(Action::Pause {
-                reason: format!("analysis failed: {why}"),
-                failed: true,
-            }),
+            // pending already holds (nothing moves until `start`)
+            OnFailure::Pause if !matches!(rollout.phase, Phase::Paused | Phase::Pending) => {
+                Some(Action::Pause {
+                    reason: format!("analysis failed: {why}"),
+                    failed: true,
+                })
+            }
             OnFailure::Pause => None,
         };
     }

@@ -58,6 +58,37 @@ pub fn released(store: &Store, ve: &str, app: &str) -> Option<String> {
     }
 }
 
+/// The (unpersisted) pending rollout of a Canary with steps that has no
+/// rollout record yet: the driver guards it like any live one.
+pub fn pending_rollout(store: &Store, name: &str) -> Option<Rollout> {
+    if store.rollouts.contains_key(name) {
+        return None;
+    }
+    let Some(Resource::Canary(c)) = store.get("Canary", name) else {
+        return None;
+    };
+    if c.spec.steps.is_empty() {
+        return None;
+    }
+    Some(Rollout {
+        canary: name.to_string(),
+        virtual_env: c.spec.virtual_environment.clone(),
+        app: c.spec.app.clone(),
+        deployment: c.spec.deployment.clone(),
+        stable: released(store, &c.spec.virtual_environment, &c.spec.app).unwrap_or_default(),
+        steps: c.spec.steps.clone(),
+        phase: Phase::Pending,
+        step: 0,
+        weight: c.spec.weight.clone().unwrap_or_else(|| "0%".into()),
+        step_started_ms: 0,
+        started_ms: 0,
+        reason: "not started".into(),
+        failed: false,
+        saved_match: Vec::new(),
+        events: Vec::new(),
+    })
+}
+
 fn event(r: &mut Rollout, reason: &str, who: &str, now_ms: u64) {
     r.reason = reason.to_string();
     r.events.push(Event {
@@ -333,6 +364,7 @@ impl Store {
             .get(name)
             .filter(|r| !r.phase.terminal())
             .cloned()
+            .or_else(|| pending_rollout(self, name))
             .ok_or_else(|| {
                 StoreError::Conflict(format!("Canary/{name}: no rollout in progress"))
             })?;
@@ -556,5 +588,16 @@ spec:
         assert!(sum.changed());
         assert_eq!(served(&s).0.as_deref(), Some("10%"));
         assert!(s.rollouts["c"].reason.contains("re-applied"));
+    }
+
+    #[test]
+    fn a_pending_canary_is_guarded_too() {
+        let s = store();
+        let abort = Action::Abort {
+            reason: "analysis failed: x".into(),
+        };
+        let (s, _) = s.canary_decision("c", &abort, 1_000).unwrap();
+        assert_eq!(s.rollouts["c"].phase, Phase::Aborted);
+        assert_eq!(served(&s), (Some("0%".into()), 0));
     }
 }
