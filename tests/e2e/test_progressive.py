@@ -180,10 +180,12 @@ def test_a_gate_holds_at_50_percent_until_promote(procs, bins, work_dir):
 
 def test_a_restart_mid_rollout_resumes_without_skipping_the_step(procs, bins, work_dir):
     world = cp.start_world(procs, bins, work_dir)
-    apply_canary(world, canary_doc(["1%", "50%"], stepTime="3s", minRequests=0, bakeTime="1s"))
+    # minRequests: the 50% step needs counts the Envoy reports to the *new*
+    # process (its LRS stream reconnects after the restart)
+    apply_canary(world, canary_doc(["10%", "50%"], stepTime="3s", minRequests=20, bakeTime="1s"))
     with Load(world.url, rate=50) as load:
         assert world.cli("canary", "start", CANARY).code == 0
-        world.plane.wait_canary(CANARY, lambda s: s["weight"] == "50%", "at 50%", 30)
+        world.plane.wait_canary(CANARY, lambda s: s["weight"] == "50%", "at 50%", 60)
         world.plane.kill()
         restarted = time.time()
         world.restart_plane()
@@ -193,8 +195,9 @@ def test_a_restart_mid_rollout_resumes_without_skipping_the_step(procs, bins, wo
                                        "ends", 30)
     assert done["phase"] == "succeeded", done
     promoting = [e for e in done["events"] if e["phase"] == "promoting"][0]
-    # the 50% step's 3 s were counted again from the restart, not from its start
+    # the 50% step's 3 s and 20 requests were counted again from the restart
     assert promoting["atUnixMs"] / 1000 >= restarted + 3 - 0.2, (promoting, restarted)
+    assert done["counts"]["canary"]["requests"] >= 20, done["counts"]
     # Envoy kept serving on its last config while the control plane was down
     assert load.count(lambda a: a[1] != 200) == 0
     assert world.deployment() == CANARY_DEP
