@@ -83,7 +83,8 @@ def wait(pred, timeout, what):
 
 
 def api_up(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2) as r:
+    # /healthz needs no credential (the CLI finds the admin one serve left)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
         return r.status == 200
 
 

@@ -61,6 +61,16 @@ if ! command -v wasm-opt >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   fi
 fi
 
+# openssl makes the TLS tests' certificates (tests/e2e/certs.py).
+if ! command -v openssl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]]; then apt=(apt-get); elif sudo -n true 2>/dev/null; then apt=(sudo -n apt-get); else apt=(); fi
+  if (( ${#apt[@]} )); then
+    log "installing openssl (the TLS tests' certificates)"
+    { "${apt[@]}" install -y -qq openssl || { "${apt[@]}" update -qq && "${apt[@]}" install -y -qq openssl; }; } >/dev/null 2>&1 \
+      || log "warning: could not install openssl; the TLS tests will fail"
+  fi
+fi
+
 # The wasm target comes with rust-toolchain.toml; asking again is harmless.
 rustup target add wasm32-wasip1 >/dev/null 2>&1 || log "warning: rustup target add wasm32-wasip1 failed"
 

@@ -312,9 +312,15 @@ async fn main() {
     );
     let pid = server.0.id();
     let api_url = format!("http://127.0.0.1:{api}");
-    let status_client = Client::new(&api_url);
+    // with the admin credential `serve` leaves for this user (credentials.rs),
+    // once it is there
+    let up = || {
+        Client::connect(&api_url, None, None)
+            .and_then(|c| c.get("/v1/status", &[]))
+            .is_ok()
+    };
     let t0 = Instant::now();
-    while status_client.get("/v1/status", &[]).is_err() {
+    while !up() {
         assert!(t0.elapsed() < TIMEOUT, "switchyard serve did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -351,7 +357,8 @@ async fn main() {
         let body = json!({"deployment": dep, "virtualEnv": ve, "who": "bench"});
         let url = api_url.clone();
         let answer = tokio::task::spawn_blocking(move || {
-            Client::new(&url)
+            Client::connect(&url, None, None)
+                .map_err(|e| e.to_string())?
                 .post("/v1/release", &body)
                 .map_err(|e| e.to_string())
         })

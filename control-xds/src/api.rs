@@ -17,16 +17,26 @@
 //! | POST | /v1/canary/{start,pause,resume,promote,abort} | `{name, full?, who}` | what changed (`canary`), the generation to wait for |
 //! | GET | /metrics | | Prometheus text metrics (`crate::metrics`) |
 //! | GET | /v1/live | `?generation=G&timeoutMs=T` | waits (at most T, ≤ 10 min) until every connected Envoy ACKed generation G or later for every type, or NACKed it; where each Envoy is, and the pulling Envoys |
+//! | GET | /v1/tokens | | every API token's name, role and creation time |
+//! | POST | /v1/tokens | `{name, role}` | a new token (shown only in this answer) |
+//! | POST | /v1/tokens/revoke | `{name}` | the revoked token's name and role |
+//! | GET | /healthz | | `{"ok": true}`, without a credential (liveness probes) |
+//!
+//! Every call but `/healthz` needs `Authorization: Bearer TOKEN` of a role that
+//! grants it ([`crate::auth`], [`required_role`]). Bodies are limited to
+//! [`MAX_BODY`] bytes, read within [`BODY_TIMEOUT`].
 //!
 //! Errors are `{error, message, problems?}`: 400 `invalid_resources` (with every
-//! problem, file and line), 400 `bad_request`, 404 `not_found`, 409 `conflict`,
-//! 422 `snapshot_invalid`, 500 `state_not_saved`.
+//! problem, file and line), 400 `bad_request`, 401 `unauthenticated`, 403
+//! `forbidden`, 404 `not_found`, 408 `request_timeout`, 409 `conflict`, 413
+//! `body_too_large`, 422 `snapshot_invalid`, 500 `state_not_saved`.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
+use axum::http::{request::Parts, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -35,13 +45,32 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use switchyard_engine::{Request, Resource};
 
+use crate::auth::{AuthError, Role, Tokens};
 use crate::load::{self, Located};
 use crate::serve::{snapshot_version, ChangeError, ControlPlane};
 use crate::state::{ChangeSummary, StoreError};
 use crate::xds::NodeStatus;
 
-/// The API's routes over `plane`.
-pub fn router(plane: Arc<ControlPlane>) -> Router {
+/// The largest request body accepted (resource files come in one body).
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// A request body must arrive within this time.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The API's routes over `plane`; with `tokens`, every call but `/healthz`
+/// must carry a token of a role that grants it. Without (`serve
+/// --insecure-no-auth`, loopback only) anyone who can connect may do anything.
+pub fn router(plane: Arc<ControlPlane>, tokens: Option<Arc<Tokens>>) -> Router {
+    let mut api = plane_routes(plane);
+    if let Some(tokens) = tokens {
+        api = api
+            .merge(token_routes(tokens.clone()))
+            .layer(axum::middleware::from_fn_with_state(tokens, authorize));
+    }
+    api.layer(DefaultBodyLimit::max(MAX_BODY))
+        .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
+}
+
+fn plane_routes(plane: Arc<ControlPlane>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/resources", get(resources))
@@ -66,6 +95,127 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
 
 type Plane = State<Arc<ControlPlane>>;
 
+// ------------------------------------------------------------------ authorization
+
+/// The role a request needs: `GET /v1/config` is the pull role's alone; reads
+/// need read; releases, rollbacks and canary operations release; everything
+/// else (apply, publish, delete, keys, tokens, and any path added later) admin.
+pub fn required_role(method: &Method, path: &str) -> Role {
+    match (method.as_str(), path) {
+        ("GET", "/v1/config") => Role::Pull,
+        ("GET", "/v1/status" | "/v1/resources" | "/v1/history" | "/v1/live" | "/metrics")
+        | ("POST", "/v1/explain") => Role::Read,
+        ("POST", "/v1/release" | "/v1/rollback") => Role::Release,
+        (_, p) if p.starts_with("/v1/canar") => {
+            if method == Method::GET {
+                Role::Read
+            } else {
+                Role::Release
+            }
+        }
+        _ => Role::Admin,
+    }
+}
+
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn authorize(
+    State(tokens): State<Arc<Tokens>>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let needed = required_role(request.method(), request.uri().path());
+    let peer = request
+        .extensions()
+        .get::<crate::http_server::Peer>()
+        .map(|p| p.0.to_string())
+        .unwrap_or_default();
+    let what = format!("{} {}", request.method(), request.uri().path());
+    let Some(token) = bearer(request.headers()) else {
+        tracing::warn!(%peer, request = %what, "API call without a credential refused");
+        return ApiError::unauthenticated(
+            "this API needs a credential: 'Authorization: Bearer TOKEN'; the CLI reads \
+             SWITCHYARD_TOKEN, --token-file / SWITCHYARD_TOKEN_FILE, or the file that \
+             `switchyard serve` leaves in ~/.config/switchyard/credentials/",
+        )
+        .into_response();
+    };
+    let Some(identity) = tokens.verify(token) else {
+        // The token itself is never logged or echoed.
+        tracing::warn!(%peer, request = %what, "API call with an unknown credential refused");
+        return ApiError::unauthenticated(
+            "the credential is not valid (mistyped, revoked, or of another control plane)",
+        )
+        .into_response();
+    };
+    if !identity.role.grants(needed) {
+        tracing::warn!(%peer, request = %what, token = %identity.name, role = %identity.role, "API call forbidden");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the token '{}' has role {}; {what} needs {}",
+                identity.name, identity.role, needed
+            ),
+        )
+        .into_response();
+    }
+    let mut request = request;
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+/// A request body: at most [`MAX_BODY`] bytes, read within [`BODY_TIMEOUT`];
+/// refusals are JSON errors.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state)).await {
+            Err(_) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )),
+            Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("request bodies are limited to {MAX_BODY} bytes"),
+                ))
+            }
+            Ok(Err(rejection)) => Err(ApiError::bad_request(rejection.body_text())),
+            Ok(Ok(bytes)) => Ok(Body(bytes)),
+        }
+    }
+}
+
+/// Query parameters; a bad query is a JSON `bad_request`.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
 /// An error answer: `{error, message, problems?}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -88,6 +238,10 @@ impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+
+    fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -96,7 +250,29 @@ impl IntoResponse for ApiError {
         if let Some(p) = self.problems {
             body["problems"] = p;
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::BadRequest(m) => Self::bad_request(m),
+            AuthError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
+            AuthError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            other => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state_not_saved",
+                format!("{other}; nothing was changed"),
+            ),
+        }
     }
 }
 
@@ -203,6 +379,7 @@ async fn status(State(plane): Plane) -> Json<Value> {
             _ => {}
         }
     }
+    let (refused, refused_total) = plane.refusals().list();
     let served = plane
         .cache()
         .snapshot()
@@ -218,6 +395,7 @@ async fn status(State(plane): Plane) -> Json<Value> {
         "canaries": canaries,
         "envoys": plane.cache().nodes().iter().map(node_json).collect::<Vec<_>>(),
         "pulling": plane.pollers().list(),
+        "tlsRefused": {"latest": refused, "total": refused_total},
     }))
 }
 
@@ -253,7 +431,29 @@ fn node_json(n: &NodeStatus) -> Value {
 }
 
 async fn resources(State(plane): Plane) -> Json<Value> {
-    Json(json!({"resources": plane.store().resource_list()}))
+    let mut resources = json!(plane.store().resource_list());
+    for r in resources.as_array_mut().into_iter().flatten() {
+        redact_secrets(r);
+    }
+    Json(json!({ "resources": resources }))
+}
+
+/// Replaces the HMAC secrets of an Environment's JWT keys by `(redacted)`:
+/// only the pull role (`/v1/config`) gets secrets.
+fn redact_secrets(resource: &mut Value) {
+    if resource["kind"] != "Environment" {
+        return;
+    }
+    if let Some(keys) = resource
+        .pointer_mut("/spec/jwt/keys")
+        .and_then(Value::as_array_mut)
+    {
+        for k in keys {
+            if let Some(secret) = k.get_mut("secret") {
+                *secret = json!("(redacted)");
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -372,13 +572,13 @@ pub(crate) fn who(who: Option<String>) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-async fn apply(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn apply(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let (docs, who) = parse::<ApplyBody>(&body)?.documents()?;
     let (summary, generation) = plane.change(|s| s.apply(&docs, &who))?;
     Ok(changed(summary, generation))
 }
 
-async fn publish(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn publish(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let (docs, who) = parse::<ApplyBody>(&body)?.documents()?;
     let (summary, generation) = plane.change(|s| s.publish(&docs, &who))?;
     Ok(changed(summary, generation))
@@ -394,7 +594,7 @@ struct DeleteBody {
     who: Option<String>,
 }
 
-async fn delete(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn delete(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: DeleteBody = parse(&body)?;
     let (summary, generation) = plane.change(|s| s.delete(&b.kind, &b.name))?;
     Ok(changed(summary, generation))
@@ -409,7 +609,7 @@ struct ReleaseBody {
     who: Option<String>,
 }
 
-async fn release(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn release(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: ReleaseBody = parse(&body)?;
     let who = who(b.who);
     let (summary, generation) = plane.change(|s| s.release(&b.deployment, &b.virtual_env, &who))?;
@@ -426,7 +626,7 @@ struct RollbackBody {
     who: Option<String>,
 }
 
-async fn rollback(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn rollback(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: RollbackBody = parse(&body)?;
     let who = who(b.who);
     let (summary, generation) =
@@ -436,9 +636,11 @@ async fn rollback(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiEr
 
 // ------------------------------------------------------------------ context keys
 
-async fn rotate_key(State(plane): Plane) -> Result<Json<Value>, ApiError> {
-    let key = crate::state::new_kid()
-        .and_then(|kid| crate::state::generate_context_key(&kid))
+// The body (`{}`) is read so that the connection stays usable for the next
+// request (hyper closes a connection whose request body was left unread).
+async fn rotate_key(State(plane): Plane, Body(_): Body) -> Result<Json<Value>, ApiError> {
+    let key = crate::context_keys::new_kid()
+        .and_then(|kid| crate::context_keys::generate_context_key(&kid))
         .map_err(|e| StoreError::BadRequest(format!("no random key could be made: {e}")))?;
     let (summary, generation) = plane.change(|s| s.rotate_key(key))?;
     Ok(changed(summary, generation))
@@ -450,7 +652,7 @@ struct RetireBody {
     kid: String,
 }
 
-async fn retire_key(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn retire_key(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: RetireBody = parse(&body)?;
     let (summary, generation) = plane.change(|s| s.retire_key(&b.kid))?;
     Ok(changed(summary, generation))
@@ -499,7 +701,7 @@ impl ExplainBody {
     }
 }
 
-async fn explain(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn explain(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: ExplainBody = parse(&body)?;
     let headers = b.headers()?;
     let now = std::time::SystemTime::now()
@@ -513,6 +715,55 @@ async fn explain(State(plane): Plane, body: Bytes) -> Result<Json<Value>, ApiErr
         out["human"] = json!(human);
     });
     Ok(Json(out))
+}
+
+// ------------------------------------------------------------------ tokens
+
+fn token_routes(tokens: Arc<Tokens>) -> Router {
+    Router::new()
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/revoke", post(revoke_token))
+        .with_state(tokens)
+}
+
+type TokenState = State<Arc<Tokens>>;
+
+async fn list_tokens(State(tokens): TokenState) -> Json<Value> {
+    Json(json!({"tokens": tokens.list()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTokenBody {
+    name: String,
+    role: String,
+}
+
+async fn create_token(
+    State(tokens): TokenState,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let b: CreateTokenBody = parse(&body)?;
+    let role: Role = b.role.parse()?;
+    let token = tokens.create(&b.name, role)?;
+    tracing::info!(name = %b.name, %role, "API token created");
+    Ok(Json(json!({"name": b.name, "role": role, "token": token})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeTokenBody {
+    name: String,
+}
+
+async fn revoke_token(
+    State(tokens): TokenState,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let b: RevokeTokenBody = parse(&body)?;
+    let revoked = tokens.revoke(&b.name)?;
+    tracing::info!(name = %revoked.name, role = %revoked.role, "API token revoked");
+    Ok(Json(json!({"revoked": revoked.name, "role": revoked.role})))
 }
 
 /// Reads `body` as each request body the API accepts, the way its handler does
@@ -530,6 +781,8 @@ pub fn read_bodies(body: &[u8], index: &switchyard_engine::Index, now: u64) {
     let _ = parse::<ReleaseBody>(&body).map(|b| who(b.who));
     let _ = parse::<RollbackBody>(&body).map(|b| who(b.who));
     let _ = parse::<RetireBody>(&body);
+    let _ = parse::<CreateTokenBody>(&body).map(|b| b.role.parse::<Role>());
+    let _ = parse::<RevokeTokenBody>(&body);
     if let Ok(b) = parse::<ExplainBody>(&body) {
         if let Ok(headers) = b.headers() {
             crate::explain::explain(index, &b.request(&headers, now), |_, _| {});
@@ -547,8 +800,13 @@ mod tests {
 
     use crate::test_fixtures::WEB_V1 as RESOURCES;
 
-    /// Serves the API on a free port in a background runtime; returns its URL.
     fn server() -> String {
+        server_with(None)
+    }
+
+    /// Serves the API (with `tokens`: authenticated) through the server loop
+    /// `serve` uses, in a background runtime; returns its URL.
+    fn server_with(tokens: Option<Arc<Tokens>>) -> String {
         let docs = load::parse_text(std::path::Path::new("r.yaml"), RESOURCES).unwrap();
         let (store, _) = Store::new().apply(&docs, "t").unwrap();
         let opts = BuildOptions {
@@ -568,7 +826,14 @@ mod tests {
                 .unwrap();
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(l, router(plane)).await.unwrap();
+                crate::http_server::serve(
+                    l,
+                    router(plane, tokens),
+                    None,
+                    Default::default(),
+                    std::future::pending(),
+                )
+                .await;
             });
         });
         format!("http://{addr}")
@@ -578,7 +843,7 @@ mod tests {
         match r {
             Err(ClientError::Api {
                 status, code, body, ..
-            }) => (status, code, body),
+            }) => (status, code, *body),
             other => panic!("expected an API error, got {other:?}"),
         }
     }
@@ -610,6 +875,102 @@ mod tests {
         assert_eq!(status, 404);
         let (status, _, _) = api_error(c.get("/v1/nothing", &[]));
         assert_eq!(status, 404);
+    }
+
+    #[test]
+    fn every_call_needs_a_token_of_a_role_that_grants_it() {
+        let (tokens, admin) = Tokens::open(None).unwrap();
+        let tokens = Arc::new(tokens);
+        let url = server_with(Some(tokens.clone()));
+        let admin = Client::new(&url).with_token(admin);
+        let token = |role: &str| {
+            let t = admin
+                .post("/v1/tokens", &json!({"name": role, "role": role}))
+                .unwrap();
+            Client::new(&url).with_token(t["token"].as_str().map(str::to_string))
+        };
+        let (read, release, pull) = (token("read"), token("release"), token("pull"));
+        let nobody = Client::new(&url);
+        let wrong = Client::new(&url).with_token(Some("syt_wrong".into()));
+        let release_body = json!({"deployment": "web-v1", "virtualEnv": "team-a"});
+        let apply_body = json!({"filename": "r.yaml", "text": RESOURCES});
+
+        for c in [&nobody, &wrong] {
+            let (status, code, body) = api_error(c.get("/v1/status", &[]));
+            assert_eq!((status, code.as_str()), (401, "unauthenticated"), "{body}");
+        }
+        // read: reads, not changes, not the secrets
+        assert!(read.get("/v1/status", &[]).is_ok());
+        assert!(read.get("/v1/history", &[]).is_ok());
+        assert!(read
+            .post("/v1/explain", &json!({"path": "/dev/hello"}))
+            .is_ok());
+        for r in [
+            read.post("/v1/release", &release_body),
+            read.get("/v1/config", &[]),
+            read.post("/v1/apply", &apply_body),
+        ] {
+            let (status, code, body) = api_error(r);
+            assert_eq!((status, code.as_str()), (403, "forbidden"), "{body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("role read"),
+                "{body}"
+            );
+        }
+        // release: releases, not apply, keys, tokens or the secrets
+        assert!(release.post("/v1/release", &release_body).is_ok());
+        for r in [
+            release.post("/v1/apply", &apply_body),
+            release.post("/v1/keys/rotate", &json!({})),
+            release.get("/v1/tokens", &[]),
+            release.get("/v1/config", &[]),
+        ] {
+            assert_eq!(api_error(r).0, 403);
+        }
+        // admin: everything but the secrets
+        assert!(admin.post("/v1/apply", &apply_body).is_ok());
+        assert_eq!(api_error(admin.get("/v1/config", &[])).0, 403);
+        // pull: only the secrets
+        assert!(pull.get("/v1/config", &[]).unwrap()["resources"].is_array());
+        assert_eq!(api_error(pull.get("/v1/status", &[])).0, 403);
+        // a revoked token stops working at once; the last admin stays
+        admin
+            .post("/v1/tokens/revoke", &json!({"name": "read"}))
+            .unwrap();
+        assert_eq!(api_error(read.get("/v1/status", &[])).0, 401);
+        let (status, _, _) = api_error(admin.post("/v1/tokens/revoke", &json!({"name": "admin"})));
+        assert_eq!(status, 409);
+        // no token appears in any answer but the one that created it
+        let list = admin.get("/v1/tokens", &[]).unwrap().to_string();
+        assert!(!list.contains("syt_") && !list.contains("sha256"), "{list}");
+        assert!(Client::new(&url).get("/healthz", &[]).is_ok());
+    }
+
+    #[test]
+    fn bodies_are_limited_and_bad_input_is_a_json_error() {
+        let c = Client::new(&server());
+        let big = "x".repeat(MAX_BODY + 1);
+        let (status, code, _) =
+            api_error(c.post("/v1/apply", &json!({"filename": "a", "text": big})));
+        assert_eq!((status, code.as_str()), (413, "body_too_large"));
+        let (status, code, _) = api_error(c.get("/v1/live", &[("generation", "x")]));
+        assert_eq!((status, code.as_str()), (400, "bad_request"));
+        let (status, code, _) = api_error(c.post("/v1/release", &json!([1, 2])));
+        assert_eq!((status, code.as_str()), (400, "bad_request"));
+    }
+
+    #[test]
+    fn resources_never_show_secrets() {
+        let env = "kind: Environment\nmetadata: {name: dev}\nspec:\n  subPath: dev\n  defaultVirtualEnvironment: team-a\n  jwt:\n    keys: [{kid: k, alg: HS256, secret: this-hmac-secret-is-longer-than-32-bytes}]\n";
+        let c = Client::new(&server());
+        c.post("/v1/apply", &json!({"filename": "e.yaml", "text": env}))
+            .unwrap();
+        let all = c.get("/v1/resources", &[]).unwrap().to_string();
+        assert!(
+            !all.contains("this-hmac-secret-is-longer-than-32-bytes"),
+            "{all}"
+        );
+        assert!(all.contains("(redacted)"), "{all}");
     }
 
     #[test]

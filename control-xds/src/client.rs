@@ -1,5 +1,6 @@
 //! The CLI's side of the HTTP API ([`crate::api`]): one blocking request per
-//! command, JSON in and out.
+//! command, JSON in and out, with the caller's bearer token, over TLS for an
+//! `https://` server (its CA from `--ca-cert`, else the public web roots).
 
 use std::time::Duration;
 
@@ -17,32 +18,99 @@ pub enum ClientError {
         status: u16,
         code: String,
         message: String,
-        body: Value,
+        /// The whole answer (boxed: it keeps the error small).
+        body: Box<Value>,
     },
+    /// The credential could not be read.
+    #[error(transparent)]
+    Credential(Box<crate::credentials::CredentialError>),
+    /// The CA certificate given for TLS could not be used.
+    #[error("cannot use the CA certificate {path}: {reason}")]
+    Ca { path: String, reason: String },
 }
 
 /// A client for one server (`--server`, e.g. `http://127.0.0.1:18001`).
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    token: Option<String>,
 }
 
 impl Client {
+    /// A client without a credential (only `/healthz` answers it).
     pub fn new(server: &str) -> Self {
-        let agent = ureq::Agent::config_builder()
+        Self::build(server, None)
+    }
+
+    fn build(server: &str, tls: Option<ureq::tls::TlsConfig>) -> Self {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(30)));
+        if let Some(tls) = tls {
+            config = config.tls_config(tls);
+        }
         Self {
             base: server.trim_end_matches('/').to_string(),
-            agent,
+            agent: config.build().into(),
+            token: None,
+        }
+    }
+
+    /// A client that trusts the CA certificates in the PEM file `ca_cert` for
+    /// an `https://` server.
+    pub fn with_ca(server: &str, ca_cert: &std::path::Path) -> Result<Self, ClientError> {
+        let ca_error = |reason: String| ClientError::Ca {
+            path: ca_cert.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(ca_cert).map_err(|e| ca_error(e.to_string()))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| ca_error(e.to_string()))? {
+                certs.push(c);
+            }
+        }
+        if certs.is_empty() {
+            return Err(ca_error("no certificate in it".into()));
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+            .build();
+        Ok(Self::build(server, Some(tls)))
+    }
+
+    /// The CLI's client for `server`: its CA (if any) and the credential
+    /// [`crate::credentials::resolve`] finds.
+    pub fn connect(
+        server: &str,
+        token_file: Option<&std::path::Path>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
+        let client = match ca_cert {
+            Some(ca) => Self::with_ca(server, ca)?,
+            None => Self::new(server),
+        };
+        let token = crate::credentials::resolve(server, token_file)
+            .map_err(|e| ClientError::Credential(Box::new(e)))?;
+        Ok(client.with_token(token))
+    }
+
+    /// Sends `token` as `Authorization: Bearer` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("authorization", format!("Bearer {t}")),
+            None => req,
         }
     }
 
     /// `GET path` (with `query` pairs).
     pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
-        let mut req = self.agent.get(format!("{}{path}", self.base));
+        let mut req = self.auth(self.agent.get(format!("{}{path}", self.base)));
         for (k, v) in query {
             req = req.query(*k, *v);
         }
@@ -57,8 +125,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Value, ClientError> {
         let mut req = self
-            .agent
-            .get(format!("{}{path}", self.base))
+            .auth(self.agent.get(format!("{}{path}", self.base)))
             .config()
             .timeout_global(Some(timeout))
             .build();
@@ -70,7 +137,7 @@ impl Client {
 
     /// `POST path` with a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let req = self.agent.post(format!("{}{path}", self.base));
+        let req = self.auth(self.agent.post(format!("{}{path}", self.base)));
         self.answer(req.send_json(body))
     }
 
@@ -100,7 +167,7 @@ impl Client {
             message: body["message"]
                 .as_str()
                 .map_or_else(|| format!("HTTP {status}: {body}"), str::to_string),
-            body,
+            body: Box::new(body),
         })
     }
 }

@@ -1,18 +1,44 @@
 //! Switchyard's control plane: resources → index → snapshot → stream.
 //!
-//! `load` reads resource files, the engine validates and indexes them, `render`
-//! writes static Envoy configuration, `xds` serves snapshots to Envoys over ADS.
-//! `state` is the store of resources and releases (persisted atomically),
-//! `serve` runs the control plane (store → snapshot → cache), `api` is its HTTP
-//! API and `client` the CLI's side of it; `rollout` says when a change is live
-//! on every Envoy; `scope` cuts the table down for Envoys that serve only some
-//! environments.
+//! Layers, each importing only the ones before it:
+//! 1. the domain: `load` reads resource files (the engine validates and
+//!    indexes them), `state` is the store of resources, releases and context
+//!    keys with its operations (`context_keys` makes keys, `clock` dates
+//!    records);
+//! 2. persistence: `persist` writes the state file, `auth` the API tokens,
+//!    both through `atomic_file`;
+//! 3. proxy configuration: `topology` is what Switchyard asks of a proxy,
+//!    rendered by `snapshot_builder` (xDS), `render` (static bootstraps;
+//!    `bootstrap` renders an ADS Envoy's bootstrap) and `istio` (Istio
+//!    objects; `package` writes the filter's OCI image); `scope` cuts the table
+//!    down for Envoys that serve only some environments;
+//! 4. serving: `xds` streams snapshots to Envoys over ADS, `serve` is the
+//!    control plane (store → snapshot → disk → cache), `rollout` says when a
+//!    change is live on every Envoy, `api` is the HTTP API over it (`explain`
+//!    routes a described request for it and the CLI),
+//!    `http_server` and `tls` serve it and xDS (TLS, limits for slow clients);
+//!    `progressive` runs Canaries with steps (its plan and error test are
+//!    domain-level; its LRS service, driver and API serve), `metrics` renders
+//!    Prometheus text from the control plane;
+//! 5. the process: `daemon` wires the control plane, the API and xDS to their
+//!    listeners; `client` and `credentials` are the CLI's side of the API.
 
 pub mod api;
+pub mod atomic_file;
+pub mod auth;
+pub mod bootstrap;
 pub mod client;
+pub mod clock;
+pub mod context_keys;
+pub mod credentials;
+pub mod daemon;
 pub mod explain;
+pub mod http_server;
+pub mod istio;
 pub mod load;
 pub mod metrics;
+pub mod package;
+pub mod persist;
 pub mod progressive;
 pub mod render;
 pub mod rollout;
@@ -20,6 +46,8 @@ pub mod scope;
 pub mod serve;
 pub mod snapshot_builder;
 pub mod state;
+pub mod tls;
+pub mod topology;
 pub mod xds;
 
 #[cfg(test)]

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
+use switchyard::bootstrap::{AdsBootstrap, XdsTls};
 use switchyard::client::{Client, ClientError};
 use switchyard::load::{self, LoadErrors};
 use switchyard::render::{render_envoy, RenderOptions};
 use switchyard::serve::ServeOptions;
 use switchyard::snapshot_builder::BuildOptions;
+use switchyard::tls::TlsFiles;
 use switchyard_engine::{PluginConfig, Request, Settings};
 
 #[derive(Parser)]
@@ -23,8 +25,21 @@ struct Cli {
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
     /// The control plane's HTTP API (commands that talk to `switchyard serve`).
-    #[arg(long, global = true, default_value = "http://127.0.0.1:18001")]
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_SERVER",
+        default_value = "http://127.0.0.1:18001"
+    )]
     server: String,
+    /// A file holding the API token. Without it: $SWITCHYARD_TOKEN, else the
+    /// admin credential `switchyard serve` left on this machine for --server
+    /// (~/.config/switchyard/credentials/HOST_PORT).
+    #[arg(long, global = true, env = "SWITCHYARD_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed the API's certificate (https://).
+    #[arg(long, global = true, env = "SWITCHYARD_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// Who makes the change, for the release history (default: $USER).
     #[arg(long, global = true)]
     who: Option<String>,
@@ -78,6 +93,31 @@ enum Command {
         /// Address of Envoy's internal listener (component-to-component calls).
         #[arg(long)]
         internal_listen: Option<String>,
+        /// Serve the API without tokens (anyone who connects may do anything).
+        /// Refused unless --api-addr is a loopback address.
+        #[arg(long)]
+        insecure_no_auth: bool,
+        /// The API's TLS certificate chain (PEM); with --api-tls-key the API is https.
+        #[arg(long, requires = "api_tls_key")]
+        api_tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --api-tls-cert.
+        #[arg(long, requires = "api_tls_cert")]
+        api_tls_key: Option<PathBuf>,
+        /// xDS's TLS certificate chain (PEM); with --xds-tls-key xDS is TLS.
+        #[arg(long, requires = "xds_tls_key")]
+        xds_tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --xds-tls-cert.
+        #[arg(long, requires = "xds_tls_cert")]
+        xds_tls_key: Option<PathBuf>,
+        /// mTLS: only Envoys with a client certificate issued by this CA (PEM)
+        /// get config; others are refused at the handshake and reported in `status`.
+        #[arg(long, requires = "xds_tls_cert")]
+        xds_client_ca: Option<PathBuf>,
+    },
+    /// Manage the API's tokens (admin): create one per user, pipeline or Envoy.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
     },
     /// Create or replace resources (a file or directory, validated as one batch).
     Apply {
@@ -139,6 +179,10 @@ enum Command {
         /// The client's address, ip:port.
         #[arg(long)]
         source: Option<String>,
+        /// Istio mode (with --config): also show the selection header, the
+        /// DestinationRule subset and Istio's cluster, Services in namespace NS.
+        #[arg(long, value_name = "NS", requires = "config")]
+        istio_namespace: Option<String>,
     },
     /// Progressive rollouts of Canaries with `steps`: start one, watch it, hold
     /// it, move it on, or stop it.
@@ -151,6 +195,42 @@ enum Command {
         #[command(subcommand)]
         target: RenderTarget,
     },
+    /// Write the filter as an OCI image layout that istio-agent pulls (one
+    /// tar+gzip layer holding plugin.wasm); prints the digests for
+    /// `WasmPlugin.spec.sha256`. No Docker needed.
+    Package {
+        /// The filter (`scripts/build-wasm.sh` builds it).
+        #[arg(
+            long,
+            default_value = "target/wasm32-wasip1/release/switchyard_filter.wasm"
+        )]
+        wasm: PathBuf,
+        /// Directory of the OCI image layout (created).
+        #[arg(long, default_value = "target/oci/switchyard-filter")]
+        out: PathBuf,
+        /// The image tag.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        tag: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// A new token; it is printed once and stored only as a hash.
+    Create {
+        /// read (status, history, explain, resources), release (+ release,
+        /// rollback, canaries), admin (+ apply, publish, delete, keys, tokens)
+        /// or pull (the filter's pull mode only: GET /v1/config).
+        #[arg(long)]
+        role: String,
+        /// A unique name (who or what uses it).
+        #[arg(long)]
+        name: String,
+    },
+    /// Every token's name, role and creation time.
+    List,
+    /// The token stops working at once.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -187,11 +267,30 @@ enum KeysAction {
 
 #[derive(Subcommand)]
 enum RenderTarget {
-    /// A static Envoy bootstrap with the filter and the resources inline.
+    /// A static Envoy bootstrap with the filter and the resources inline; or,
+    /// with --ads, the bootstrap of an Envoy that gets everything over ADS.
     Envoy {
         /// Resource file or directory.
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "ads")]
+        config: Option<PathBuf>,
+        /// Render the ADS bootstrap for `switchyard serve`'s xDS at HOST:PORT
+        /// (node, ADS cluster, admin) instead of a static one.
+        #[arg(long, conflicts_with_all = ["config", "internal_listen", "pull_from"])]
+        ads: Option<String>,
+        /// ADS over TLS: verify the control plane's certificate against
+        /// --xds-ca (and its IP or name); with --xds-cert/--xds-key present a
+        /// client certificate (mTLS, `serve --xds-client-ca`).
+        #[arg(long, requires_all = ["ads", "xds_ca"])]
+        xds_tls: bool,
+        /// The CA (PEM, as Envoy sees the file) that signed serve's xDS certificate.
+        #[arg(long, requires = "xds_tls")]
+        xds_ca: Option<String>,
+        /// This Envoy's client certificate chain (PEM) for xDS mTLS.
+        #[arg(long, requires_all = ["xds_tls", "xds_key"])]
+        xds_cert: Option<String>,
+        /// The private key (PEM) of --xds-cert.
+        #[arg(long, requires = "xds_cert")]
+        xds_key: Option<String>,
         /// Path of switchyard_filter.wasm as Envoy will see it.
         #[arg(
             long,
@@ -210,9 +309,66 @@ enum RenderTarget {
         /// routing table instead of using the resources inline.
         #[arg(long)]
         pull_from: Option<String>,
-        /// `node.id` of this Envoy (pull mode reports it as pulling under it).
-        #[arg(long, default_value = "switchyard-static")]
-        node_id: String,
+        /// Pull mode: a file holding the `pull`-role API token the filter sends
+        /// (`switchyard token create --role pull`); it goes into the bootstrap.
+        /// Without it the filter sends $SWITCHYARD_PULL_TOKEN of its VM, if any.
+        #[arg(long, requires = "pull_from")]
+        pull_token_file: Option<PathBuf>,
+        /// Pull mode over https (`serve --api-tls-*`): the CA (PEM, as Envoy
+        /// sees the file) that signed the API's certificate.
+        #[arg(long, requires = "pull_from")]
+        pull_ca: Option<String>,
+        /// `node.id` of this Envoy (pull mode reports it as pulling under it;
+        /// `status` lists an ADS Envoy by it). Default: switchyard-static, or
+        /// switchyard-envoy with --ads.
+        #[arg(long)]
+        node_id: Option<String>,
+    },
+    /// Istio objects: WasmPlugins (or EnvoyFilters), the VirtualServices and
+    /// DestinationRules pinning component versions as subsets, what pull mode
+    /// needs. Multi-document YAML in a stable order.
+    Istio {
+        /// Resource file or directory.
+        #[arg(long)]
+        config: PathBuf,
+        /// Namespace of the components' Services (and of the rendered routing).
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Label selecting the ingress gateway's pods (`key=value`).
+        #[arg(long, default_value = "istio=ingressgateway")]
+        gateway_selector: String,
+        /// Namespace of the ingress gateway.
+        #[arg(long, default_value = "istio-system")]
+        gateway_namespace: String,
+        /// Bind the ingress VirtualService to this existing Gateway (`ns/name`)
+        /// instead of rendering one.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The pod label carrying the component version.
+        #[arg(long, default_value = "version")]
+        version_label: String,
+        /// Pull mode: the filter polls `switchyard serve`'s API at this Service
+        /// (`SVC[.NS]:PORT`) through Istio's `outbound|PORT||FQDN` cluster.
+        #[arg(long)]
+        pull_from: Option<String>,
+        /// How the filter is inserted.
+        #[arg(long, value_enum, default_value = "wasmplugin")]
+        via: switchyard::istio::Via,
+        /// Where istio-agent fetches the filter (`switchyard package` prints it).
+        #[arg(long, default_value = concat!("oci://ghcr.io/switchyard/switchyard-filter:", env!("CARGO_PKG_VERSION")))]
+        url: String,
+        /// `WasmPlugin.spec.sha256` (`switchyard package` prints it).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// A kf-context key (`{kid, secret}`, YAML or JSON) for inline mode; pull
+        /// mode gets the keys from the control plane.
+        #[arg(long)]
+        context_key_file: Option<PathBuf>,
+        /// Pull mode: a file holding the `pull`-role API token, written into the
+        /// plugin configuration. Without it the filter reads
+        /// $SWITCHYARD_PULL_TOKEN from the proxy's environment.
+        #[arg(long, requires = "pull_from")]
+        pull_token_file: Option<PathBuf>,
     },
 }
 
@@ -285,11 +441,20 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let output = cli.output;
     let wait = (!cli.no_wait).then_some(cli.wait);
-    let client = || Client::new(&cli.server);
+    let client = || {
+        Client::connect(
+            &cli.server,
+            cli.token_file.as_deref(),
+            cli.ca_cert.as_deref(),
+        )
+    };
     // A change, then (unless --no-wait) the wait until it is live everywhere.
     let change = |path: &str, body: &Value| {
         let started = std::time::Instant::now();
-        let client = client();
+        let client = match client() {
+            Ok(c) => c,
+            Err(e) => return Ok(api_error(output, &e)),
+        };
         let result = client.post(path, body);
         change_and_wait(output, &client, result, wait, started)
     };
@@ -308,12 +473,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wasm,
             listen,
             internal_listen,
+            insecure_no_auth,
+            api_tls_cert,
+            api_tls_key,
+            xds_tls_cert,
+            xds_tls_key,
+            xds_client_ca,
         } => {
+            let tls = |cert: Option<PathBuf>, key: Option<PathBuf>, client_ca| {
+                Some(TlsFiles {
+                    cert: cert?,
+                    key: key?,
+                    client_ca,
+                })
+            };
             let opts = ServeOptions {
                 config,
                 state_dir: state,
                 xds_addr,
                 api_addr,
+                auth: !insecure_no_auth,
+                api_tls: tls(api_tls_cert, api_tls_key, None),
+                xds_tls: tls(xds_tls_cert, xds_tls_key, xds_client_ca),
                 build: BuildOptions {
                     wasm_path: wasm,
                     genesis_listen: addr(&listen)?,
@@ -351,7 +532,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys {
             action: KeysAction::Retire { kid },
         } => change("/v1/keys/retire", &json!({ "kid": kid })),
-        Command::Status => call(output, client().get("/v1/status", &[]), human_status),
+        Command::Token { action } => match action {
+            TokenAction::Create { role, name } => call(
+                output,
+                client().and_then(|c| c.post("/v1/tokens", &json!({"role": role, "name": name}))),
+                human_token,
+            ),
+            TokenAction::List => call(
+                output,
+                client().and_then(|c| c.get("/v1/tokens", &[])),
+                human_tokens,
+            ),
+            TokenAction::Revoke { name } => call(
+                output,
+                client().and_then(|c| c.post("/v1/tokens/revoke", &json!({ "name": name }))),
+                |v| format!("revoked {} ({})", text(&v["revoked"]), text(&v["role"])),
+            ),
+        },
+        Command::Status => call(
+            output,
+            client().and_then(|c| c.get("/v1/status", &[])),
+            human_status,
+        ),
         Command::Canary { action } => {
             let (verb, name, full) = match action {
                 CanaryAction::Start { name } => ("start", name, false),
@@ -362,14 +564,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 CanaryAction::Status { name: Some(n) } => {
                     return call(
                         output,
-                        client().get(&format!("/v1/canaries/{n}"), &[]),
+                        client().and_then(|c| c.get(&format!("/v1/canaries/{n}"), &[])),
                         switchyard::progressive::cli::human_one,
                     )
                 }
                 CanaryAction::Status { name: None } => {
                     return call(
                         output,
-                        client().get("/v1/canaries", &[]),
+                        client().and_then(|c| c.get("/v1/canaries", &[])),
                         switchyard::progressive::cli::human_list,
                     )
                 }
@@ -384,7 +586,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|v| vec![("virtualEnv", v)])
                 .unwrap_or_default();
-            call(output, client().get("/v1/history", &query), human_history)
+            call(
+                output,
+                client().and_then(|c| c.get("/v1/history", &query)),
+                human_history,
+            )
         }
         Command::Explain {
             config: None,
@@ -392,6 +598,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             method,
             headers,
             source,
+            istio_namespace: _,
         } => {
             let headers: Vec<(String, String)> = headers
                 .iter()
@@ -400,7 +607,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect();
             let body =
                 json!({"path": path, "method": method, "headers": headers, "source": source});
-            match client().post("/v1/explain", &body) {
+            match client().and_then(|c| c.post("/v1/explain", &body)) {
                 Ok(mut v) => {
                     let human = v["human"].as_str().unwrap_or_default().to_string();
                     if let Some(m) = v.as_object_mut() {
@@ -436,6 +643,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             method,
             headers,
             source,
+            istio_namespace,
         } => {
             let (_, index) = match load::load_and_compile(&config) {
                 Ok(loaded) => loaded,
@@ -459,28 +667,177 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(switchyard::explain::explain(
                 &index,
                 &request,
-                |v, human| print(cli.output, v, || human),
+                |v, human| {
+                    let istio = istio_namespace.as_deref().and_then(|ns| {
+                        let key = v["cluster"].as_str()?;
+                        switchyard::istio::explain_subset(&index, ns, key)
+                    });
+                    match istio {
+                        Some(istio) => {
+                            let mut v = v.clone();
+                            let human = format!(
+                                "{human}\n  istio: {} → {} subset {} ({})",
+                                istio["header"].as_str().unwrap_or_default(),
+                                istio["host"].as_str().unwrap_or_default(),
+                                istio["subset"].as_str().unwrap_or_default(),
+                                istio["cluster"].as_str().unwrap_or_default()
+                            );
+                            v["istio"] = istio;
+                            print(cli.output, &v, || human)
+                        }
+                        None => print(cli.output, v, || human),
+                    }
+                },
             ))
+        }
+        Command::Package { wasm, out, tag } => {
+            let p = switchyard::package::package(&wasm, &out, &tag)?;
+            let value = serde_json::to_value(&p)?;
+            print(cli.output, &value, || {
+                format!(
+                    "OCI image layout {dir} (tag {tag}): plugin.wasm, {bytes} bytes\n\
+                     manifest sha256 {manifest}   <- WasmPlugin.spec.sha256 for url: oci://…\n\
+                     plugin.wasm sha256 {wasm}   <- WasmPlugin.spec.sha256 for https:// or file:// urls\n\
+                     push (keeps the manifest digest): oras cp --from-oci-layout {dir}:{tag} REGISTRY/switchyard-filter:{tag}",
+                    dir = p.layout.display(),
+                    tag = p.tag,
+                    bytes = p.wasm_bytes,
+                    manifest = p.manifest_sha256,
+                    wasm = p.wasm_sha256,
+                )
+            });
+            Ok(ExitCode::SUCCESS)
         }
         Command::Render {
             target:
-                RenderTarget::Envoy {
+                RenderTarget::Istio {
                     config,
-                    wasm,
-                    listen,
-                    admin,
-                    internal_listen,
+                    namespace,
+                    gateway_selector,
+                    gateway_namespace,
+                    gateway,
+                    version_label,
                     pull_from,
-                    node_id,
+                    via,
+                    url,
+                    sha256,
+                    context_key_file,
+                    pull_token_file,
                 },
         } => {
             let (docs, index) = match load::load_and_compile(&config) {
                 Ok(loaded) => loaded,
                 Err(e) => return Ok(report(cli.output, &e)),
             };
+            let gateway_selector = gateway_selector
+                .split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--gateway-selector must be key=value"))?;
+            let pull_from = pull_from
+                .map(|p| match p.rsplit_once(':') {
+                    Some((host, port)) if !host.is_empty() => port
+                        .parse::<u16>()
+                        .map(|port| (host.to_string(), port))
+                        .map_err(|_| anyhow::anyhow!("--pull-from {p}: the port is not a number")),
+                    _ => Err(anyhow::anyhow!("--pull-from must be SVC:PORT")),
+                })
+                .transpose()?;
+            let context_key = match context_key_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    Some(
+                        serde_saphyr::from_str::<switchyard_engine::context::ContextKey>(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let plugin = PluginConfig {
+                settings: Settings::default(),
+                resources: docs.into_iter().map(|d| d.resource).collect(),
+            };
+            let opts = switchyard::istio::IstioOptions {
+                namespace,
+                gateway_namespace,
+                gateway_selector,
+                gateway,
+                version_label,
+                pull_from,
+                via,
+                url,
+                sha256,
+                context_key,
+                pull_token: pull_token_file
+                    .as_deref()
+                    .map(|p| {
+                        std::fs::read_to_string(p)
+                            .map(|t| t.trim().to_string())
+                            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                    })
+                    .transpose()?,
+            };
+            let objects = switchyard::istio::render_istio(&plugin, &index, &opts)?;
+            if opts.context_key.is_none() && opts.pull_from.is_none() {
+                eprintln!(
+                    "note: no --context-key-file or --pull-from: no kf-context is issued and no sidecar plugin is rendered (component-to-component calls get 503 cluster_not_ready)"
+                );
+            }
+            match cli.output {
+                Output::Json => {
+                    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&objects)?))
+                }
+                _ => {
+                    let mut text = String::new();
+                    for o in &objects {
+                        text.push_str("---\n");
+                        text.push_str(&serde_saphyr::to_string(o)?);
+                    }
+                    write_stdout(&text)
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Render {
+            target:
+                RenderTarget::Envoy {
+                    config,
+                    ads,
+                    xds_tls,
+                    xds_ca,
+                    xds_cert,
+                    xds_key,
+                    wasm,
+                    listen,
+                    admin,
+                    internal_listen,
+                    pull_from,
+                    pull_token_file,
+                    pull_ca,
+                    node_id,
+                },
+        } => {
+            let (Some(config), None) = (config, &ads) else {
+                let value = switchyard::bootstrap::render(&AdsBootstrap {
+                    ads: addr(ads.as_deref().unwrap_or_default())?,
+                    admin: addr(&admin)?,
+                    node_id: node_id.unwrap_or_else(|| "switchyard-envoy".into()),
+                    tls: xds_tls.then(|| XdsTls {
+                        ca: xds_ca.unwrap_or_default(),
+                        client_cert: xds_cert.zip(xds_key),
+                    }),
+                });
+                return print_bootstrap(cli.output, &value);
+            };
+            let node_id = node_id.unwrap_or_else(|| "switchyard-static".into());
+            let (docs, index) = match load::load_and_compile(&config) {
+                Ok(loaded) => loaded,
+                Err(e) => return Ok(report(cli.output, &e)),
+            };
             let mut settings = Settings::default();
             if internal_listen.is_some() {
-                settings.context_keys = vec![switchyard::state::generate_context_key("render-1")?];
+                settings.context_keys =
+                    vec![switchyard::context_keys::generate_context_key("render-1")?];
             }
             if let Some(api) = &pull_from {
                 settings.pull = Some(switchyard_engine::config::PullSettings {
@@ -488,6 +845,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     authority: Some(api.clone()),
                     path: "/v1/config".into(),
                     interval_ms: 1000,
+                    token: pull_token_file
+                        .as_deref()
+                        .map(|p| {
+                            std::fs::read_to_string(p)
+                                .map(|t| t.trim().to_string())
+                                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                        })
+                        .transpose()?,
                 });
             }
             let plugin = PluginConfig {
@@ -502,16 +867,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pull_from: pull_from.as_deref().map(addr).transpose()?,
                 node_id,
             };
-            let value = render_envoy(&plugin, &index, &opts);
-            match cli.output {
-                Output::Json => {
-                    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?))
-                }
-                _ => write_stdout(&serde_saphyr::to_string(&value)?),
+            let mut value = render_envoy(&plugin, &index, &opts);
+            if let (Some(ca), Some((host, _))) = (&pull_ca, &opts.pull_from) {
+                switchyard::bootstrap::pull_over_tls(&mut value, ca, host);
             }
-            Ok(ExitCode::SUCCESS)
+            print_bootstrap(cli.output, &value)
         }
     }
+}
+
+/// A rendered bootstrap: YAML, or JSON with `--output json`.
+fn print_bootstrap(output: Output, value: &Value) -> anyhow::Result<ExitCode> {
+    match output {
+        Output::Json => write_stdout(&format!("{}\n", serde_json::to_string_pretty(value)?)),
+        _ => write_stdout(&serde_saphyr::to_string(value)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `switchyard serve` until SIGINT or SIGTERM.
@@ -549,7 +920,7 @@ fn serve(opts: ServeOptions) -> anyhow::Result<ExitCode> {
                 let _ = tokio::signal::ctrl_c().await;
             }
         };
-        switchyard::serve::run(opts, shutdown).await
+        switchyard::daemon::run(opts, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -795,6 +1166,33 @@ fn release_line(r: &Value) -> String {
     )
 }
 
+/// The new token alone on stdout (for `$(switchyard token create ...)`).
+fn human_token(v: &Value) -> String {
+    eprintln!(
+        "created token '{}' with role {}; it is shown only now (stored as a hash)",
+        text(&v["name"]),
+        text(&v["role"])
+    );
+    text(&v["token"]).to_string()
+}
+
+fn human_tokens(v: &Value) -> String {
+    v["tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "{:<20} {:<8} created {}",
+                text(&t["name"]),
+                text(&t["role"]),
+                text(&t["created"])
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn human_history(v: &Value) -> String {
     let records = v["history"].as_array().cloned().unwrap_or_default();
     if records.is_empty() {
@@ -902,5 +1300,27 @@ fn human_status(v: &Value) -> String {
         out.extend(nacks);
     }
     out.extend(pulling_lines(&v["pulling"]));
+    let refused = &v["tlsRefused"];
+    if refused["total"].as_u64().unwrap_or(0) > 0 {
+        out.push(format!(
+            "TLS handshakes refused: {} (latest {})",
+            refused["total"],
+            refused["latest"].as_array().map_or(0, Vec::len)
+        ));
+        for r in refused["latest"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .take(5)
+        {
+            out.push(format!(
+                "  {} from {}: {}",
+                text(&r["listener"]),
+                text(&r["peer"]),
+                text(&r["reason"])
+            ));
+        }
+    }
     out.join("\n")
 }

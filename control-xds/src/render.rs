@@ -6,7 +6,12 @@
 //! engine's distilled clusters.
 
 use serde_json::{json, Value};
-use switchyard_engine::{ClusterSpec, Index, LbPolicy, Mode, PluginConfig};
+use switchyard_engine::{Index, PluginConfig};
+
+use crate::topology::{
+    ClusterModel, Discovery, Lb, Listen, ListenerModel, RouteModel, Topology,
+    HTTP_PROTOCOL_OPTIONS, VM_ID, WASM_RUNTIME,
+};
 
 /// Where the rendered Envoy listens and finds the filter.
 #[derive(Debug, Clone)]
@@ -45,8 +50,8 @@ pub fn wasm_filter(name: &str, wasm_path: &str, plugin_config: &str) -> Value {
                 "root_id": name,
                 "failure_policy": "FAIL_RELOAD",
                 "vm_config": {
-                    "vm_id": "switchyard",
-                    "runtime": "envoy.wasm.runtime.v8",
+                    "vm_id": VM_ID,
+                    "runtime": WASM_RUNTIME,
                     "code": {"local": {"filename": wasm_path}}
                 },
                 "configuration": {
@@ -59,7 +64,7 @@ pub fn wasm_filter(name: &str, wasm_path: &str, plugin_config: &str) -> Value {
 }
 
 /// The route configuration: the cluster comes from the selection header.
-pub fn route_config(name: &str, cluster_header: &str, hash_key_header: &str) -> Value {
+pub fn route_config(name: &str, route: &RouteModel) -> Value {
     json!({
         "name": name,
         "virtual_hosts": [{
@@ -70,11 +75,11 @@ pub fn route_config(name: &str, cluster_header: &str, hash_key_header: &str) -> 
                 // The selection headers are for Envoy only, never the upstream. The
                 // hash key is removed by the router's upstream filters instead (see
                 // `router`): Envoy drops a route's removed headers before hashing.
-                "request_headers_to_remove": [cluster_header],
+                "request_headers_to_remove": [route.cluster_header],
                 "route": {
-                    "cluster_header": cluster_header,
-                    "hash_policy": [{"header": {"header_name": hash_key_header}}],
-                    "timeout": "30s"
+                    "cluster_header": route.cluster_header,
+                    "hash_policy": [{"header": {"header_name": route.hash_key_header}}],
+                    "timeout": format!("{}s", route.timeout_seconds)
                 }
             }]
         }]
@@ -82,35 +87,35 @@ pub fn route_config(name: &str, cluster_header: &str, hash_key_header: &str) -> 
 }
 
 /// An Envoy cluster for a distilled upstream.
-pub fn cluster(spec: &ClusterSpec) -> Value {
-    let all_ips = spec.endpoints.iter().all(|e| {
-        let (host, _) = switchyard_engine::validate::split_endpoint(e);
-        host.parse::<std::net::IpAddr>().is_ok()
-    });
-    let endpoints: Vec<Value> = spec
+pub fn cluster(model: &ClusterModel) -> Value {
+    let endpoints: Vec<Value> = model
         .endpoints
         .iter()
-        .map(|e| {
-            let (host, port) = switchyard_engine::validate::split_endpoint(e);
-            json!({"endpoint": {"address": socket(host, port)}})
-        })
+        .map(|(host, port)| json!({"endpoint": {"address": socket(host, *port)}}))
         .collect();
     let mut c = json!({
-        "name": spec.name,
-        "type": if all_ips { "STATIC" } else { "STRICT_DNS" },
-        "connect_timeout": "1s",
-        "lb_policy": match spec.policy {
-            LbPolicy::RoundRobin => "ROUND_ROBIN",
-            LbPolicy::LeastConnection => "LEAST_REQUEST",
-            LbPolicy::Hash { .. } => "MAGLEV",
+        "name": model.name,
+        "type": match model.discovery {
+            Discovery::Ips => "STATIC",
+            Discovery::Dns => "STRICT_DNS",
         },
-        "load_assignment": {"cluster_name": spec.name, "endpoints": [{"lb_endpoints": endpoints}]}
+        "connect_timeout": format!("{}s", model.connect_timeout_seconds),
+        "lb_policy": model.lb.envoy_name(),
+        "load_assignment": {"cluster_name": model.name, "endpoints": [{"lb_endpoints": endpoints}]}
     });
-    if let LbPolicy::Hash { balance_factor, .. } = spec.policy {
-        if balance_factor > 0 {
-            c["common_lb_config"] =
-                json!({"consistent_hashing_lb_config": {"hash_balance_factor": balance_factor}});
-        }
+    if model.http2 {
+        c["typed_extension_protocol_options"] = json!({HTTP_PROTOCOL_OPTIONS: {
+            "@type": format!("type.googleapis.com/{HTTP_PROTOCOL_OPTIONS}"),
+            "explicit_http_config": {"http2_protocol_options": {}}
+        }});
+    }
+    if let Lb::Maglev {
+        balance_factor: Some(balance_factor),
+        ..
+    } = model.lb
+    {
+        c["common_lb_config"] =
+            json!({"consistent_hashing_lb_config": {"hash_balance_factor": balance_factor}});
     }
     c
 }
@@ -135,11 +140,11 @@ fn router(hash_key_header: &str) -> Value {
 }
 
 /// A listener whose HTTP connection manager runs the filter, then the router.
-fn listener(name: &str, address: &(String, u16), filter: Value, index: &Index) -> Value {
-    let settings = index.settings();
+fn listener(model: &ListenerModel, filter: Value) -> Value {
+    let name = &model.name;
     json!({
         "name": name,
-        "address": socket(&address.0, address.1),
+        "address": socket(&model.address.0, model.address.1),
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": {
@@ -152,8 +157,8 @@ fn listener(name: &str, address: &(String, u16), filter: Value, index: &Index) -
                 "normalize_path": true,
                 "merge_slashes": true,
                 "path_with_escaped_slashes_action": "REJECT_REQUEST",
-                "route_config": route_config(name, &settings.cluster_header, &settings.hash_key_header),
-                "http_filters": [filter, router(&settings.hash_key_header)]
+                "route_config": route_config(name, &model.route),
+                "http_filters": [filter, router(&model.route.hash_key_header)]
             }
         }]}]
     })
@@ -162,25 +167,24 @@ fn listener(name: &str, address: &(String, u16), filter: Value, index: &Index) -
 /// A whole static bootstrap: the genesis listener, optionally the internal one,
 /// and every distilled cluster.
 pub fn render_envoy(config: &PluginConfig, index: &Index, opts: &RenderOptions) -> Value {
-    let genesis_config = serde_json::to_string(config).unwrap_or_default();
-    let mut listeners = vec![listener(
-        "switchyard_genesis",
-        &opts.listen,
-        wasm_filter("switchyard", &opts.wasm_path, &genesis_config),
+    let topology = Topology::of(
         index,
-    )];
-    if let Some(internal) = &opts.internal_listen {
-        let mut internal_config = config.clone();
-        internal_config.settings.mode = Mode::Internal;
-        let internal_config = serde_json::to_string(&internal_config).unwrap_or_default();
-        listeners.push(listener(
-            "switchyard_internal",
-            internal,
-            wasm_filter("switchyard-internal", &opts.wasm_path, &internal_config),
-            index,
-        ));
-    }
-    let mut clusters: Vec<Value> = index.clusters().iter().map(cluster).collect();
+        &Listen {
+            genesis: opts.listen.clone(),
+            internal: opts.internal_listen.clone(),
+        },
+    );
+    let listeners: Vec<Value> = topology
+        .listeners
+        .iter()
+        .map(|l| {
+            let mut plugin = config.clone();
+            plugin.settings.mode = l.mode;
+            let json = serde_json::to_string(&plugin).unwrap_or_default();
+            listener(l, wasm_filter(&l.filter, &opts.wasm_path, &json))
+        })
+        .collect();
+    let mut clusters: Vec<Value> = topology.clusters.iter().map(cluster).collect();
     if let Some((host, port)) = &opts.pull_from {
         clusters.push(json!({
             "name": PULL_CLUSTER,
@@ -203,6 +207,7 @@ pub fn render_envoy(config: &PluginConfig, index: &Index, opts: &RenderOptions) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_engine::{ClusterSpec, LbPolicy};
 
     #[test]
     fn hash_clusters_get_maglev_and_balance_factor() {
@@ -216,8 +221,9 @@ mod tests {
                 header: "tenant-id".into(),
                 balance_factor: 125,
             },
+            protocol: Default::default(),
         };
-        let c = cluster(&spec);
+        let c = cluster(&ClusterModel::of(&spec));
         assert_eq!(c["lb_policy"], "MAGLEV");
         assert_eq!(c["type"], "STRICT_DNS");
         assert_eq!(

@@ -1,6 +1,8 @@
 //! `switchyard serve`: the running control plane. It owns the [`Store`], turns
 //! every accepted change into a snapshot for the [`SnapshotCache`] the ADS server
-//! streams from, persists the store, and serves the HTTP API ([`crate::api`]).
+//! streams from, and persists the store. The HTTP API ([`crate::api`]) is built
+//! on it, and [`crate::daemon`] wires both to listeners (layers, one way:
+//! state → serve → api → daemon).
 //!
 //! A change goes store → snapshot → disk → cache, each step able to refuse it:
 //! the store validates it with the engine, the snapshot builder compiles it again
@@ -21,11 +23,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
+use crate::auth::AuthError;
+use crate::context_keys::{generate_context_key, new_kid};
 use crate::load::{self, LoadErrors};
+use crate::persist::{self, PersistError};
 use crate::rollout::Pollers;
 use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
-use crate::state::{self, ChangeSummary, PersistError, Store, StoreError};
-use crate::xds::{AdsServer, References, ScopeBuilder, Snapshot, SnapshotCache};
+use crate::state::{ChangeSummary, Store, StoreError};
+use crate::tls::{Refusals, TlsError, TlsFiles};
+use crate::xds::{References, ScopeBuilder, Snapshot, SnapshotCache};
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,13 @@ pub struct ServeOptions {
     pub api_addr: SocketAddr,
     /// Listeners and Wasm path; `context_keys` come from the store.
     pub build: BuildOptions,
+    /// Whether the API needs tokens (`--insecure-no-auth` turns it off; only
+    /// allowed on a loopback `api_addr`).
+    pub auth: bool,
+    /// TLS for the API (`--api-tls-cert/-key`).
+    pub api_tls: Option<TlsFiles>,
+    /// TLS for xDS (`--xds-tls-cert/-key`, mTLS with `--xds-client-ca`).
+    pub xds_tls: Option<TlsFiles>,
 }
 
 struct Current {
@@ -61,6 +74,7 @@ pub struct ControlPlane {
     current: Mutex<Current>,
     cache: SnapshotCache,
     pollers: Pollers,
+    refusals: Refusals,
     build: BuildOptions,
     state_dir: Option<PathBuf>,
     /// Progressive rollouts: LRS reports and what was measured.
@@ -116,7 +130,7 @@ impl ControlPlane {
     ) -> Result<Self, ChangeError> {
         let built = build_for(&build, &store)?;
         if let Some(dir) = &state_dir {
-            state::save_state(dir, &store)?;
+            persist::save_state(dir, &store)?;
         }
         let index = built.serve(&cache)?;
         Ok(Self {
@@ -126,6 +140,7 @@ impl ControlPlane {
             }),
             cache,
             pollers: Pollers::default(),
+            refusals: Refusals::default(),
             build,
             state_dir,
             progressive: Default::default(),
@@ -151,7 +166,7 @@ impl ControlPlane {
         }
         let built = build_for(&self.build, &next)?;
         if let Some(dir) = &self.state_dir {
-            state::save_state(dir, &next)?;
+            persist::save_state(dir, &next)?;
         }
         let index = built.serve(&self.cache)?;
         self.served
@@ -200,6 +215,11 @@ impl ControlPlane {
     /// The pull-mode Envoys seen polling `/v1/config`.
     pub fn pollers(&self) -> &Pollers {
         &self.pollers
+    }
+
+    /// The TLS handshakes refused on the API and xDS listeners.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
     }
 
     /// The plugin configuration the genesis filter gets (for pull mode).
@@ -255,13 +275,23 @@ pub enum StartError {
     Persist(#[from] PersistError),
     #[error("cannot generate a context key: {0}")]
     Random(std::io::Error),
+    #[error(
+        "refusing to serve the API on {0} without authentication: --insecure-no-auth is \
+         only allowed on a loopback address (127.0.0.1 or ::1); drop it (the API then \
+         needs tokens) or listen on loopback"
+    )]
+    NoAuthOnNetwork(SocketAddr),
+    #[error("API tokens: {0}")]
+    Auth(#[from] AuthError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// The store `serve` starts from: the state file if there is one, else the
 /// `--config` resources; context keys generated if there are none.
 pub fn initial_store(opts: &ServeOptions) -> Result<Store, StartError> {
     let saved = match &opts.state_dir {
-        Some(dir) => state::load_state(dir)?,
+        Some(dir) => persist::load_state(dir)?,
         None => None,
     };
     let mut store = match saved {
@@ -294,86 +324,11 @@ pub fn initial_store(opts: &ServeOptions) -> Result<Store, StartError> {
         }
     };
     if store.context_keys.is_empty() {
-        let kid = state::new_kid().map_err(StartError::Random)?;
-        store.context_keys = vec![state::generate_context_key(&kid).map_err(StartError::Random)?];
+        let kid = new_kid().map_err(StartError::Random)?;
+        store.context_keys = vec![generate_context_key(&kid).map_err(StartError::Random)?];
         tracing::info!(%kid, "generated a context-signing key");
     }
     Ok(store)
-}
-
-/// Runs the control plane until `shutdown` completes: ADS on `xds_addr`, the
-/// HTTP API on `api_addr`.
-pub async fn run(
-    opts: ServeOptions,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let store = initial_store(&opts)?;
-    let cache = SnapshotCache::new();
-    let plane = Arc::new(ControlPlane::start(
-        store,
-        cache.clone(),
-        opts.build.clone(),
-        opts.state_dir.clone(),
-    )?);
-    let generation = plane.store().generation;
-    let api_listener = tokio::net::TcpListener::bind(opts.api_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for the API on {}: {e}", opts.api_addr))?;
-    tracing::info!(xds = %opts.xds_addr, api = %opts.api_addr, generation, "switchyard serve started");
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut xds_stop = stop_rx.clone();
-    let mut api_stop = stop_rx.clone();
-    // ADS and LRS (progressive rollouts' counts) share the xDS port.
-    let xds_listener = tokio::net::TcpListener::bind(opts.xds_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for xDS on {}: {e}", opts.xds_addr))?;
-    let lrs = plane.progressive().reports.service();
-    let xds = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(AdsServer::new(cache).into_service())
-            .add_service(lrs)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
-                async move {
-                    let _ = xds_stop.wait_for(|s| *s).await;
-                },
-            ),
-    );
-    tokio::spawn(crate::progressive::driver::run(
-        plane.clone(),
-        stop_rx.clone(),
-    ));
-    let api = tokio::spawn(async move {
-        axum::serve(api_listener, crate::api::router(plane))
-            .with_graceful_shutdown(async move {
-                let _ = api_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
-    tokio::pin!(shutdown);
-    tokio::select! {
-        () = &mut shutdown => tracing::info!("shutting down"),
-        r = xds => {
-            let _ = stop_tx.send(true);
-            return match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.into()),
-                Err(e) => Err(e.into()),
-            };
-        }
-        r = api => {
-            let _ = stop_tx.send(true);
-            return match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(anyhow::anyhow!("API server failed: {e}")),
-                Err(e) => Err(e.into()),
-            };
-        }
-    }
-    let _ = stop_tx.send(true);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -401,7 +356,7 @@ mod tests {
     fn store() -> Store {
         let docs = load::parse_text(Path::new("r.yaml"), &resources()).unwrap();
         let (mut s, _) = Store::new().apply(&docs, "t").unwrap();
-        s.context_keys = vec![state::generate_context_key("k1").unwrap()];
+        s.context_keys = vec![generate_context_key("k1").unwrap()];
         s
     }
 
@@ -476,6 +431,9 @@ mod tests {
             xds_addr: "127.0.0.1:0".parse().unwrap(),
             api_addr: "127.0.0.1:0".parse().unwrap(),
             build: opts(),
+            auth: true,
+            api_tls: None,
+            xds_tls: None,
         };
         let first = initial_store(&o).unwrap();
         assert_eq!(first.context_keys.len(), 1);

@@ -53,24 +53,20 @@ use envoy_types::pb::google::protobuf::{
     Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value,
 };
 use switchyard_engine::context::ContextKey;
-use switchyard_engine::validate::split_endpoint;
-use switchyard_engine::{
-    ClusterSpec, ConfigError, Index, LbPolicy, Mode, PluginConfig, Resource, Settings,
-};
+use switchyard_engine::{ConfigError, Index, Mode, PluginConfig, Resource, Settings};
 
 use crate::xds::{to_any, References, ResourceType, Snapshot};
 
-/// The HTTP filter (and ECDS resource) routing genesis traffic.
-pub const GENESIS_FILTER: &str = "switchyard";
-/// The HTTP filter (and ECDS resource) checking component-to-component calls.
-pub const INTERNAL_FILTER: &str = "switchyard-internal";
-/// The genesis listener and its route configuration.
-pub const GENESIS_LISTENER: &str = "switchyard_genesis";
-/// The internal listener and its route configuration.
-pub const INTERNAL_LISTENER: &str = "switchyard_internal";
-/// The Wasm VM both filters share (one VM, one root context per filter).
-pub const VM_ID: &str = "switchyard";
-const WASM_RUNTIME: &str = "envoy.wasm.runtime.v8";
+use crate::topology::{ClusterModel, Discovery, Lb, Listen, ListenerModel, RouteModel, Topology};
+pub use crate::topology::{
+    GENESIS_FILTER, GENESIS_LISTENER, INTERNAL_FILTER, INTERNAL_LISTENER, VM_ID,
+};
+use crate::topology::{HTTP_PROTOCOL_OPTIONS, WASM_RUNTIME};
+use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 const ROUTER: &str = "envoy.filters.http.router";
 const HEADER_MUTATION: &str = "envoy.filters.http.header_mutation";
 const UPSTREAM_CODEC: &str = "envoy.filters.http.upstream_codec";
@@ -114,50 +110,50 @@ pub fn build_snapshot(
 ) -> Result<(Snapshot, References, Index), BuildError> {
     let genesis = plugin_config(resources, opts, Mode::Genesis);
     let index = Index::compile(&genesis).map_err(BuildError::Invalid)?;
-    let settings = index.settings().clone();
-
     let mut filters = vec![(GENESIS_FILTER, serde_json::to_string(&genesis)?)];
-    let mut listeners = vec![(GENESIS_LISTENER, GENESIS_FILTER, &opts.genesis_listen)];
-    if let Some(listen) = &opts.internal_listen {
+    if opts.internal_listen.is_some() {
         let internal = plugin_config(resources, opts, Mode::Internal);
         Index::compile(&internal).map_err(BuildError::InvalidInternal)?;
         filters.push((INTERNAL_FILTER, serde_json::to_string(&internal)?));
-        listeners.push((INTERNAL_LISTENER, INTERNAL_FILTER, listen));
     }
+    let topology = Topology::of(
+        &index,
+        &Listen {
+            genesis: opts.genesis_listen.clone(),
+            internal: opts.internal_listen.clone(),
+        },
+    );
 
     let mut refs = References::default();
     let mut clusters = Vec::new();
     let mut assignments = Vec::new();
-    for spec in index.clusters() {
-        refs.clusters.insert(spec.name.clone());
-        let c = cluster(spec);
-        if is_eds(spec) {
-            refs.eds_clusters.insert(spec.name.clone());
-            assignments.push((spec.name.clone(), to_any(&load_assignment(spec))));
+    for model in &topology.clusters {
+        refs.clusters.insert(model.name.clone());
+        if model.discovery == Discovery::Ips {
+            refs.eds_clusters.insert(model.name.clone());
+            assignments.push((model.name.clone(), to_any(&load_assignment(model))));
         }
-        clusters.push((spec.name.clone(), to_any(&c)));
+        clusters.push((model.name.clone(), to_any(&cluster(model))));
     }
     let extension_configs: Vec<(String, Any)> = filters
         .iter()
         .map(|(name, json)| (name.to_string(), to_any(&wasm_extension(name, opts, json))))
         .collect();
     refs.extension_configs = filters.iter().map(|(n, _)| n.to_string()).collect();
-    let listener_resources: Vec<(String, Any)> = listeners
+    let listener_resources: Vec<(String, Any)> = topology
+        .listeners
         .iter()
-        .map(|(name, filter, listen)| {
-            (
-                name.to_string(),
-                to_any(&listener(name, filter, listen, &settings)),
-            )
-        })
+        .map(|l| (l.name.clone(), to_any(&listener(l))))
         .collect();
-    let route_resources: Vec<(String, Any)> = listeners
+    let route_resources: Vec<(String, Any)> = topology
+        .listeners
         .iter()
-        .map(|(name, _, _)| (name.to_string(), to_any(&route_config(name, &settings))))
+        .map(|l| (l.name.clone(), to_any(&route_config(&l.name, &l.route))))
         .collect();
-    refs.routes = listeners
+    refs.routes = topology
+        .listeners
         .iter()
-        .map(|(n, _, _)| n.to_string())
+        .map(|l| l.name.clone())
         .collect::<BTreeSet<_>>();
 
     let snapshot = Snapshot::new()
@@ -206,31 +202,21 @@ fn seconds(seconds: i64) -> PbDuration {
     PbDuration { seconds, nanos: 0 }
 }
 
-/// EDS needs IP endpoints; DNS names are resolved by a STRICT_DNS cluster.
-fn is_eds(spec: &ClusterSpec) -> bool {
-    spec.endpoints
-        .iter()
-        .all(|e| split_endpoint(e).0.parse::<std::net::IpAddr>().is_ok())
-}
-
 /// The endpoints of a distilled cluster.
-pub fn load_assignment(spec: &ClusterSpec) -> ClusterLoadAssignment {
-    let lb_endpoints = spec
+pub fn load_assignment(model: &ClusterModel) -> ClusterLoadAssignment {
+    let lb_endpoints = model
         .endpoints
         .iter()
-        .map(|e| {
-            let (host, port) = split_endpoint(e);
-            LbEndpoint {
-                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                    address: Some(socket(host, port)),
-                    ..Default::default()
-                })),
+        .map(|(host, port)| LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(socket(host, *port)),
                 ..Default::default()
-            }
+            })),
+            ..Default::default()
         })
         .collect();
     ClusterLoadAssignment {
-        cluster_name: spec.name.clone(),
+        cluster_name: model.name.clone(),
         endpoints: vec![LocalityLbEndpoints {
             lb_endpoints,
             ..Default::default()
@@ -241,36 +227,51 @@ pub fn load_assignment(spec: &ClusterSpec) -> ClusterLoadAssignment {
 
 /// The Envoy cluster of a distilled upstream: its LB policy, and EDS via ADS
 /// (or STRICT_DNS with inline endpoints when an endpoint is a DNS name).
-pub fn cluster(spec: &ClusterSpec) -> Cluster {
-    let lb_policy = match spec.policy {
-        LbPolicy::RoundRobin => cluster::LbPolicy::RoundRobin,
-        LbPolicy::LeastConnection => cluster::LbPolicy::LeastRequest,
-        LbPolicy::Hash { .. } => cluster::LbPolicy::Maglev,
+pub fn cluster(model: &ClusterModel) -> Cluster {
+    let lb_policy = match model.lb {
+        Lb::RoundRobin => cluster::LbPolicy::RoundRobin,
+        Lb::LeastRequest => cluster::LbPolicy::LeastRequest,
+        Lb::Maglev { .. } => cluster::LbPolicy::Maglev,
     };
-    let common_lb_config = match spec.policy {
-        LbPolicy::Hash { balance_factor, .. } if balance_factor > 0 => {
-            Some(cluster::CommonLbConfig {
-                consistent_hashing_lb_config: Some(
-                    cluster::common_lb_config::ConsistentHashingLbConfig {
-                        hash_balance_factor: Some(UInt32Value {
-                            value: balance_factor,
-                        }),
-                        ..Default::default()
-                    },
-                ),
-                ..Default::default()
-            })
-        }
+    let common_lb_config = match model.lb {
+        Lb::Maglev {
+            balance_factor: Some(balance_factor),
+            ..
+        } => Some(cluster::CommonLbConfig {
+            consistent_hashing_lb_config: Some(
+                cluster::common_lb_config::ConsistentHashingLbConfig {
+                    hash_balance_factor: Some(UInt32Value {
+                        value: balance_factor,
+                    }),
+                    ..Default::default()
+                },
+            ),
+            ..Default::default()
+        }),
         _ => None,
     };
     let mut c = Cluster {
-        name: spec.name.clone(),
-        connect_timeout: Some(seconds(1)),
+        name: model.name.clone(),
+        connect_timeout: Some(seconds(model.connect_timeout_seconds)),
         lb_policy: lb_policy as i32,
         common_lb_config,
         ..Default::default()
     };
-    if is_eds(spec) {
+    if model.http2 {
+        let options = HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    )),
+                },
+            )),
+            ..Default::default()
+        };
+        c.typed_extension_protocol_options
+            .insert(HTTP_PROTOCOL_OPTIONS.to_string(), to_any(&options));
+    }
+    if model.discovery == Discovery::Ips {
         c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Eds as i32,
         ));
@@ -282,7 +283,7 @@ pub fn cluster(spec: &ClusterSpec) -> Cluster {
         c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::StrictDns as i32,
         ));
-        c.load_assignment = Some(load_assignment(spec));
+        c.load_assignment = Some(load_assignment(model));
     }
     c
 }
@@ -323,7 +324,8 @@ pub fn wasm_extension(
 }
 
 /// A listener whose HCM loads `filter` by ECDS and route config `name` by RDS.
-pub fn listener(name: &str, filter: &str, listen: &(String, u16), settings: &Settings) -> Listener {
+pub fn listener(model: &ListenerModel) -> Listener {
+    let name = &model.name;
     let hcm = HttpConnectionManager {
         stat_prefix: name.to_string(),
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
@@ -332,7 +334,7 @@ pub fn listener(name: &str, filter: &str, listen: &(String, u16), settings: &Set
         })),
         http_filters: vec![
             HttpFilter {
-                name: filter.to_string(),
+                name: model.filter.clone(),
                 config_type: Some(http_filter::ConfigType::ConfigDiscovery(
                     ExtensionConfigSource {
                         config_source: Some(ads()),
@@ -345,7 +347,7 @@ pub fn listener(name: &str, filter: &str, listen: &(String, u16), settings: &Set
             HttpFilter {
                 name: ROUTER.to_string(),
                 config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&router(
-                    settings,
+                    &model.route.hash_key_header,
                 )))),
                 ..Default::default()
             },
@@ -363,7 +365,7 @@ pub fn listener(name: &str, filter: &str, listen: &(String, u16), settings: &Set
     };
     Listener {
         name: name.to_string(),
-        address: Some(socket(&listen.0, listen.1)),
+        address: Some(socket(&model.address.0, model.address.1)),
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: HCM.to_string(),
@@ -378,13 +380,11 @@ pub fn listener(name: &str, filter: &str, listen: &(String, u16), settings: &Set
 /// The router, with an upstream filter chain that removes the hash-key header
 /// once the load balancer has hashed on it: neither selection header reaches
 /// the upstream.
-pub fn router(settings: &Settings) -> Router {
+pub fn router(hash_key_header: &str) -> Router {
     let remove_hash_key = HeaderMutation {
         mutations: Some(Mutations {
             request_mutations: vec![HeaderAction {
-                action: Some(header_mutation::Action::Remove(
-                    settings.hash_key_header.clone(),
-                )),
+                action: Some(header_mutation::Action::Remove(hash_key_header.to_string())),
             }],
             ..Default::default()
         }),
@@ -416,21 +416,21 @@ pub fn router(settings: &Settings) -> Router {
 /// the hash-key header must survive until the host is chosen (Envoy applies a
 /// route's `request_headers_to_remove` before hashing), so the router's upstream
 /// filters remove it ([`router`]).
-pub fn route_config(name: &str, settings: &Settings) -> RouteConfiguration {
+pub fn route_config(name: &str, route: &RouteModel) -> RouteConfiguration {
     let action = RouteAction {
         cluster_specifier: Some(route_action::ClusterSpecifier::ClusterHeader(
-            settings.cluster_header.clone(),
+            route.cluster_header.clone(),
         )),
         hash_policy: vec![route_action::HashPolicy {
             policy_specifier: Some(route_action::hash_policy::PolicySpecifier::Header(
                 route_action::hash_policy::Header {
-                    header_name: settings.hash_key_header.clone(),
+                    header_name: route.hash_key_header.clone(),
                     ..Default::default()
                 },
             )),
             ..Default::default()
         }],
-        timeout: Some(seconds(30)),
+        timeout: Some(seconds(route.timeout_seconds)),
         ..Default::default()
     };
     RouteConfiguration {
@@ -443,7 +443,7 @@ pub fn route_config(name: &str, settings: &Settings) -> RouteConfiguration {
                     path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
                     ..Default::default()
                 }),
-                request_headers_to_remove: vec![settings.cluster_header.clone()],
+                request_headers_to_remove: vec![route.cluster_header.clone()],
                 action: Some(route::Action::Route(action)),
                 ..Default::default()
             }],
@@ -459,6 +459,7 @@ mod tests {
     use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
     use prost::Message;
     use serde_json::{json, Value};
+    use switchyard_engine::{ClusterSpec, LbPolicy};
 
     fn deployment(name: &str, front: &str, backend_endpoints: Value) -> Value {
         json!({"kind": "AppDeployment", "metadata": {"name": name},
@@ -647,8 +648,9 @@ mod tests {
                 header: "h".into(),
                 balance_factor: 0,
             },
+            protocol: Default::default(),
         };
-        let c = cluster(&spec);
+        let c = cluster(&ClusterModel::of(&spec));
         assert_eq!(c.lb_policy, cluster::LbPolicy::Maglev as i32);
         assert_eq!(c.common_lb_config, None);
     }

@@ -1,5 +1,5 @@
 //! The control plane's store: the resources `switchyard serve` routes by, the
-//! release history, the context-signing keys, and how they persist.
+//! release history and the context-signing keys, and the operations on them.
 //!
 //! Every change is computed on a copy ([`Store`] is a value): an operation returns
 //! the new store or an error, and the caller decides whether to keep it (after
@@ -9,10 +9,8 @@
 //! invalid, nothing of the batch is applied, and every problem is reported with
 //! its file and line.
 //!
-//! Persistence (`--state DIR`): one JSON file, `DIR/state.json`, replaced
-//! atomically (temp file in the same directory, fsync, rename, fsync of the
-//! directory). A crash mid-write leaves either the old or the new file; leftover
-//! temp files are ignored (and removed) at load. The file:
+//! Persistence (`--state DIR`, [`crate::persist`]): one JSON file,
+//! `DIR/state.json`, replaced atomically. The file:
 //!
 //! ```json
 //! {"format": 1, "generation": 7,
@@ -25,20 +23,20 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use switchyard_engine::context::ContextKey;
 use switchyard_engine::resources::{Release, ReleasePolicyType};
 use switchyard_engine::{Index, Resource, Settings};
 
+use crate::clock::now_unix_ms;
 use crate::load::{self, LoadError, LoadErrors, Located};
 
-/// Name of the state file inside `--state DIR`.
-pub const STATE_FILE: &str = "state.json";
+// Moved to their own modules (one job each); re-exported for existing callers.
+pub use crate::clock::rfc3339;
+pub use crate::context_keys::{generate_context_key, new_kid};
+
 /// Version of the state file's format.
 pub const STATE_FORMAT: u32 = 1;
 
@@ -634,148 +632,12 @@ impl Store {
     }
 }
 
-/// A new key id: `k-` and 8 random hex digits.
-pub fn new_kid() -> std::io::Result<String> {
-    let mut tag = [0u8; 4];
-    getrandom::fill(&mut tag).map_err(std::io::Error::other)?;
-    Ok(format!(
-        "k-{}",
-        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
-}
-
-/// Fresh context-signing keys: one key of 32 random bytes from the OS.
-pub fn generate_context_key(kid: &str) -> std::io::Result<ContextKey> {
-    use base64::Engine as _;
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(std::io::Error::other)?;
-    Ok(ContextKey {
-        kid: kid.to_string(),
-        secret: base64::engine::general_purpose::STANDARD.encode(secret),
-    })
-}
-
-// ------------------------------------------------------------------ persistence
-
-/// Why the state file could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum PersistError {
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a valid state file: {source}")]
-    Corrupt {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{path} has format {found}; this switchyard reads format {STATE_FORMAT}")]
-    Format { path: PathBuf, found: u32 },
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PersistError {
-    let path = path.to_path_buf();
-    move |source| PersistError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
-/// Loads `dir/state.json`; `None` when there is none yet. Leftover temp files of
-/// an interrupted write are removed: they were never renamed into place, so they
-/// never were the state.
-pub fn load_state(dir: &Path) -> Result<Option<Store>, PersistError> {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name();
-            if name.to_string_lossy().starts_with(".state.json.tmp") {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
-    let path = dir.join(STATE_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io("read", &path)(e)),
-    };
-    let store: Store = serde_json::from_str(&text).map_err(|source| PersistError::Corrupt {
-        path: path.clone(),
-        source,
-    })?;
-    if store.format != STATE_FORMAT {
-        return Err(PersistError::Format {
-            path,
-            found: store.format,
-        });
-    }
-    Ok(Some(store))
-}
-
-/// Writes `store` to `dir/state.json` atomically: temp file in `dir`, fsync,
-/// rename over the old file, fsync of `dir` (so the rename itself is durable).
-pub fn save_state(dir: &Path, store: &Store) -> Result<(), PersistError> {
-    fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!(".state.json.tmp-{}", std::process::id()));
-    let text = serde_json::to_vec_pretty(store).map_err(|source| PersistError::Corrupt {
-        path: path.clone(),
-        source,
-    })?;
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.write_all(b"\n")?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(io("write", &tmp)(e));
-    }
-    fs::rename(&tmp, &path).map_err(io("rename into", &path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync", dir))?;
-    Ok(())
-}
-
-// ------------------------------------------------------------------ time
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time in milliseconds (UTC).
-pub fn rfc3339(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::persist::{load_state, save_state, PersistError, STATE_FILE};
+    use std::fs;
+    use std::path::Path;
 
     const BASE: &str = "\
 kind: Environment
@@ -1101,11 +963,5 @@ spec:
             .unwrap();
         assert_eq!(raw.len(), 32);
         assert!(!format!("{a:?}").contains(&a.secret));
-    }
-
-    #[test]
-    fn rfc3339_formats_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
     }
 }

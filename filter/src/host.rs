@@ -170,6 +170,16 @@ pub fn node_id() -> Option<String> {
         .filter(|id| !id.is_empty())
 }
 
+/// The name of this plugin (`PluginConfig.name`: the filter's name, or
+/// `<namespace>.<name>` for an Istio WasmPlugin), if the host says.
+pub fn plugin_name() -> Option<String> {
+    hostcalls::get_property(vec!["plugin_name"])
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|name| !name.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::read_pairs;

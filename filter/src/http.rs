@@ -203,6 +203,9 @@ impl RequestContext {
         };
         let routed = match index.settings().mode {
             Mode::Genesis => index.route(&request),
+            // Istio: the sidecar carries every call of the pod; only calls to
+            // components are Switchyard's.
+            Mode::Internal if index.is_foreign_host(&request) => return Action::Continue,
             Mode::Internal => index.route_internal(&request),
         };
         match routed.and_then(|d| table.unready.check(&d).map(|()| d)) {

@@ -29,6 +29,11 @@
 //! `--concurrency 2` and 4, idle and beside 2–4 CPU-burning loops on 2 cores;
 //! `tests/e2e/test_pull.py` asserts the 300 ms.
 //!
+//! The keys are namespaced by the plugin's name (`<plugin>/switchyard.pull.*`):
+//! shared data is per VM id, and Istio gives every WasmPlugin an empty VM id, so
+//! two Switchyard plugins on one proxy (gateway and sidecar, or two teams) would
+//! otherwise share — and overwrite — one table.
+//!
 //! A pulled table may name clusters the static bootstrap lacks (it was rendered
 //! from the inline table): they are found once per installed table
 //! ([`UnreadyClusters`]) and requests routed to them get 503 `cluster_not_ready`.
@@ -45,10 +50,23 @@ use switchyard_engine::{Index, KnownClusters, PluginConfig, UnreadyClusters};
 use crate::http::{RequestContext, Table};
 use crate::metrics::Metrics;
 
-/// Shared-data keys of pull mode.
-const PULLED_CONFIG: &str = "switchyard.pull.config";
-const PULLED_VERSION: &str = "switchyard.pull.version";
-const POLL_LEASE: &str = "switchyard.pull.lease";
+/// Shared-data keys of pull mode, namespaced by the plugin's name.
+#[derive(Default)]
+struct SharedKeys {
+    config: String,
+    version: String,
+    lease: String,
+}
+
+impl SharedKeys {
+    fn of(plugin: &str) -> Self {
+        Self {
+            config: format!("{plugin}/switchyard.pull.config"),
+            version: format!("{plugin}/switchyard.pull.version"),
+            lease: format!("{plugin}/switchyard.pull.lease"),
+        }
+    }
+}
 
 /// How often every VM looks at the version key (and at the poll lease).
 pub const WATCH_TICK: Duration = Duration::from_millis(100);
@@ -64,10 +82,15 @@ pub struct SwitchyardRoot {
     known: KnownClusters,
     /// `node.id`, sent with every poll as `x-switchyard-node`.
     node_id: Option<String>,
+    /// The pull-role API token sent with every poll (settings, else the VM's
+    /// `SWITCHYARD_PULL_TOKEN`); never logged.
+    pull_token: Option<String>,
     /// CAS of the version key when this VM last looked at it.
     seen_version: Option<u32>,
     /// CAS of the shared table this VM last compiled (or refused).
     applied_config: Option<u32>,
+    /// Pull mode's shared-data keys.
+    keys: SharedKeys,
 }
 
 impl SwitchyardRoot {
@@ -76,7 +99,9 @@ impl SwitchyardRoot {
     fn install(&mut self, config: &PluginConfig, origin: &str, pulled: bool) -> bool {
         match Index::compile(config) {
             Ok(index) => {
-                let unready = if pulled {
+                // Istio mode: the rendered VirtualServices answer a version
+                // they lack with 503 `cluster_not_ready` themselves.
+                let unready = if pulled && !config.settings.istio {
                     UnreadyClusters::of(&index, &self.known)
                 } else {
                     UnreadyClusters::none()
@@ -105,14 +130,15 @@ impl SwitchyardRoot {
     /// Applies the shared pulled table if a VM published one since the last look.
     /// The usual case — nothing new — reads only the small version key.
     fn apply_shared(&mut self) {
-        let Ok((Some(version), version_cas)) = hostcalls::get_shared_data(PULLED_VERSION) else {
+        let Ok((Some(version), version_cas)) = hostcalls::get_shared_data(&self.keys.version)
+        else {
             return;
         };
         if version_cas.is_some() && version_cas == self.seen_version {
             return;
         }
         self.seen_version = version_cas;
-        let Ok((Some(bytes), config_cas)) = hostcalls::get_shared_data(PULLED_CONFIG) else {
+        let Ok((Some(bytes), config_cas)) = hostcalls::get_shared_data(&self.keys.config) else {
             return;
         };
         if config_cas.is_some() && config_cas == self.applied_config {
@@ -137,22 +163,22 @@ impl SwitchyardRoot {
     /// Shares a polled table with every VM: the table, then a new version.
     fn publish(&self, body: &[u8]) {
         let unchanged = matches!(
-            hostcalls::get_shared_data(PULLED_CONFIG),
+            hostcalls::get_shared_data(&self.keys.config),
             Ok((Some(current), _)) if current == body
         );
         if unchanged {
             return;
         }
-        if let Err(status) = hostcalls::set_shared_data(PULLED_CONFIG, Some(body), None) {
+        if let Err(status) = hostcalls::set_shared_data(&self.keys.config, Some(body), None) {
             log::warn!("switchyard: could not share the pulled configuration: {status:?}");
             return;
         }
-        let next = match hostcalls::get_shared_data(PULLED_VERSION) {
+        let next = match hostcalls::get_shared_data(&self.keys.version) {
             Ok((Some(v), _)) => String::from_utf8_lossy(&v).parse::<u64>().unwrap_or(0) + 1,
             _ => 1,
         };
         if let Err(status) =
-            hostcalls::set_shared_data(PULLED_VERSION, Some(next.to_string().as_bytes()), None)
+            hostcalls::set_shared_data(&self.keys.version, Some(next.to_string().as_bytes()), None)
         {
             log::warn!("switchyard: could not share the pulled version: {status:?}");
         }
@@ -161,7 +187,7 @@ impl SwitchyardRoot {
     /// Takes the poll lease if it is free or stale; true if this VM should poll.
     fn take_lease(&self, interval: Duration) -> bool {
         let now = crate::host::now_unix_millis();
-        let Ok((lease, cas)) = hostcalls::get_shared_data(POLL_LEASE) else {
+        let Ok((lease, cas)) = hostcalls::get_shared_data(&self.keys.lease) else {
             return false;
         };
         let taken_at = lease
@@ -171,7 +197,7 @@ impl SwitchyardRoot {
         if now.saturating_sub(taken_at) < interval.as_millis() as u64 {
             return false;
         }
-        hostcalls::set_shared_data(POLL_LEASE, Some(now.to_string().as_bytes()), cas).is_ok()
+        hostcalls::set_shared_data(&self.keys.lease, Some(now.to_string().as_bytes()), cas).is_ok()
     }
 
     fn poll(&self, pull: &PullSettings) {
@@ -183,6 +209,10 @@ impl SwitchyardRoot {
         ];
         if let Some(node) = &self.node_id {
             headers.push(("x-switchyard-node", node.as_str()));
+        }
+        let authorization = self.pull_token.as_ref().map(|t| format!("Bearer {t}"));
+        if let Some(a) = &authorization {
+            headers.push(("authorization", a.as_str()));
         }
         // Shorter than the lease: a late answer never lands after the next poll's.
         let timeout = Duration::from_millis((pull.interval_ms * 3 / 4).clamp(50, 10_000));
@@ -221,6 +251,14 @@ impl Context for SwitchyardRoot {
                 self.publish(&body);
                 self.metrics.pull_ok();
                 self.apply_shared();
+            }
+            (Some(status @ ("401" | "403")), _) => {
+                // A missing or wrong credential: the last good table stays.
+                log::warn!(
+                    "switchyard: poll refused ({status}): the pull token is missing, wrong or \
+                     not of the pull role"
+                );
+                self.metrics.pull_failed();
             }
             (status, _) => {
                 log::warn!("switchyard: poll answered {status:?}");
@@ -264,11 +302,20 @@ impl RootContext for SwitchyardRoot {
             .map(|t| KnownClusters::of(&t.index))
             .unwrap_or_default();
         let pull = config.settings.pull.is_some();
+        self.pull_token = config.settings.pull.as_ref().and_then(|p| {
+            p.token.clone().or_else(|| {
+                std::env::var(switchyard_engine::config::PULL_TOKEN_ENV)
+                    .ok()
+                    .filter(|t| !t.trim().is_empty())
+            })
+        });
         self.local = Some(config);
         self.seen_version = None;
         self.applied_config = None;
         if pull {
             self.node_id = crate::host::node_id();
+            let plugin = crate::host::plugin_name();
+            self.keys = SharedKeys::of(plugin.as_deref().unwrap_or("switchyard"));
             // The shared table may already be newer than the inline resources.
             self.apply_shared();
             if let Err(status) = hostcalls::set_tick_period(WATCH_TICK) {

@@ -20,12 +20,25 @@ them with the test's captured output).
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# `switchyard serve` leaves its admin credential in
+# $XDG_CONFIG_HOME/switchyard/credentials/HOST_PORT and the CLI finds it there
+# (README "API authentication"): the tests' servers and CLIs share a private
+# directory instead of the user's ~/.config.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="switchyard-e2e-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
+os.environ.pop("SWITCHYARD_TOKEN", None)
+os.environ.pop("SWITCHYARD_TOKEN_FILE", None)
 
 import harness  # noqa: E402
 

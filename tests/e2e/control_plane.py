@@ -44,6 +44,7 @@ class ControlPlane(harness.Process):
         self.bins = bins
         self.xds_port, self.api_port, self.listen_port = xds_port, api_port, listen_port
         self.server = f"http://{LOCALHOST}:{api_port}"
+        self.requests_kw: dict[str, Any] = {}  # e.g. verify=CA for an https API
         argv = [str(bins.switchyard), "serve",
                 "--xds-addr", f"{LOCALHOST}:{xds_port}", "--api-addr", f"{LOCALHOST}:{api_port}",
                 "--wasm", str(wasm or bins.wasm), "--listen", f"{LOCALHOST}:{listen_port}"]
@@ -54,13 +55,23 @@ class ControlPlane(harness.Process):
         argv += extra_args or []
         super().__init__("switchyard-serve", argv, Path(log_dir) / "switchyard-serve.log")
 
+    @property
+    def token(self) -> str | None:
+        """The admin token this server left for the CLI (harness.admin_token)."""
+        return harness.admin_token(self.server)
+
+    def headers(self) -> dict[str, str]:
+        token = self.token
+        return {"authorization": f"Bearer {token}"} if token else {}
+
     def wait_ready(self, timeout: float = 15.0) -> "ControlPlane":
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive():
                 raise RuntimeError(f"switchyard serve exited:\n{self.log_tail()}")
             try:
-                if requests.get(self.server + "/v1/status", timeout=1).status_code == 200:
+                if requests.get(self.server + "/v1/status", headers=self.headers(),
+                                timeout=1, **self.requests_kw).status_code == 200:
                     return self
             except requests.RequestException:
                 pass
@@ -76,13 +87,15 @@ class ControlPlane(harness.Process):
             self.proc = None
 
     def api(self, path: str) -> Any:
-        r = requests.get(self.server + path, timeout=5)
+        """GET `path` of the API with the admin credential; the JSON answer."""
+        r = requests.get(self.server + path, headers=self.headers(), timeout=5, **self.requests_kw)
         r.raise_for_status()
         return r.json()
 
     def metrics(self) -> str:
         """The Prometheus text of `GET /metrics`."""
-        r = requests.get(self.server + "/metrics", timeout=5)
+        r = requests.get(self.server + "/metrics", headers=self.headers(), timeout=5,
+                         **self.requests_kw)
         r.raise_for_status()
         return r.text
 

@@ -106,6 +106,58 @@ def wait_port(port: int, timeout: float = 10.0, host: str = LOCALHOST) -> None:
             time.sleep(0.05)
 
 
+# --------------------------------------------------------------------------- API credentials
+
+
+def credential_path(server: str) -> Path:
+    """Where `switchyard serve` leaves its admin token for the CLI of this user
+    (control-xds/src/credentials.rs): $XDG_CONFIG_HOME/switchyard/credentials/HOST_PORT."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    authority = server.split("://", 1)[-1].split("/", 1)[0]
+    key = "".join(c if (c.isascii() and c.isalnum()) or c in ".-" else "_"
+                  for c in authority if c not in "[]")
+    return Path(base) / "switchyard" / "credentials" / key
+
+
+def admin_token(server: str) -> str | None:
+    """The admin token `switchyard serve` at `server` left for this user (None yet)."""
+    try:
+        return credential_path(server).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def create_token(switchyard: Path, server: str, role: str, name: str) -> str:
+    """`switchyard token create --role ROLE --name NAME` with the admin credential."""
+    p = subprocess.run([str(switchyard), "--server", server, "token", "create", "--role", role,
+                        "--name", name], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        raise RuntimeError(f"token create failed ({p.returncode}): {p.stderr}")
+    return p.stdout.strip()
+
+
+_pull_tokens = 0
+
+
+def _pull_token_args(switchyard: Path, out: Path, args: list[str]) -> list[str]:
+    """For a pull-mode bootstrap (`--pull-from ADDR`) without a token: a new
+    pull-role token from that control plane (none when it gives none, e.g. a
+    stand-in API), so every pulling Envoy of a test authenticates."""
+    global _pull_tokens
+    if "--pull-from" not in args or "--pull-token-file" in args:
+        return args
+    server = "http://" + args[args.index("--pull-from") + 1]
+    _pull_tokens += 1
+    try:
+        token = create_token(switchyard, server, "pull", f"pull-e2e-{os.getpid()}-{_pull_tokens}")
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return args
+    path = Path(out).with_suffix(".pull-token")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token + "\n")
+    return [*args, "--pull-token-file", str(path)]
+
+
 # --------------------------------------------------------------------------- HTTP
 
 
@@ -406,8 +458,9 @@ def start_envoy(procs: Processes, binary: str, config_path: Path, name: str = "e
 def render_envoy(bins: Binaries, config: Path, out: Path, listen: str, admin: str,
                  extra_args: list[str] | None = None) -> Path:
     """`switchyard render envoy` → bootstrap file `out` (static mode)."""
+    extra_args = _pull_token_args(bins.switchyard, Path(out), list(extra_args or []))
     argv = [str(bins.switchyard), "render", "envoy", "--config", str(config),
-            "--wasm", str(bins.wasm), "--listen", listen, "--admin", admin, *(extra_args or [])]
+            "--wasm", str(bins.wasm), "--listen", listen, "--admin", admin, *extra_args]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}")

@@ -5,9 +5,12 @@ shares it across worker VMs; releases made with the CLI reach it without xDS."""
 from __future__ import annotations
 
 import http.server
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
+
+import yaml
 
 import control_plane as cp
 import harness
@@ -166,3 +169,61 @@ def test_polls_name_the_envoy_node(procs, bins, work_dir):
         assert set(seen) == {"pull-node-1"}, seen
     finally:
         api.shutdown()
+
+
+def test_a_refused_pull_token_is_a_failed_poll_and_the_last_table_stays(procs, bins, work_dir):
+    """The filter sends its pull-role token (rendered into the bootstrap from
+    `--pull-token-file`); once the token is revoked every poll is refused
+    (401), counts as failed, and the last pulled table keeps routing."""
+    world = start_pull_world(procs, bins, work_dir, concurrency=1)
+    r = world.cli("release", "hello-world-v3", "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    cp.wait_for("v3 pulled", lambda: world.deployment() == "hello-world-v3", timeout=10)
+    tokens = world.cli("token", "list", "--output", "json").json["tokens"]
+    pull = [t["name"] for t in tokens if t["role"] == "pull"]
+    assert len(pull) == 1, tokens
+    failed_before = world.envoy.stats("switchyard.pull").get("wasmcustom.switchyard.pull.failed", 0)
+    assert world.cli("token", "revoke", pull[0]).code == 0
+    r = world.cli("release", "hello-world-v2", "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    cp.wait_for("refused polls", lambda: world.envoy.stats("switchyard.pull").get(
+        "wasmcustom.switchyard.pull.failed", 0) >= failed_before + 2, timeout=10)
+    assert [world.deployment() for _ in range(5)] == ["hello-world-v3"] * 5
+    assert "poll refused (401)" in world.envoy.log_text()
+    assert "API call with an unknown credential refused" in world.plane.log_text()
+
+
+def test_the_pull_token_can_come_from_the_vm_environment(procs, bins, work_dir):
+    """Istio passes secrets to a WasmPlugin through `vmConfig.env`: without
+    `pull.token` in its settings the filter sends $SWITCHYARD_PULL_TOKEN of its
+    VM (here the bootstrap's `vm_config.environment_variables`)."""
+    hello = harness.start_hello_world(procs, bins, work_dir)
+    xds, api, unused_listen, listen, admin = harness.free_ports(5)
+    plane = cp.ControlPlane(bins, hello.resources_path, None, xds, api, unused_listen,
+                            procs.log_dir)
+    procs.add(plane.start())
+    plane.wait_ready()
+    token = harness.create_token(bins.switchyard, plane.server, "pull", "istio-envoy")
+    p = subprocess.run([str(bins.switchyard), "render", "envoy", "--config",
+                        str(hello.resources_path), "--wasm", str(bins.wasm),
+                        "--listen", f"127.0.0.1:{listen}", "--admin", f"127.0.0.1:{admin}",
+                        "--pull-from", f"127.0.0.1:{api}"],
+                       cwd=harness.ROOT, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    boot = yaml.safe_load(p.stdout)
+    assert token not in p.stdout
+    for listener in boot["static_resources"]["listeners"]:
+        for f in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]:
+            vm = f.get("typed_config", {}).get("config", {}).get("vm_config")
+            if vm is not None:
+                vm["environment_variables"] = {"key_values": {"SWITCHYARD_PULL_TOKEN": token}}
+    cfg = harness.write_yaml(work_dir / "pull-env.yaml", boot)
+    envoy = harness.start_envoy(procs, bins.envoy, cfg, "envoy-pull-env")
+    cp.wait_for("a poll with the VM's token", lambda: plane.api("/v1/status")["pulling"],
+                timeout=10)
+    r = cp.cli(bins, plane.server, "release", "hello-world-v3", "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    url = f"http://127.0.0.1:{listen}/dev/hello"
+    cp.wait_for("the pulled release serves /dev/hello",
+                lambda: harness.get(url).json["kf"]["kf-deployment"] == "hello-world-v3", timeout=10)
+    assert envoy.stats("switchyard.pull").get("wasmcustom.switchyard.pull.failed", 0) == 0

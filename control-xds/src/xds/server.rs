@@ -142,6 +142,28 @@ impl AdsServer {
             .await?;
         Ok(())
     }
+
+    /// Serves the connections of `incoming` (e.g. TLS connections whose
+    /// handshake is done, [`crate::tls::incoming`]) until `shutdown` completes.
+    pub async fn serve_incoming<IO>(
+        self,
+        incoming: impl Stream<Item = std::io::Result<IO>>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError>
+    where
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+    {
+        tonic::transport::Server::builder()
+            .add_service(self.into_service())
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await?;
+        Ok(())
+    }
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;

@@ -83,6 +83,14 @@ pub struct Settings {
     /// `GET /v1/config` and route by what it returns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullSettings>,
+    /// Istio mode (`switchyard render istio`): the selection header (default
+    /// `x-switchyard-version`) names the version for the rendered
+    /// VirtualServices, Istio's DestinationRules hash on the route's own hash
+    /// header (no hash-key copy), internal mode takes the target component from
+    /// the first label of the Service host and leaves hosts that are no
+    /// component alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub istio: bool,
 }
 
 /// Where and how often the filter polls the control plane in pull mode.
@@ -98,7 +106,15 @@ pub struct PullSettings {
     pub path: String,
     #[serde(default = "default_pull_interval")]
     pub interval_ms: u64,
+    /// A `pull`-role API token, sent with every poll as `Authorization:
+    /// Bearer`. Without it the filter uses the VM's environment variable
+    /// [`PULL_TOKEN_ENV`] (Istio: `WasmPlugin.spec.vmConfig.env`), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
+
+/// The VM environment variable with the pull token when the settings have none.
+pub const PULL_TOKEN_ENV: &str = "SWITCHYARD_PULL_TOKEN";
 
 fn default_pull_path() -> String {
     "/v1/config".to_string()
@@ -151,6 +167,7 @@ impl Default for Settings {
             signing_kid: None,
             context_ttl_seconds: default_context_ttl(),
             pull: None,
+            istio: false,
         }
     }
 }

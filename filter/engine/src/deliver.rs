@@ -51,7 +51,8 @@ impl Index {
         );
         let (cluster, hash_key) = match d.hash {
             Some((header, twin)) => match req.header(header) {
-                Some(v) => (d.cluster, Some(v)),
+                // Istio's DestinationRule hashes on the header itself: no copy.
+                Some(v) => (d.cluster, (!self.settings.istio).then_some(v)),
                 None => (*twin, None),
             },
             None => (d.cluster, None),

@@ -28,6 +28,9 @@ pub const CONTEXT_HEADER: &str = "kf-context";
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-switchyard-cluster";
 /// Default header the route's hash policy hashes on for `hash` clusters.
 pub const DEFAULT_HASH_KEY_HEADER: &str = "x-switchyard-hash-key";
+/// Istio mode's default selection header: the rendered VirtualServices match its
+/// value (the distilled upstream's key) and route to that version's subset.
+pub const ISTIO_SELECTION_HEADER: &str = "x-switchyard-version";
 
 /// Whether `name` (a header or query parameter) is one of the four selectors.
 pub fn is_selector(name: &str) -> bool {

@@ -72,12 +72,18 @@ pub struct ClusterSpec {
     pub version: String,
     pub endpoints: Vec<String>,
     pub policy: LbPolicy,
+    /// What the endpoints speak.
+    pub protocol: crate::resources::Protocol,
 }
 
 /// The Envoy cluster name of a distilled upstream.
 pub fn cluster_name(app: &str, component: &str, version: &str, policy: &LbPolicy) -> String {
     format!("{app}/{component}/{version}/{}", policy.tag())
 }
+
+/// A component version's deployment, endpoints and protocol as first defined:
+/// every deployment sharing the version must agree (one upstream).
+type FirstDefinition = (String, Vec<String>, crate::resources::Protocol);
 
 #[derive(Debug)]
 pub(crate) struct EnvironmentEntry {
@@ -218,6 +224,9 @@ pub struct Index {
     pub(crate) context_keys: Option<ContextKeys>,
     /// Signed contexts of the current expiry second (see `issue_context`).
     pub(crate) context_memo: std::sync::Mutex<ContextMemo>,
+    /// Istio mode: every component name of every deployment (internal mode
+    /// leaves calls to other hosts alone). Empty otherwise.
+    pub(crate) mesh_components: std::collections::HashSet<String>,
 }
 
 /// Routing contexts signed for one expiry second, by (VE, deployment,
@@ -262,7 +271,9 @@ impl Index {
         b.compile(config);
         let s = &config.settings;
         let context_keys = if s.context_keys.is_empty() {
-            if s.mode == Mode::Internal {
+            // In pull mode the keys arrive with the pulled table (until then
+            // internal calls are refused: no context keys configured).
+            if s.mode == Mode::Internal && s.pull.is_none() {
                 b.err(
                     "settings",
                     "contextKeys",
@@ -304,8 +315,8 @@ struct Builder {
     dep_by_name: HashMap<String, usize>,
     clusters: Vec<ClusterSpec>,
     cluster_by_key: HashMap<(String, String, String, LbPolicy), usize>,
-    /// (app, component, version) → (deployment that first defined it, endpoints)
-    upstreams: HashMap<(String, String, String), (String, Vec<String>)>,
+    /// (app, component, version) → the deployment that first defined it.
+    upstreams: HashMap<(String, String, String), FirstDefinition>,
     canaries: Vec<CompiledCanary>,
 }
 
@@ -430,6 +441,7 @@ impl Builder {
         version: &str,
         endpoints: &[String],
         policy: LbPolicy,
+        protocol: crate::resources::Protocol,
     ) -> usize {
         let key = (
             app.to_string(),
@@ -448,6 +460,7 @@ impl Builder {
             version: version.to_string(),
             endpoints: endpoints.to_vec(),
             policy: key.3.clone(),
+            protocol,
         });
         self.cluster_by_key.insert(key, idx);
         idx
@@ -534,7 +547,18 @@ impl Builder {
             }
             let upstream = (spec.app.clone(), cname.clone(), comp.version.clone());
             match self.upstreams.get(&upstream) {
-                Some((other, endpoints)) if *endpoints != comp.endpoints => {
+                Some((other, _, protocol)) if *protocol != comp.protocol => {
+                    let other = other.clone();
+                    self.err(
+                        &id,
+                        format!("{field}.protocol"),
+                        format!(
+                            "component version {} is also defined by AppDeployment/{other} with another protocol; equal versions share one upstream",
+                            comp.version
+                        ),
+                    );
+                }
+                Some((other, endpoints, _)) if *endpoints != comp.endpoints => {
                     let other = other.clone();
                     self.err(
                         &id,
@@ -549,7 +573,11 @@ impl Builder {
                 None => {
                     self.upstreams.insert(
                         upstream,
-                        (dep.metadata.name.clone(), comp.endpoints.clone()),
+                        (
+                            dep.metadata.name.clone(),
+                            comp.endpoints.clone(),
+                            comp.protocol,
+                        ),
                     );
                 }
             }
@@ -650,7 +678,14 @@ impl Builder {
             LbPolicy::Hash { header, .. } => Some(header.clone()),
             _ => None,
         };
-        let cluster = self.cluster(app, component, &comp.version, &comp.endpoints, policy);
+        let cluster = self.cluster(
+            app,
+            component,
+            &comp.version,
+            &comp.endpoints,
+            policy,
+            comp.protocol,
+        );
         let hash = hash_header.map(|h| {
             let twin = self.cluster(
                 app,
@@ -658,6 +693,7 @@ impl Builder {
                 &comp.version,
                 &comp.endpoints,
                 LbPolicy::RoundRobin,
+                comp.protocol,
             );
             (h, twin)
         });
@@ -815,8 +851,18 @@ impl Builder {
         }
     }
 
-    fn index(self, settings: Settings, context_keys: Option<ContextKeys>) -> Index {
+    fn index(self, mut settings: Settings, context_keys: Option<ContextKeys>) -> Index {
+        let mut mesh_components = std::collections::HashSet::new();
+        if settings.istio {
+            if settings.cluster_header == crate::headers::DEFAULT_CLUSTER_HEADER {
+                settings.cluster_header = crate::headers::ISTIO_SELECTION_HEADER.to_string();
+            }
+            for dep in &self.deployments {
+                mesh_components.extend(dep.components.iter().map(|c| c.name.clone()));
+            }
+        }
         Index {
+            mesh_components,
             context_keys,
             context_memo: std::sync::Mutex::default(),
             settings,
@@ -918,6 +964,21 @@ mod tests {
             }
             other => unreachable!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn shared_component_version_must_have_one_protocol() {
+        let mut config = hello_world();
+        let resources = config["resources"].as_array_mut().unwrap();
+        let mut d = crate::test_fixtures::deployment("hello-world-v4", "v4", "f1", "b4", 9204);
+        d["spec"]["components"]["frontend"]["protocol"] = json!("grpc");
+        resources.push(d);
+        let errors = problems(config);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].field.ends_with("frontend.protocol"), "{errors:?}");
+        assert!(errors[0].reason.contains("another protocol"));
+        let index = crate::test_fixtures::index(&hello_world());
+        assert!(index.clusters().iter().all(|c| !c.protocol.is_http2()));
     }
 
     #[test]

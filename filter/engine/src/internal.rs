@@ -12,16 +12,31 @@ use crate::headers::CONTEXT_HEADER;
 use crate::index::Index;
 use crate::request::Request;
 
-/// The component named by `:authority` (or `host`), port removed.
-fn target_component<'r>(req: &Request<'r>) -> Option<&'r str> {
+/// The component named by `:authority` (or `host`), port removed. In Istio mode
+/// the authority is a Service host (`backend`, `backend.shop`,
+/// `backend.shop.svc.cluster.local`): the component is its first label.
+fn target_component<'r>(req: &Request<'r>, istio: bool) -> Option<&'r str> {
     let authority = req.header(":authority").or_else(|| req.header("host"))?;
-    Some(match authority.rsplit_once(':') {
+    let host = match authority.rsplit_once(':') {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
+    };
+    Some(match istio {
+        true => host.split('.').next().unwrap_or(host),
+        false => host,
     })
 }
 
 impl Index {
+    /// Istio mode, internal: whether this call goes to a host that is no
+    /// component of any deployment (a database, another team's service). The
+    /// sidecar's outbound listener carries every call of the pod; those are
+    /// not Switchyard's to check and pass untouched.
+    pub fn is_foreign_host(&self, req: &Request<'_>) -> bool {
+        self.settings.istio
+            && target_component(req, true).is_some_and(|c| !self.mesh_components.contains(c))
+    }
+
     /// Routes a component-to-component call, or refuses it.
     pub fn route_internal<'i, 'r>(
         &'i self,
@@ -73,7 +88,7 @@ impl Index {
                 "the context's environment does not match",
             ));
         }
-        let target_name = target_component(req).ok_or_else(|| {
+        let target_name = target_component(req, self.settings.istio).ok_or_else(|| {
             RouteError::new(
                 ErrorCode::RouteNotFound,
                 "no target component in :authority",
@@ -292,6 +307,57 @@ mod tests {
             keys.verify(&later, 1001).unwrap().1,
             1031,
             "a new second, a new expiry"
+        );
+    }
+
+    #[test]
+    fn istio_mode_takes_the_component_from_the_service_host() {
+        let mut config = hello_world();
+        config["settings"] = json!({"istio": true, "contextKeys": [{"kid": "k1",
+            "secret": base64::engine::general_purpose::STANDARD.encode([1u8; 32])}]});
+        let index = index(&config);
+        assert_eq!(index.settings().cluster_header, "x-switchyard-version");
+        for host in [
+            "backend",
+            "backend.shop",
+            "backend.shop.svc.cluster.local",
+            "backend.shop.svc.cluster.local:80",
+        ] {
+            let (version, _) = hop(&index, "hello-world-v2", host, 1001).unwrap();
+            assert_eq!(version, "b2", "{host}");
+        }
+        // A host that is no component is not Switchyard's; a component is.
+        let h = headers(&[(":authority", "postgres.db.svc.cluster.local:5432")]);
+        assert!(index.is_foreign_host(&at("/", &h, 1001)));
+        let h = headers(&[(":authority", "backend.shop")]);
+        assert!(!index.is_foreign_host(&at("/", &h, 1001)));
+        assert_eq!(
+            index.route_internal(&at("/", &h, 1001)).unwrap_err().code,
+            ErrorCode::MissingContext
+        );
+        // Istio's DestinationRule hashes on tenant-id itself: no hash-key copy,
+        // and without the header the round-robin twin still serves.
+        let h = headers(&[("tenant-id", "t1")]);
+        let d = index.route(&at("/dev/hello/backend", &h, 1001)).unwrap();
+        assert_eq!(d.cluster, "hello-world/backend/b1/hash-tenant-id-125");
+        assert_eq!(d.hash_key, None);
+        let d = index.route(&at("/dev/hello/backend", &[], 1001)).unwrap();
+        assert_eq!(d.cluster, "hello-world/backend/b1/round-robin");
+        // Outside Istio mode the host is the component, whole.
+        let plain = keyed(hello_world(), &[("k1", 1)], None);
+        assert!(!plain.is_foreign_host(&at("/", &h, 1001)));
+        assert!(hop(&plain, "hello-world-v2", "backend.shop", 1001).is_err());
+    }
+
+    #[test]
+    fn internal_mode_in_pull_mode_waits_for_pulled_keys() {
+        let mut config = hello_world();
+        config["settings"] = json!({"mode": "internal", "pull": {"cluster": "api"}});
+        let index = index(&config);
+        let h = headers(&[(":authority", "backend"), ("kf-context", "x")]);
+        assert_eq!(
+            index.route_internal(&at("/", &h, 1001)).unwrap_err().code,
+            ErrorCode::InvalidContextToken
         );
     }
 

@@ -237,6 +237,31 @@ pub struct Component {
     pub vars: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<String>,
+    /// What the component's endpoints speak: the proxy talks HTTP/2 to
+    /// `http2` and `grpc` components.
+    #[serde(default, skip_serializing_if = "Protocol::is_default")]
+    pub protocol: Protocol,
+}
+
+/// A component's protocol (`http1`, the default, `http2` or `grpc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http1,
+    Http2,
+    Grpc,
+}
+
+impl Protocol {
+    fn is_default(&self) -> bool {
+        *self == Protocol::Http1
+    }
+
+    /// Whether the proxy speaks HTTP/2 to the component.
+    pub fn is_http2(self) -> bool {
+        self != Protocol::Http1
+    }
 }
 
 /// Route options as written: any value, so that `options: null` or `options: 5`

@@ -1,0 +1,170 @@
+//! `switchyard render envoy --ads HOST:PORT`: the bootstrap of an Envoy that
+//! gets everything over ADS from `switchyard serve` (node, the ADS cluster,
+//! load reports (LRS) to the same server, admin — as `envoy/bootstrap-ads.yaml`), optionally over TLS: the server's
+//! certificate is verified against a CA and its name or IP, and a client
+//! certificate is presented for xDS mTLS (`serve --xds-client-ca`).
+
+use serde_json::{json, Value};
+
+/// TLS of the ADS connection, as Envoy sees the files.
+#[derive(Debug, Clone)]
+pub struct XdsTls {
+    /// The CA that signed the control plane's xDS certificate.
+    pub ca: String,
+    /// The client certificate chain and key (mTLS), if any.
+    pub client_cert: Option<(String, String)>,
+}
+
+/// What the ADS bootstrap needs.
+#[derive(Debug, Clone)]
+pub struct AdsBootstrap {
+    pub ads: (String, u16),
+    pub admin: (String, u16),
+    pub node_id: String,
+    pub tls: Option<XdsTls>,
+}
+
+fn socket(host: &str, port: u16) -> Value {
+    json!({"socket_address": {"address": host, "port_value": port}})
+}
+
+/// The transport socket of a cluster to the control plane (ADS: `alpn` h2;
+/// the API in pull mode: http/1.1): the server is verified against the CA and
+/// must be named `host` (an IP SAN for an address, else a DNS SAN).
+pub fn upstream_tls(tls: &XdsTls, host: &str, alpn: &str) -> Value {
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let mut common = json!({
+        "alpn_protocols": [alpn],
+        "validation_context": {
+            "trusted_ca": {"filename": tls.ca},
+            "match_typed_subject_alt_names": [{
+                "san_type": if is_ip { "IP_ADDRESS" } else { "DNS" },
+                "matcher": {"exact": host}
+            }]
+        }
+    });
+    if let Some((cert, key)) = &tls.client_cert {
+        common["tls_certificates"] = json!([{
+            "certificate_chain": {"filename": cert},
+            "private_key": {"filename": key}
+        }]);
+    }
+    let mut context = json!({"common_tls_context": common});
+    if !is_ip {
+        context["sni"] = json!(host);
+    }
+    context["@type"] =
+        json!("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext");
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
+}
+
+/// Pull mode over https: the API cluster of a rendered static bootstrap
+/// ([`crate::render::PULL_CLUSTER`]) verifies the API's certificate against
+/// `ca` (and `host`).
+pub fn pull_over_tls(bootstrap: &mut Value, ca: &str, host: &str) {
+    let tls = XdsTls {
+        ca: ca.to_string(),
+        client_cert: None,
+    };
+    let clusters = bootstrap
+        .pointer_mut("/static_resources/clusters")
+        .and_then(Value::as_array_mut);
+    for c in clusters.into_iter().flatten() {
+        if c["name"] == crate::render::PULL_CLUSTER {
+            c["transport_socket"] = upstream_tls(&tls, host, "http/1.1");
+        }
+    }
+}
+
+/// The ADS bootstrap.
+pub fn render(opts: &AdsBootstrap) -> Value {
+    let (host, port) = (&opts.ads.0, opts.ads.1);
+    let mut cluster = json!({
+        "name": "xds_cluster",
+        "type": if host.parse::<std::net::IpAddr>().is_ok() { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }
+        },
+        "load_assignment": {
+            "cluster_name": "xds_cluster",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(host, port)}}]}]
+        }
+    });
+    if let Some(tls) = &opts.tls {
+        cluster["transport_socket"] = upstream_tls(tls, host, "h2");
+    }
+    json!({
+        "node": {"id": opts.node_id, "cluster": "switchyard"},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]
+            },
+            "cds_config": {"resource_api_version": "V3", "ads": {}},
+            "lds_config": {"resource_api_version": "V3", "ads": {}}
+        },
+        // Load reports (LRS) to the same server: they judge progressive rollouts.
+        "cluster_manager": {
+            "load_stats_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]
+            }
+        },
+        "static_resources": {"clusters": [cluster]},
+        "admin": {"address": socket(&opts.admin.0, opts.admin.1)}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_tls_it_is_the_checked_in_ads_bootstrap() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/bootstrap-ads.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let checked_in: Value = serde_saphyr::from_str(&text).unwrap();
+        let rendered = render(&AdsBootstrap {
+            ads: ("127.0.0.1".into(), 18000),
+            admin: ("127.0.0.1".into(), 9901),
+            node_id: "switchyard-envoy".into(),
+            tls: None,
+        });
+        assert_eq!(rendered, checked_in);
+    }
+
+    #[test]
+    fn tls_verifies_the_server_and_presents_the_client_certificate() {
+        let tls = XdsTls {
+            ca: "/ca.pem".into(),
+            client_cert: Some(("/c.pem".into(), "/c.key".into())),
+        };
+        let b = render(&AdsBootstrap {
+            ads: ("cp.example".into(), 443),
+            admin: ("127.0.0.1".into(), 9901),
+            node_id: "n".into(),
+            tls: Some(tls),
+        });
+        let socket = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
+        assert_eq!(socket["sni"], "cp.example");
+        let common = &socket["common_tls_context"];
+        assert_eq!(
+            common["validation_context"]["trusted_ca"]["filename"],
+            "/ca.pem"
+        );
+        assert_eq!(
+            common["validation_context"]["match_typed_subject_alt_names"][0]["san_type"],
+            "DNS"
+        );
+        assert_eq!(
+            common["tls_certificates"][0]["private_key"]["filename"],
+            "/c.key"
+        );
+    }
+}

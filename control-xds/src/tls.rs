@@ -1,0 +1,251 @@
+//! TLS for the HTTP API and xDS (rustls, ring): server certificates from PEM
+//! files, optional client certificates (mTLS: only peers with a certificate
+//! from the configured CA get through the handshake), and the record of
+//! refused handshakes that `switchyard status` reports.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// A TLS handshake that takes longer than this is dropped (slow or idle peers).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PEM files of a TLS server.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate issued by this CA (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Why a TLS configuration could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {reason}")]
+    Pem {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("invalid TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("invalid client CA {path}: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
+}
+
+fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_error = |reason: String| TlsError::Pem {
+        what,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The rustls server configuration of `files`, offering `alpn` protocols.
+pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = certificates(&files.cert, "the certificate")?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Pem {
+        what: "the private key",
+        path: files.key.clone(),
+        reason: e.to_string(),
+    })?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match &files.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certificates(ca, "the client CA")? {
+                roots.add(c).map_err(|e| TlsError::ClientCa {
+                    path: ca.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::ClientCa {
+                    path: ca.clone(),
+                    reason: e.to_string(),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A refused TLS handshake.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusal {
+    /// `xds` or `api`.
+    pub listener: &'static str,
+    pub peer: String,
+    pub reason: String,
+    pub at_unix_ms: u64,
+}
+
+/// The latest refused handshakes (at most [`Refusals::KEPT`]), with a total.
+#[derive(Debug, Clone, Default)]
+pub struct Refusals(Arc<Mutex<(VecDeque<Refusal>, u64)>>);
+
+impl Refusals {
+    pub const KEPT: usize = 20;
+
+    pub fn record(&self, listener: &'static str, peer: SocketAddr, reason: String) {
+        tracing::warn!(listener, %peer, %reason, "TLS handshake refused");
+        let at_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut g = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.0.len() == Self::KEPT {
+            g.0.pop_front();
+        }
+        g.0.push_back(Refusal {
+            listener,
+            peer: peer.to_string(),
+            reason,
+            at_unix_ms,
+        });
+        g.1 += 1;
+    }
+
+    /// The kept refusals (oldest first) and how many there were in all.
+    pub fn list(&self) -> (Vec<Refusal>, u64) {
+        let g = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (g.0.iter().cloned().collect(), g.1)
+    }
+}
+
+/// Completes the TLS handshake of `stream` within [`HANDSHAKE_TIMEOUT`];
+/// a failure is recorded in `refusals`.
+pub async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: &'static str,
+    refusals: &Refusals,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            refusals.record(listener, peer, e.to_string());
+            None
+        }
+        Err(_) => {
+            refusals.record(listener, peer, "no TLS handshake within 10 s".into());
+            None
+        }
+    }
+}
+
+/// A server-side TLS connection, as tonic's incoming stream wants it.
+pub struct TlsConn(pub TlsStream<TcpStream>);
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+/// The TLS connections of `listener`: each accepted TCP connection is
+/// handshaken in its own task (a slow peer holds up nobody); refused ones are
+/// recorded. The stream ends when its receiver is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    name: &'static str,
+    refusals: Refusals,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsConn>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = tx.closed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let (acceptor, refusals, tx) = (acceptor.clone(), refusals.clone(), tx.clone());
+            tokio::spawn(async move {
+                if let Some(tls) = handshake(&acceptor, stream, peer, name, &refusals).await {
+                    let _ = tx.send(Ok(TlsConn(tls))).await;
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}

@@ -1,0 +1,129 @@
+"""TLS for the control plane (README "TLS"): `switchyard serve` with a server
+certificate for the API and for xDS, and client certificates required on xDS
+(mTLS). An Envoy with a certificate from the configured CA gets config; one
+without a certificate, and one with a certificate of another CA, are refused at
+the handshake and reported (`status`, the log); the CLI works over https.
+Certificates are made in the test (certs.py); bootstraps by `switchyard render
+envoy --ads ... --xds-tls`."""
+
+from __future__ import annotations
+
+import subprocess
+
+import control_plane as cp
+import harness
+from certs import make_ca
+from harness import LOCALHOST, ROOT
+
+
+def render_ads(bins, out, xds: int, admin: int, node_id: str, *tls: str):
+    argv = [str(bins.switchyard), "render", "envoy", "--ads", f"{LOCALHOST}:{xds}",
+            "--admin", f"{LOCALHOST}:{admin}", "--node-id", node_id, *tls]
+    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    out.write_text(p.stdout)
+    return out
+
+
+def test_only_envoys_with_a_certificate_of_the_ca_get_config(procs, bins, work_dir):
+    ca = make_ca(work_dir / "pki", "switchyard-ca")
+    server = ca.issue("control-plane", server_ip=LOCALHOST)
+    good = ca.issue("envoy-mtls", client=True)
+    rogue = make_ca(work_dir / "rogue", "rogue-ca").issue("envoy-rogue", client=True)
+
+    hello = harness.start_hello_world(procs, bins, work_dir)
+    xds, api, listen, admin1, admin2, admin3 = harness.free_ports(6)
+    plane = cp.ControlPlane(bins, hello.resources_path, work_dir / "state", xds, api, listen,
+                            procs.log_dir, extra_args=[
+                                "--xds-tls-cert", str(server.cert), "--xds-tls-key", str(server.key),
+                                "--xds-client-ca", str(ca.cert),
+                                "--api-tls-cert", str(server.cert), "--api-tls-key", str(server.key)])
+    plane.server = f"https://{LOCALHOST}:{api}"
+    plane.requests_kw = {"verify": str(ca.cert)}
+    procs.add(plane.start())
+    plane.wait_ready()
+
+    # an Envoy with a client certificate of the CA: configured over mTLS
+    xds_tls = ["--xds-tls", "--xds-ca", str(ca.cert)]
+    boot = render_ads(bins, work_dir / "mtls.yaml", xds, admin1, "envoy-mtls", *xds_tls,
+                      "--xds-cert", str(good.cert), "--xds-key", str(good.key))
+    envoy = harness.start_envoy(procs, bins.envoy, boot, "envoy-mtls")
+    world = cp.World(bins, procs, work_dir, hello, plane, envoy, work_dir / "state", "envoy-mtls")
+    cp.wait_for("the mTLS Envoy serves /dev/hello", lambda: world.deployment() == "hello-world-main",
+                timeout=30)
+
+    # one without a client certificate, one with a certificate of another CA
+    for name, admin, extra in [("envoy-nocert", admin2, []),
+                               ("envoy-rogue", admin3, ["--xds-cert", str(rogue.cert),
+                                                        "--xds-key", str(rogue.key)])]:
+        b = render_ads(bins, work_dir / f"{name}.yaml", xds, admin, name, *xds_tls, *extra)
+        e = harness.Envoy(bins.envoy, b, procs.log_dir, name)  # never LIVE: no config
+        procs.add(e.start())
+
+    def refused():
+        latest = plane.api("/v1/status")["tlsRefused"]["latest"]
+        reasons = [r["reason"] for r in latest if r["listener"] == "xds"]
+        no_cert = any("no certificate" in r.lower() for r in reasons)
+        unknown = any("unknownissuer" in r.lower().replace(" ", "") for r in reasons)
+        return reasons if no_cert and unknown else None
+    reasons = cp.wait_for("both handshakes refused and reported", refused, timeout=20)
+    print(f"\nrefused xDS handshakes: {sorted(set(reasons))}")
+    log = plane.log_text()
+    assert "TLS handshake refused" in log and "peer sent no certificates" in log, log[-3000:]
+    status = plane.api("/v1/status")
+    assert [n["id"] for n in status["envoys"]] == ["envoy-mtls"], status["envoys"]
+    human = cp.cli(bins, plane.server, "--ca-cert", str(ca.cert), "status").stdout
+    assert "TLS handshakes refused:" in human and "xds from 127.0.0.1:" in human, human
+    for name, admin in [("envoy-nocert", admin2), ("envoy-rogue", admin3)]:
+        dump = harness.get(f"http://{LOCALHOST}:{admin}/config_dump?resource=dynamic_listeners")
+        assert dump.status == 200 and not (dump.json or {}).get("configs"), (name, dump)
+        stats = harness.get(f"http://{LOCALHOST}:{admin}/stats?filter=xds_cluster.ssl").text
+        assert "ssl.connection_error" in stats, stats
+
+    # the CLI over https with the CA; without it the server is not trusted
+    r = cp.cli(bins, plane.server, "--ca-cert", str(ca.cert), "release", "hello-world-v2",
+               "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    assert "live on 1/1 Envoys" in r.stdout, r.stdout
+    print(f"release over https, live over mTLS xDS: {r.stdout.strip().splitlines()[-1]}")
+    assert world.deployment() == "hello-world-v2"
+    r = cp.cli(bins, plane.server, "status", "--output", "json")
+    assert r.code == 1 and r.json["error"] == "unreachable", r
+    assert "certificate" in r.json["message"].lower() or "issuer" in r.json["message"].lower(), r
+    # plain HTTP to the https API gets no answer from the API
+    r = cp.cli(bins, f"http://{LOCALHOST}:{api}", "status")
+    assert r.code == 1, r
+
+
+def test_a_pulling_filter_polls_the_api_over_https(procs, bins, work_dir):
+    """Pull mode against an https API: `render envoy --pull-from ... --pull-ca`
+    gives the API cluster a TLS transport socket that verifies the API's
+    certificate; the filter polls with its pull token and follows a release."""
+    ca = make_ca(work_dir / "pki", "switchyard-ca")
+    server = ca.issue("control-plane", server_ip=LOCALHOST)
+    hello = harness.start_hello_world(procs, bins, work_dir)
+    xds, api, unused_listen, listen, admin = harness.free_ports(5)
+    plane = cp.ControlPlane(bins, hello.resources_path, work_dir / "state", xds, api,
+                            unused_listen, procs.log_dir, extra_args=[
+                                "--api-tls-cert", str(server.cert), "--api-tls-key", str(server.key)])
+    plane.server = f"https://{LOCALHOST}:{api}"
+    plane.requests_kw = {"verify": str(ca.cert)}
+    procs.add(plane.start())
+    plane.wait_ready()
+    with_ca = ["--ca-cert", str(ca.cert)]
+    r = cp.cli(bins, plane.server, *with_ca, "token", "create", "--role", "pull", "--name", "envoy")
+    assert r.code == 0, r.stderr
+    token_file = work_dir / "pull.token"
+    token_file.write_text(r.stdout)
+    cfg = harness.render_envoy(bins, hello.resources_path, work_dir / "pull.yaml",
+                               f"{LOCALHOST}:{listen}", f"{LOCALHOST}:{admin}",
+                               ["--pull-from", f"{LOCALHOST}:{api}", "--pull-ca", str(ca.cert),
+                                "--pull-token-file", str(token_file)])
+    envoy = harness.start_envoy(procs, bins.envoy, cfg, "envoy-pull")
+    url = f"http://{LOCALHOST}:{listen}/dev/hello"
+    cp.wait_for("a poll over https", lambda: plane.api("/v1/status")["pulling"], timeout=10)
+    r = cp.cli(bins, plane.server, *with_ca, "release", "hello-world-v3", "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    cp.wait_for("the pulled release serves /dev/hello",
+                lambda: harness.get(url).json["kf"]["kf-deployment"] == "hello-world-v3", timeout=10)
+    assert envoy.stats("switchyard.pull").get("wasmcustom.switchyard.pull.failed", 0) == 0
