@@ -116,6 +116,9 @@ pub struct Refusal {
     pub at_unix_ms: u64,
 }
 
+/// Refused handshakes are logged within a budget ([`crate::log_limit`]).
+static LOGGED: crate::log_limit::LogBudget = crate::log_limit::LogBudget::new();
+
 /// The latest refused handshakes (at most [`Refusals::KEPT`]), with a total.
 #[derive(Debug, Clone, Default)]
 pub struct Refusals(Arc<Mutex<(VecDeque<Refusal>, u64)>>);
@@ -124,7 +127,9 @@ impl Refusals {
     pub const KEPT: usize = 20;
 
     pub fn record(&self, listener: &'static str, peer: SocketAddr, reason: String) {
-        tracing::warn!(listener, %peer, %reason, "TLS handshake refused");
+        if let Some(left_out) = LOGGED.take() {
+            tracing::warn!(listener, %peer, %reason, left_out, "TLS handshake refused");
+        }
         let at_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -181,3 +182,15 @@ def test_api_hygiene_big_bodies_garbage_and_slow_clients(procs, bins, work_dir):
     print(f"\nslow client: disconnected after {waited:.1f} s")
     assert plane.alive()
     assert json.loads(requests.get(plane.server + "/healthz", timeout=5).text) == {"ok": True}
+    # a flood of refused calls does not flood the log: ≤ 10 lines a second,
+    # the next line says how many were left out
+    before = plane.log_text().count("without a credential refused")
+    with requests.Session() as s:
+        for _ in range(200):
+            assert s.get(plane.server + "/v1/status", timeout=5).status_code == 401
+    time.sleep(1.1)
+    assert requests.get(plane.server + "/v1/status", timeout=5).status_code == 401
+    log = plane.log_text()
+    assert log.count("without a credential refused") - before <= 2 * 10 + 1
+    left_out = [int(x) for x in re.findall(r"left_out=(\d+)", log)]
+    assert max(left_out) >= 200 - 2 * 10, left_out
