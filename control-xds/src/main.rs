@@ -70,6 +70,11 @@ enum Command {
     /// On first start the --config resources are the state; with --state DIR the
     /// state (resources, releases, history, context keys) is saved there after
     /// every change, and on later starts the saved state wins over --config.
+    ///
+    /// The API needs tokens: on first start an admin token is made (kept in
+    /// --state DIR as admin.token, 0600) and left for the CLI of this user in
+    /// ~/.config/switchyard/credentials/HOST_PORT; `switchyard token create`
+    /// makes more.
     Serve {
         /// Resource file or directory (first start only when --state has a state).
         #[arg(long)]
