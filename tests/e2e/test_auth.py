@@ -185,12 +185,18 @@ def test_api_hygiene_big_bodies_garbage_and_slow_clients(procs, bins, work_dir):
     # a flood of refused calls does not flood the log: ≤ 10 lines a second,
     # the next line says how many were left out
     before = plane.log_text().count("without a credential refused")
+    t0 = time.monotonic()
     with requests.Session() as s:
         for _ in range(200):
             assert s.get(plane.server + "/v1/status", timeout=5).status_code == 401
+    seconds = time.monotonic() - t0
     time.sleep(1.1)
     assert requests.get(plane.server + "/v1/status", timeout=5).status_code == 401
     log = plane.log_text()
-    assert log.count("without a credential refused") - before <= 2 * 10 + 1
-    left_out = [int(x) for x in re.findall(r"left_out=(\d+)", log)]
-    assert max(left_out) >= 200 - 2 * 10, left_out
+    allowed = 10 * (int(seconds) + 3)  # 10 per one-second window the flood touched, + the last
+    logged = log.count("without a credential refused") - before
+    assert logged <= allowed, (logged, seconds)
+    left_out = sum(int(x) for x in re.findall(r"left_out=(\d+)", log))
+    assert left_out >= 200 - allowed, (left_out, seconds)
+    print(f"\nflood of 200 refused calls in {seconds:.2f} s: {logged} log lines, "
+          f"{left_out} counted as left out")
