@@ -171,6 +171,10 @@ async fn authorize(
         )
         .into_response();
     }
+    if needed != Role::Read && needed != Role::Pull {
+        // Who changed what: the audit trail of changes (the token, not a secret).
+        tracing::info!(%peer, request = %what, token = %identity.name, role = %identity.role, "API change");
+    }
     let mut request = request;
     request.extensions_mut().insert(identity);
     next.run(request).await

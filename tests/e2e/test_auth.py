@@ -110,6 +110,7 @@ def test_every_call_needs_a_token_of_a_role_that_grants_it(procs, bins, work_dir
     # logs: refusals are logged, credentials never
     log = plane.log_text()
     assert "API call forbidden" in log and "without a credential" in log
+    assert 'request=POST /v1/release token=ci role=release' in log
     for secret in (*secrets, admin, reader, releaser, puller):
         assert secret not in log
 
