@@ -4,7 +4,8 @@
 #   scripts/bench.sh            full suite (~15 minutes): engine (time + callgrind),
 #                               Envoy instructions per request under callgrind (A C D S
 #                               H G N L: the headline), Envoy CPU side by side (secondary,
-#                               12 rounds × 2 s), footprint (small and large table), control plane
+#                               12 rounds × 2 s), footprint (small and large table), control plane,
+#                               progressive delivery (analyzer simulations, crash → rollback)
 #   scripts/bench.sh --smoke    short version for CI (~3 minutes): every part runs; the
 #                               callgrind part measures A and S only, few requests
 #   scripts/bench.sh --out DIR  keep the raw results in DIR (default: a temp dir)
@@ -176,6 +177,20 @@ if "large" in r:
             grep -E '^(clients=|ADS fan-out)' "$out/ads_fanout.txt" | sed 's/^/- /'
         else
             echo "- ADS fan-out benchmark failed: $(tail -1 "$out/ads_fanout.txt")"
+        fi
+        # Progressive delivery: the analyzer's simulations, and crash → rollback end
+        # to end (2 Envoys, LRS, keep-alive load; 20 trials, 3 in the smoke).
+        if cargo bench -q -p switchyard --bench analyzer -- $([ $smoke = 1 ] && echo --smoke) \
+            > "$out/analyzer.txt" 2>&1; then
+            grep -E '^\|' "$out/analyzer.txt"
+        else
+            echo "- analyzer simulations failed: $(tail -1 "$out/analyzer.txt")"
+        fi
+        if .venv/bin/python bench/progressive_bench.py $([ $smoke = 1 ] && echo --smoke) \
+            > "$out/progressive.txt" 2> "$out/progressive.err"; then
+            cat "$out/progressive.txt"
+        else
+            echo "- progressive rollback benchmark failed or missed 3 s: $(tail -3 "$out/progressive.txt" "$out/progressive.err")"
         fi
     else
         # TODO(bench part 4): needs `switchyard serve` (control plane) first.

@@ -12,6 +12,10 @@
 //! | GET | /v1/history | `?virtualEnv=` | release records, oldest first |
 //! | POST | /v1/explain | `{path, method?, headers?: [[name, value]], source?}` | the engine's decision |
 //! | GET | /v1/config | header `x-switchyard-node` | the genesis filter's plugin configuration (pull mode; contains the context keys); the poll is recorded per node |
+//! | GET | /v1/canaries | | every progressive rollout: phase, step, weight, per-version counts, the test statistic and its bound, the last decision, events |
+//! | GET | /v1/canaries/{name} | | one of them |
+//! | POST | /v1/canary/{start,pause,resume,promote,abort} | `{name, full?, who}` | what changed (`canary`), the generation to wait for |
+//! | GET | /metrics | | Prometheus text metrics (`crate::metrics`) |
 //! | GET | /v1/live | `?generation=G&timeoutMs=T` | waits (at most T, ≤ 10 min) until every connected Envoy ACKed generation G or later for every type, or NACKed it; where each Envoy is, and the pulling Envoys |
 //! | GET | /v1/tokens | | every API token's name, role and creation time |
 //! | POST | /v1/tokens | `{name, role}` | a new token (shown only in this answer) |
@@ -81,6 +85,8 @@ fn plane_routes(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/keys/retire", post(retire_key))
         .route("/v1/config", get(config))
         .route("/v1/live", get(live))
+        .merge(crate::progressive::api::routes())
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
         })
@@ -97,7 +103,7 @@ type Plane = State<Arc<ControlPlane>>;
 pub fn required_role(method: &Method, path: &str) -> Role {
     match (method.as_str(), path) {
         ("GET", "/v1/config") => Role::Pull,
-        ("GET", "/v1/status" | "/v1/resources" | "/v1/history" | "/v1/live")
+        ("GET", "/v1/status" | "/v1/resources" | "/v1/history" | "/v1/live" | "/metrics")
         | ("POST", "/v1/explain") => Role::Read,
         ("POST", "/v1/release" | "/v1/rollback") => Role::Release,
         (_, p) if p.starts_with("/v1/canar") => {
@@ -120,6 +126,10 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Refused calls are logged within a budget (a flood of bad requests must not
+/// flood the log); `left_out` says how many were not.
+static REFUSALS_LOGGED: crate::log_limit::LogBudget = crate::log_limit::LogBudget::new();
+
 async fn authorize(
     State(tokens): State<Arc<Tokens>>,
     request: axum::extract::Request,
@@ -133,7 +143,9 @@ async fn authorize(
         .unwrap_or_default();
     let what = format!("{} {}", request.method(), request.uri().path());
     let Some(token) = bearer(request.headers()) else {
-        tracing::warn!(%peer, request = %what, "API call without a credential refused");
+        if let Some(left_out) = REFUSALS_LOGGED.take() {
+            tracing::warn!(%peer, request = %what, left_out, "API call without a credential refused");
+        }
         return ApiError::unauthenticated(
             "this API needs a credential: 'Authorization: Bearer TOKEN'; the CLI reads \
              SWITCHYARD_TOKEN, --token-file / SWITCHYARD_TOKEN_FILE, or the file that \
@@ -143,14 +155,18 @@ async fn authorize(
     };
     let Some(identity) = tokens.verify(token) else {
         // The token itself is never logged or echoed.
-        tracing::warn!(%peer, request = %what, "API call with an unknown credential refused");
+        if let Some(left_out) = REFUSALS_LOGGED.take() {
+            tracing::warn!(%peer, request = %what, left_out, "API call with an unknown credential refused");
+        }
         return ApiError::unauthenticated(
             "the credential is not valid (mistyped, revoked, or of another control plane)",
         )
         .into_response();
     };
     if !identity.role.grants(needed) {
-        tracing::warn!(%peer, request = %what, token = %identity.name, role = %identity.role, "API call forbidden");
+        if let Some(left_out) = REFUSALS_LOGGED.take() {
+            tracing::warn!(%peer, request = %what, token = %identity.name, role = %identity.role, left_out, "API call forbidden");
+        }
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -160,6 +176,10 @@ async fn authorize(
             ),
         )
         .into_response();
+    }
+    if needed != Role::Read && needed != Role::Pull {
+        // Who changed what: the audit trail of changes (the token, not a secret).
+        tracing::info!(%peer, request = %what, token = %identity.name, role = %identity.role, "API change");
     }
     let mut request = request;
     request.extensions_mut().insert(identity);
@@ -220,7 +240,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -314,11 +334,11 @@ impl From<ChangeError> for ApiError {
     }
 }
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
 }
 
-fn changed(summary: ChangeSummary, generation: u64) -> Json<Value> {
+pub(crate) fn changed(summary: ChangeSummary, generation: u64) -> Json<Value> {
     let mut v = json!(summary);
     v["changed"] = json!(summary_changed(&v));
     v["generation"] = json!(generation);
@@ -327,12 +347,25 @@ fn changed(summary: ChangeSummary, generation: u64) -> Json<Value> {
 }
 
 fn summary_changed(v: &Value) -> bool {
-    ["created", "updated", "deleted", "releases", "keys"]
-        .iter()
-        .any(|k| v[k].as_array().is_some_and(|a| !a.is_empty()))
+    [
+        "created", "updated", "deleted", "releases", "keys", "canary",
+    ]
+    .iter()
+    .any(|k| v[k].as_array().is_some_and(|a| !a.is_empty()))
 }
 
 // ------------------------------------------------------------------ reads
+
+async fn metrics(State(plane): Plane) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(&plane),
+    )
+        .into_response()
+}
 
 async fn status(State(plane): Plane) -> Json<Value> {
     let store = plane.store();
@@ -548,7 +581,7 @@ impl ApplyBody {
     }
 }
 
-fn who(who: Option<String>) -> String {
+pub(crate) fn who(who: Option<String>) -> String {
     who.filter(|w| !w.trim().is_empty())
         .unwrap_or_else(|| "unknown".to_string())
 }

@@ -1,6 +1,6 @@
 //! `switchyard render envoy --ads HOST:PORT`: the bootstrap of an Envoy that
 //! gets everything over ADS from `switchyard serve` (node, the ADS cluster,
-//! admin — as `envoy/bootstrap-ads.yaml`), optionally over TLS: the server's
+//! load reports (LRS) to the same server, admin — as `envoy/bootstrap-ads.yaml`), optionally over TLS: the server's
 //! certificate is verified against a CA and its name or IP, and a client
 //! certificate is presented for xDS mTLS (`serve --xds-client-ca`).
 
@@ -60,18 +60,14 @@ pub fn upstream_tls(tls: &XdsTls, host: &str, alpn: &str) -> Value {
 
 /// Pull mode over https: the API cluster of a rendered static bootstrap
 /// ([`crate::render::PULL_CLUSTER`]) verifies the API's certificate against
-/// `ca` (and `host`).
-pub fn pull_over_tls(bootstrap: &mut Value, ca: &str, host: &str) {
-    let tls = XdsTls {
-        ca: ca.to_string(),
-        client_cert: None,
-    };
+/// `tls.ca` (and `host`) and presents `tls.client_cert` if any.
+pub fn pull_over_tls(bootstrap: &mut Value, tls: &XdsTls, host: &str) {
     let clusters = bootstrap
         .pointer_mut("/static_resources/clusters")
         .and_then(Value::as_array_mut);
     for c in clusters.into_iter().flatten() {
         if c["name"] == crate::render::PULL_CLUSTER {
-            c["transport_socket"] = upstream_tls(&tls, host, "http/1.1");
+            c["transport_socket"] = upstream_tls(tls, host, "http/1.1");
         }
     }
 }
@@ -107,6 +103,14 @@ pub fn render(opts: &AdsBootstrap) -> Value {
             },
             "cds_config": {"resource_api_version": "V3", "ads": {}},
             "lds_config": {"resource_api_version": "V3", "ads": {}}
+        },
+        // Load reports (LRS) to the same server: they judge progressive rollouts.
+        "cluster_manager": {
+            "load_stats_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]
+            }
         },
         "static_resources": {"clusters": [cluster]},
         "admin": {"address": socket(&opts.admin.0, opts.admin.1)}

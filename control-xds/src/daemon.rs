@@ -100,12 +100,20 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut xds_stop = stop_rx.clone();
+    // Progressive rollouts: the driver judges them from the LRS reports.
+    tokio::spawn(crate::progressive::driver::run(
+        plane.clone(),
+        stop_rx.clone(),
+    ));
     let mut api_stop = stop_rx;
     let refusals = plane.refusals().clone();
     let xds_shutdown = async move {
         let _ = xds_stop.wait_for(|s| *s).await;
     };
-    let ads = AdsServer::new(cache);
+    // ADS and LRS (the load reports that judge progressive rollouts) share
+    // the xDS port and its TLS.
+    let ads = AdsServer::new(cache).into_service();
+    let lrs = plane.progressive().reports.service();
     let xds = match xds_tls {
         Some(config) => {
             let incoming = crate::tls::incoming(
@@ -114,9 +122,23 @@ pub async fn run(
                 "xds",
                 refusals.clone(),
             );
-            tokio::spawn(ads.serve_incoming(incoming, xds_shutdown))
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(ads)
+                    .add_service(lrs)
+                    .serve_with_incoming_shutdown(incoming, xds_shutdown),
+            )
         }
-        None => tokio::spawn(ads.serve_listener(xds_listener, xds_shutdown)),
+        None => tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(ads)
+                .add_service(lrs)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
+                    xds_shutdown,
+                ),
+        ),
     };
     let router = crate::api::router(plane, tokens);
     let api = tokio::spawn(async move {

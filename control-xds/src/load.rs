@@ -396,7 +396,17 @@ pub fn compile(docs: &[Located], settings: Settings) -> Result<Index, LoadErrors
         settings,
         resources: docs.iter().map(|d| d.resource.clone()).collect(),
     };
-    match Index::compile(&config) {
+    // The Canaries' progressive-delivery plans are the control plane's to check.
+    let progressive = crate::progressive::spec::check(&config.resources);
+    let compiled = match (Index::compile(&config), progressive.is_empty()) {
+        (Ok(_), false) => Err(ConfigError::Invalid(progressive)),
+        (Err(ConfigError::Invalid(mut errors)), _) => {
+            errors.extend(progressive);
+            Err(ConfigError::Invalid(errors))
+        }
+        (other, _) => other,
+    };
+    match compiled {
         Ok(index) => Ok(index),
         Err(ConfigError::Syntax {
             line,

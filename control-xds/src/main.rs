@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use switchyard::bootstrap::{AdsBootstrap, XdsTls};
-use switchyard::client::{Client, ClientError};
+use switchyard::client::{Client, ClientError, ClientTls};
 use switchyard::load::{self, LoadErrors};
 use switchyard::render::{render_envoy, RenderOptions};
 use switchyard::serve::ServeOptions;
@@ -40,6 +40,23 @@ struct Cli {
     /// The CA certificate (PEM) that signed the API's certificate (https://).
     #[arg(long, global = true, env = "SWITCHYARD_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    /// A client certificate chain (PEM) for an API that requires one
+    /// (`serve --api-client-ca`).
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
     /// Who makes the change, for the release history (default: $USER).
     #[arg(long, global = true)]
     who: Option<String>,
@@ -70,6 +87,11 @@ enum Command {
     /// On first start the --config resources are the state; with --state DIR the
     /// state (resources, releases, history, context keys) is saved there after
     /// every change, and on later starts the saved state wins over --config.
+    ///
+    /// The API needs tokens: on first start an admin token is made (kept in
+    /// --state DIR as admin.token, 0600) and left for the CLI of this user in
+    /// ~/.config/switchyard/credentials/HOST_PORT; `switchyard token create`
+    /// makes more.
     Serve {
         /// Resource file or directory (first start only when --state has a state).
         #[arg(long)]
@@ -103,6 +125,10 @@ enum Command {
         /// The private key (PEM) of --api-tls-cert.
         #[arg(long, requires = "api_tls_cert")]
         api_tls_key: Option<PathBuf>,
+        /// mTLS on the API: only clients (CLI, pulling filters) with a
+        /// certificate issued by this CA (PEM) are served; tokens are still needed.
+        #[arg(long, requires = "api_tls_cert")]
+        api_client_ca: Option<PathBuf>,
         /// xDS's TLS certificate chain (PEM); with --xds-tls-key xDS is TLS.
         #[arg(long, requires = "xds_tls_key")]
         xds_tls_cert: Option<PathBuf>,
@@ -184,6 +210,12 @@ enum Command {
         #[arg(long, value_name = "NS", requires = "config")]
         istio_namespace: Option<String>,
     },
+    /// Progressive rollouts of Canaries with `steps`: start one, watch it, hold
+    /// it, move it on, or stop it.
+    Canary {
+        #[command(subcommand)]
+        action: CanaryAction,
+    },
     /// Render configuration for a proxy.
     Render {
         #[command(subcommand)]
@@ -225,6 +257,30 @@ enum TokenAction {
     List,
     /// The token stops working at once.
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum CanaryAction {
+    /// Start the rollout of an applied Canary with steps (its first step).
+    Start { name: String },
+    /// Step, weight, per-version requests and errors, the test statistic
+    /// against its bound, the last decision and the events (all rollouts
+    /// without NAME).
+    Status { name: Option<String> },
+    /// Hold the rollout at its step (the failure guard keeps running).
+    Pause { name: String },
+    /// Continue a paused rollout; the step's time and sample start again.
+    Resume { name: String },
+    /// Go to the next step now (past a gate or a pause); --full: make the
+    /// canary the release now.
+    Promote {
+        name: String,
+        #[arg(long)]
+        full: bool,
+    },
+    /// Weight 0 and the match rules off (one config version); the stable keeps
+    /// the release.
+    Abort { name: String },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +344,13 @@ enum RenderTarget {
         /// sees the file) that signed the API's certificate.
         #[arg(long, requires = "pull_from")]
         pull_ca: Option<String>,
+        /// Pull mode against an API with mTLS (`serve --api-client-ca`): this
+        /// Envoy's client certificate chain (PEM, as Envoy sees the file).
+        #[arg(long, requires_all = ["pull_ca", "pull_key"])]
+        pull_cert: Option<String>,
+        /// The private key (PEM) of --pull-cert.
+        #[arg(long, requires = "pull_cert")]
+        pull_key: Option<String>,
         /// `node.id` of this Envoy (pull mode reports it as pulling under it;
         /// `status` lists an ADS Envoy by it). Default: switchyard-static, or
         /// switchyard-envoy with --ads.
@@ -411,13 +474,11 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let output = cli.output;
     let wait = (!cli.no_wait).then_some(cli.wait);
-    let client = || {
-        Client::connect(
-            &cli.server,
-            cli.token_file.as_deref(),
-            cli.ca_cert.as_deref(),
-        )
+    let tls = ClientTls {
+        ca_cert: cli.ca_cert.clone(),
+        client_cert: cli.client_cert.clone().zip(cli.client_key.clone()),
     };
+    let client = || Client::connect(&cli.server, cli.token_file.as_deref(), &tls);
     // A change, then (unless --no-wait) the wait until it is live everywhere.
     let change = |path: &str, body: &Value| {
         let started = std::time::Instant::now();
@@ -446,6 +507,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             insecure_no_auth,
             api_tls_cert,
             api_tls_key,
+            api_client_ca,
             xds_tls_cert,
             xds_tls_key,
             xds_client_ca,
@@ -463,7 +525,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 xds_addr,
                 api_addr,
                 auth: !insecure_no_auth,
-                api_tls: tls(api_tls_cert, api_tls_key, None),
+                api_tls: tls(api_tls_cert, api_tls_key, api_client_ca),
                 xds_tls: tls(xds_tls_cert, xds_tls_key, xds_client_ca),
                 build: BuildOptions {
                     wasm_path: wasm,
@@ -524,6 +586,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             client().and_then(|c| c.get("/v1/status", &[])),
             human_status,
         ),
+        Command::Canary { action } => {
+            let (verb, name, full) = match action {
+                CanaryAction::Start { name } => ("start", name, false),
+                CanaryAction::Pause { name } => ("pause", name, false),
+                CanaryAction::Resume { name } => ("resume", name, false),
+                CanaryAction::Promote { name, full } => ("promote", name, full),
+                CanaryAction::Abort { name } => ("abort", name, false),
+                CanaryAction::Status { name: Some(n) } => {
+                    return call(
+                        output,
+                        client().and_then(|c| c.get(&format!("/v1/canaries/{n}"), &[])),
+                        switchyard::progressive::cli::human_one,
+                    )
+                }
+                CanaryAction::Status { name: None } => {
+                    return call(
+                        output,
+                        client().and_then(|c| c.get("/v1/canaries", &[])),
+                        switchyard::progressive::cli::human_list,
+                    )
+                }
+            };
+            change(
+                &format!("/v1/canary/{verb}"),
+                &json!({"name": name, "full": full, "who": who()}),
+            )
+        }
         Command::History { virtual_env } => {
             let query: Vec<(&str, &str)> = virtual_env
                 .as_deref()
@@ -765,6 +854,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     pull_from,
                     pull_token_file,
                     pull_ca,
+                    pull_cert,
+                    pull_key,
                     node_id,
                 },
         } => {
@@ -820,7 +911,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let mut value = render_envoy(&plugin, &index, &opts);
             if let (Some(ca), Some((host, _))) = (&pull_ca, &opts.pull_from) {
-                switchyard::bootstrap::pull_over_tls(&mut value, ca, host);
+                let tls = XdsTls {
+                    ca: ca.clone(),
+                    client_cert: pull_cert.zip(pull_key),
+                };
+                switchyard::bootstrap::pull_over_tls(&mut value, &tls, host);
             }
             print_bootstrap(cli.output, &value)
         }
@@ -1088,6 +1183,9 @@ fn human_change(v: &Value) -> String {
     }
     for k in v["keys"].as_array().into_iter().flatten() {
         lines.push(format!("context key {}", text(k)));
+    }
+    for c in v["canary"].as_array().into_iter().flatten() {
+        lines.push(format!("canary {}", text(c)));
     }
     let unchanged = v["unchanged"].as_array().map_or(0, Vec::len);
     if lines.is_empty() {

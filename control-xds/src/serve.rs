@@ -77,6 +77,10 @@ pub struct ControlPlane {
     refusals: Refusals,
     build: BuildOptions,
     state_dir: Option<PathBuf>,
+    /// Progressive rollouts: LRS reports and what was measured.
+    progressive: crate::progressive::driver::Progressive,
+    /// Snapshots built and served since start (`/metrics`).
+    served: std::sync::atomic::AtomicU64,
 }
 
 /// A built snapshot, not yet served.
@@ -139,6 +143,8 @@ impl ControlPlane {
             refusals: Refusals::default(),
             build,
             state_dir,
+            progressive: Default::default(),
+            served: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -163,6 +169,8 @@ impl ControlPlane {
             persist::save_state(dir, &next)?;
         }
         let index = built.serve(&self.cache)?;
+        self.served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
             generation = next.generation,
             created = summary.created.len(),
@@ -192,6 +200,16 @@ impl ControlPlane {
     /// The cache the ADS server streams from (and that records node status).
     pub fn cache(&self) -> &SnapshotCache {
         &self.cache
+    }
+
+    /// Snapshots built and served since start.
+    pub fn snapshots_served(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Progressive rollouts (LRS reports, measurements).
+    pub fn progressive(&self) -> &crate::progressive::driver::Progressive {
+        &self.progressive
     }
 
     /// The pull-mode Envoys seen polling `/v1/config`.
@@ -263,9 +281,9 @@ pub enum StartError {
          needs tokens) or listen on loopback"
     )]
     NoAuthOnNetwork(SocketAddr),
-    #[error("API tokens: {0}")]
+    #[error("API tokens")]
     Auth(#[from] AuthError),
-    #[error("TLS: {0}")]
+    #[error("TLS")]
     Tls(#[from] TlsError),
 }
 

@@ -93,6 +93,9 @@ pub struct ChangeSummary {
     /// Context-key changes, e.g. `added k-1a2b3c4d (signing)`, `retired k-…`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<String>,
+    /// Progressive rollout changes, e.g. `web-v2-canary: progressing 10%`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary: Vec<String>,
 }
 
 impl ChangeSummary {
@@ -102,7 +105,8 @@ impl ChangeSummary {
             && self.updated.is_empty()
             && self.deleted.is_empty()
             && self.releases.is_empty()
-            && self.keys.is_empty())
+            && self.keys.is_empty()
+            && self.canary.is_empty())
     }
 }
 
@@ -121,6 +125,9 @@ pub struct Store {
     pub resources: BTreeMap<(String, String), Resource>,
     /// Release history, oldest first, all VEs.
     pub history: Vec<ReleaseRecord>,
+    /// Progressive rollouts of Canaries, by Canary name (`crate::progressive`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollouts: BTreeMap<String, crate::progressive::machine::Rollout>,
 }
 
 /// Resources are persisted as a plain list (JSON object keys must be strings).

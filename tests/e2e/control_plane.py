@@ -92,6 +92,25 @@ class ControlPlane(harness.Process):
         r.raise_for_status()
         return r.json()
 
+    def metrics(self) -> str:
+        """The Prometheus text of `GET /metrics`."""
+        r = requests.get(self.server + "/metrics", headers=self.headers(), timeout=5,
+                         **self.requests_kw)
+        r.raise_for_status()
+        return r.text
+
+    def canary(self, name: str) -> dict:
+        """A progressive rollout's status (`GET /v1/canaries/NAME`)."""
+        return self.api(f"/v1/canaries/{name}")
+
+    def wait_canary(self, name: str, check: Callable[[dict], Any], what: str,
+                    timeout: float = 30.0) -> dict:
+        """Poll the rollout's status until `check(status)` is truthy; returns the status."""
+        def poll():
+            s = self.canary(name)
+            return s if check(s) else None
+        return wait_for(f"Canary {name}: {what}", poll, timeout, interval=0.05)
+
 
 @dataclass
 class CliResult:

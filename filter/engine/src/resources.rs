@@ -324,6 +324,16 @@ pub struct CanarySpec {
     pub weight: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stickiness: Option<Stickiness>,
+    /// Progressive delivery: the weights the control plane moves the canary
+    /// through (`["1%", "10%", "100%"]`). The filter routes by `weight` only;
+    /// the control plane sets `weight` as the rollout advances.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// Progressive delivery: how each step is judged. Checked and used by the
+    /// control plane only (`control-xds/src/progressive/spec.rs`), so the filter
+    /// carries no code for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<serde_json::Value>,
 }
 
 /// One match entry: every key given must match (AND); entries are OR'ed.

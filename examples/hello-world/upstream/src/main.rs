@@ -18,10 +18,17 @@
 //! this component answers 502.
 //!
 //! For error-rate tests a request may ask for a status: header `x-upstream-status: 503`.
+//!
+//! A failing version (progressive rollouts): `--fail-status 500` answers every
+//! request but `/healthz` with that status from the start; at run time
+//! `POST /_admin/fail?status=500` switches it on and `?status=0` off. The admin
+//! path is honoured only on a direct request (no `kf-*` headers: not through
+//! Envoy), and answers `{"failStatus": N}`.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,11 +45,13 @@ struct Args {
     version: String,
     call_backend: Option<String>,
     threads: usize,
+    /// Status every request is answered with (0: normal answers).
+    fail_status: AtomicU16,
 }
 
 const USAGE: &str =
     "usage: hello-world-upstream --listen HOST:PORT --component NAME --version VER \
-                     [--call-backend http://HOST:PORT] [--threads N]";
+                     [--call-backend http://HOST:PORT] [--threads N] [--fail-status N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut listen = None;
@@ -50,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
     let mut version = None;
     let mut call_backend = None;
     let mut threads = 4;
+    let mut fail_status = 0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -59,6 +69,11 @@ fn parse_args() -> Result<Args, String> {
             "--version" => version = Some(value()?),
             "--call-backend" => call_backend = Some(value()?),
             "--threads" => threads = value()?.parse().map_err(|_| "--threads: not a number")?,
+            "--fail-status" => {
+                fail_status = value()?
+                    .parse()
+                    .map_err(|_| "--fail-status: not a status")?
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -69,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
         version: version.ok_or(USAGE)?,
         call_backend,
         threads: threads.max(1),
+        fail_status: AtomicU16::new(fail_status),
     })
 }
 
@@ -159,6 +175,28 @@ async fn handle(
         .path_and_query()
         .map_or_else(|| uri.to_string(), |pq| pq.as_str().to_string());
     let health_check = path == "/healthz";
+    if path.starts_with("/_admin/fail") && kf.is_empty() && method == Method::POST {
+        let wanted = path
+            .split_once("status=")
+            .and_then(|(_, v)| v.split('&').next()?.parse::<u16>().ok());
+        let Some(wanted) = wanted.filter(|s| *s == 0 || (100..600).contains(s)) else {
+            let mut r = Response::new(Body::from(
+                json!({"error": "bad_request", "message": "status=0 (off) or 100-599"}).to_string(),
+            ));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            return r;
+        };
+        args.fail_status.store(wanted, Ordering::Relaxed);
+        eprintln!(
+            "hello-world {}/{}: fail status {wanted}",
+            args.component, args.version
+        );
+        return Response::new(Body::from(json!({ "failStatus": wanted }).to_string()));
+    }
+    let failing = args.fail_status.load(Ordering::Relaxed);
+    if failing != 0 && !health_check {
+        status = failing;
+    }
     let mut body = json!({
         "component": args.component,
         "version": args.version,

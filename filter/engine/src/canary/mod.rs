@@ -440,11 +440,11 @@ impl CompiledCanary {
                 }
             },
         };
-        if spec.match_rules.is_empty() && spec.weight.is_none() {
+        if spec.match_rules.is_empty() && spec.weight.is_none() && spec.steps.is_empty() {
             errors.push(ValidationError::new(
                 &resource,
                 "spec",
-                "a canary needs match entries or a weight, else it never sends a request to the canary",
+                "a canary needs match entries, a weight or steps, else it never sends a request to the canary",
             ));
         }
         if !errors.is_empty() {
