@@ -36,3 +36,49 @@ fn envoy_static_yaml_is_up_to_date() {
         "envoy/static.yaml is stale: regenerate it with the command in its header"
     );
 }
+
+/// `envoy/istio/hello-world.yaml` is what `switchyard render istio` prints for
+/// examples/hello-world in pull mode (the command is in its header).
+#[test]
+fn envoy_istio_hello_world_yaml_is_up_to_date() {
+    use switchyard::istio::{render_istio, IstioOptions, Via};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let docs = load::load_path(&root.join("examples/hello-world/resources.yaml")).unwrap();
+    let index = load::compile(&docs, Settings::default()).unwrap();
+    let plugin = PluginConfig {
+        settings: Settings::default(),
+        resources: docs.into_iter().map(|d| d.resource).collect(),
+    };
+    let opts = IstioOptions {
+        namespace: "shop".into(),
+        gateway_namespace: "istio-system".into(),
+        gateway_selector: ("istio".into(), "ingressgateway".into()),
+        gateway: None,
+        version_label: "version".into(),
+        pull_from: Some(("switchyard.switchyard-system".into(), 18001)),
+        via: Via::Wasmplugin,
+        url: concat!(
+            "oci://ghcr.io/switchyard/switchyard-filter:",
+            env!("CARGO_PKG_VERSION")
+        )
+        .into(),
+        sha256: None,
+        context_key: None,
+        pull_token: None,
+    };
+    let rendered: String = render_istio(&plugin, &index, &opts)
+        .unwrap()
+        .iter()
+        .map(|o| format!("---\n{}", serde_saphyr::to_string(o).unwrap()))
+        .collect();
+    let committed = std::fs::read_to_string(root.join("envoy/istio/hello-world.yaml")).unwrap();
+    let committed: String = committed
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        committed == rendered,
+        "envoy/istio/hello-world.yaml is stale: regenerate it with the command in its header"
+    );
+}

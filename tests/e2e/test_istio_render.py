@@ -217,3 +217,11 @@ def test_the_oci_image_is_reproducible_and_refuses_non_wasm(bins, tmp_path):
     out = subprocess.run([str(bins.switchyard), "package", "--wasm", str(bins.wasm), "--out", str(tmp_path / "e"),
                           "--tag", "a/b"], capture_output=True, text=True)
     assert out.returncode != 0 and "is not an OCI tag" in out.stderr
+
+
+def test_the_committed_istio_example_validates():
+    import yaml
+    docs = [d for d in yaml.safe_load_all((harness.ROOT / "envoy" / "istio" / "hello-world.yaml").read_text()) if d]
+    assert {d["kind"] for d in docs} >= {"WasmPlugin", "VirtualService", "DestinationRule", "Sidecar"}
+    for d in docs:
+        assert not istio.validate(d), d["metadata"]["name"]
