@@ -99,6 +99,7 @@ def test_a_healthy_rollout_goes_from_1_percent_to_release_unattended(procs, bins
     weights = [e["weight"] for e in done["events"]]
     assert weights[:4] == ["1%", "25%", "100%", "100%"], weights
     # the canary is the release now, recorded like any release; the Canary ended
+    world.wait_acked()
     assert world.deployment() == CANARY_DEP
     history = world.cli("history", "--virtual-env", "team-a", "-o", "json").json["history"]
     assert (history[-1]["deployment"], history[-1]["previous"]) == (CANARY_DEP, STABLE)
@@ -175,6 +176,7 @@ def test_a_gate_holds_at_50_percent_until_promote(procs, bins, work_dir):
     assert done["phase"] == "succeeded", done
     assert [e["who"] for e in done["events"] if e["reason"].startswith("promoted by hand")] == ["e2e"]
     assert load.count(lambda a: a[1] != 200) == 0
+    world.wait_acked()
     assert world.deployment() == CANARY_DEP
 
 
@@ -200,4 +202,24 @@ def test_a_restart_mid_rollout_resumes_without_skipping_the_step(procs, bins, wo
     assert done["counts"]["canary"]["requests"] >= 20, done["counts"]
     # Envoy kept serving on its last config while the control plane was down
     assert load.count(lambda a: a[1] != 200) == 0
+    world.wait_acked()
     assert world.deployment() == CANARY_DEP
+
+
+def test_the_failure_guard_runs_at_a_gate(procs, bins, work_dir):
+    """Flagger's guard does not run while a canary waits at a gate (flagger #1801);
+    here a canary that starts failing while gated is aborted all the same."""
+    world = cp.start_world(procs, bins, work_dir)
+    apply_canary(world, canary_doc(["10%", "50%"], stepTime="1s", minRequests=0, gates=["50%"]))
+    with Load(world.url, rate=50) as load:
+        assert world.cli("canary", "start", CANARY).code == 0
+        gated = world.plane.wait_canary(CANARY, lambda s: s["phase"] == "gated", "gated", 30)
+        assert gated["weight"] == "10%"
+        up = world.hello.upstream("frontend", "f3a0003")
+        requests.post(up.url + "/_admin/fail?status=500", timeout=5)
+        aborted = world.plane.wait_canary(CANARY, lambda s: s["phase"] != "gated", "judged", 30)
+    assert aborted["phase"] == "aborted", aborted
+    assert [e["phase"] for e in aborted["events"]][-2:] == ["gated", "aborted"]
+    assert load.count(lambda a: a[2] == STABLE and a[1] != 200) == 0
+    world.wait_acked()  # the abort's config version is live on the Envoy
+    assert world.deployment() == STABLE
