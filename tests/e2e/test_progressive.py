@@ -11,6 +11,8 @@ bench/progressive_bench.py, not asserted here.
 
 from __future__ import annotations
 
+import http.server
+import json
 import threading
 import time
 from pathlib import Path
@@ -79,6 +81,31 @@ class Load:
         return sum(1 for a in list(self.answers) if pred(a))
 
 
+class Webhook:
+    """A receiver of the rollout's webhook POSTs on 127.0.0.1 (a port from ports.py)."""
+
+    def __init__(self):
+        events = self.events = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("content-length", 0))
+                events.append(json.loads(self.rfile.read(n)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((harness.LOCALHOST, harness.free_port()), Handler)
+        self.url = f"http://{harness.LOCALHOST}:{self.server.server_address[1]}/rollouts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_a_healthy_rollout_goes_from_1_percent_to_release_unattended(procs, bins, work_dir):
     world = cp.start_world(procs, bins, work_dir)
     apply_canary(world, canary_doc(["1%", "25%", "100%"], stepTime="2s", minRequests=2,
@@ -121,7 +148,8 @@ def test_a_failing_canary_is_rolled_back_and_the_stable_never_fails(procs, bins,
     canary_upstream = world.hello.upstream("frontend", "f3a0003")
     r = requests.post(canary_upstream.url + "/_admin/fail?status=500", timeout=5)
     assert r.json() == {"failStatus": 500}
-    doc = canary_doc(["10%", "50%", "100%"], stepTime="30s")
+    hook = Webhook()
+    doc = canary_doc(["10%", "50%", "100%"], stepTime="30s", webhooks=[hook.url])
     doc["spec"]["match"] = [{"headers": {"x-canary": "true"}}]
     apply_canary(world, doc)
     with Load(world.url) as load:
@@ -156,6 +184,12 @@ def test_a_failing_canary_is_rolled_back_and_the_stable_never_fails(procs, bins,
     errors = [l for l in metrics.splitlines()
               if l.startswith(f'switchyard_canary_errors_total{{canary="{CANARY}",version="canary"}}')]
     assert errors and int(errors[0].split()[-1]) > 0, metrics
+    # the webhook got both events: the start and the abort, with the reason
+    cp.wait_for("webhook events", lambda: len(hook.events) >= 2, 5)
+    hook.close()
+    assert [(e["phase"], e["weight"], e["who"]) for e in hook.events] == [
+        ("progressing", "10%", "e2e"), ("aborted", "0%", "switchyard (analysis)")], hook.events
+    assert "analysis failed" in hook.events[1]["reason"] and hook.events[1]["canary"] == CANARY
 
 
 def test_a_gate_holds_at_50_percent_until_promote(procs, bins, work_dir):

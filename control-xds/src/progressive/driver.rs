@@ -269,6 +269,7 @@ impl Progressive {
                     let line = summary.canary.join("; ");
                     tracing::info!(canary = %name, generation, "{line}");
                     decisions.push((name.clone(), line));
+                    super::notify::after_change(&plan.webhooks, &plane.store(), &name);
                 }
                 Err(e) => {
                     tracing::warn!(canary = %name, error = %e, "rollout decision not applied")

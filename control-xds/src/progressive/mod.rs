@@ -10,6 +10,7 @@ pub mod cli;
 pub mod driver;
 pub mod lrs;
 pub mod machine;
+pub mod notify;
 pub mod sim;
 pub mod spec;
 pub mod store_ops;
