@@ -112,6 +112,7 @@ def test_a_healthy_rollout_goes_from_1_percent_to_release_unattended(procs, bins
                                    bakeTime="2s"))
     pending = world.plane.canary(CANARY)
     assert (pending["phase"], pending["stable"]) == ("pending", STABLE)
+    assert "rollout pending" in world.cli("status").stdout
     with Load(world.url) as load:
         time.sleep(0.5)
         r = world.cli("canary", "start", CANARY)
