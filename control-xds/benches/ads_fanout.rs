@@ -315,7 +315,7 @@ async fn main() {
     // with the admin credential `serve` leaves for this user (credentials.rs),
     // once it is there
     let up = || {
-        Client::connect(&api_url, None, None)
+        Client::connect(&api_url, None, &Default::default())
             .and_then(|c| c.get("/v1/status", &[]))
             .is_ok()
     };
@@ -357,7 +357,7 @@ async fn main() {
         let body = json!({"deployment": dep, "virtualEnv": ve, "who": "bench"});
         let url = api_url.clone();
         let answer = tokio::task::spawn_blocking(move || {
-            Client::connect(&url, None, None)
+            Client::connect(&url, None, &Default::default())
                 .map_err(|e| e.to_string())?
                 .post("/v1/release", &body)
                 .map_err(|e| e.to_string())

@@ -126,6 +126,10 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Refused calls are logged within a budget (a flood of bad requests must not
+/// flood the log); `left_out` says how many were not.
+static REFUSALS_LOGGED: crate::log_limit::LogBudget = crate::log_limit::LogBudget::new();
+
 async fn authorize(
     State(tokens): State<Arc<Tokens>>,
     request: axum::extract::Request,
@@ -139,7 +143,9 @@ async fn authorize(
         .unwrap_or_default();
     let what = format!("{} {}", request.method(), request.uri().path());
     let Some(token) = bearer(request.headers()) else {
-        tracing::warn!(%peer, request = %what, "API call without a credential refused");
+        if let Some(left_out) = REFUSALS_LOGGED.take() {
+            tracing::warn!(%peer, request = %what, left_out, "API call without a credential refused");
+        }
         return ApiError::unauthenticated(
             "this API needs a credential: 'Authorization: Bearer TOKEN'; the CLI reads \
              SWITCHYARD_TOKEN, --token-file / SWITCHYARD_TOKEN_FILE, or the file that \
@@ -149,14 +155,18 @@ async fn authorize(
     };
     let Some(identity) = tokens.verify(token) else {
         // The token itself is never logged or echoed.
-        tracing::warn!(%peer, request = %what, "API call with an unknown credential refused");
+        if let Some(left_out) = REFUSALS_LOGGED.take() {
+            tracing::warn!(%peer, request = %what, left_out, "API call with an unknown credential refused");
+        }
         return ApiError::unauthenticated(
             "the credential is not valid (mistyped, revoked, or of another control plane)",
         )
         .into_response();
     };
     if !identity.role.grants(needed) {
-        tracing::warn!(%peer, request = %what, token = %identity.name, role = %identity.role, "API call forbidden");
+        if let Some(left_out) = REFUSALS_LOGGED.take() {
+            tracing::warn!(%peer, request = %what, token = %identity.name, role = %identity.role, left_out, "API call forbidden");
+        }
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -166,6 +176,10 @@ async fn authorize(
             ),
         )
         .into_response();
+    }
+    if needed != Role::Read && needed != Role::Pull {
+        // Who changed what: the audit trail of changes (the token, not a secret).
+        tracing::info!(%peer, request = %what, token = %identity.name, role = %identity.role, "API change");
     }
     let mut request = request;
     request.extensions_mut().insert(identity);

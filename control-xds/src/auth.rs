@@ -104,16 +104,16 @@ pub enum AuthError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}: {error}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path} is not a valid token file: {source}")]
+    #[error("{path} is not a valid token file: {error}")]
     Corrupt {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("no random token could be made: {0}")]
     Random(std::io::Error),
@@ -187,11 +187,11 @@ impl Tokens {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
+            Err(error) => {
                 return Err(AuthError::Io {
                     action: "read",
                     path,
-                    source,
+                    error,
                 })
             }
         };
@@ -208,18 +208,18 @@ impl Tokens {
                     format!("{admin}\n").as_bytes(),
                     Some(0o600),
                 )
-                .map_err(|source| AuthError::Io {
+                .map_err(|error| AuthError::Io {
                     action: "write",
                     path: admin_path,
-                    source,
+                    error,
                 })?;
                 Ok((tokens, Some(admin)))
             }
             Some(text) => {
                 let file: TokensFile =
-                    serde_json::from_str(&text).map_err(|source| AuthError::Corrupt {
+                    serde_json::from_str(&text).map_err(|error| AuthError::Corrupt {
                         path: path.clone(),
-                        source,
+                        error,
                     })?;
                 *tokens.write() = file.tokens;
                 // The kept admin credential, if it still is one.
@@ -248,15 +248,15 @@ impl Tokens {
         let file = TokensFile {
             tokens: records.to_vec(),
         };
-        let mut text = serde_json::to_vec_pretty(&file).map_err(|source| AuthError::Corrupt {
+        let mut text = serde_json::to_vec_pretty(&file).map_err(|error| AuthError::Corrupt {
             path: path.clone(),
-            source,
+            error,
         })?;
         text.push(b'\n');
-        crate::atomic_file::write(&path, &text, Some(0o600)).map_err(|source| AuthError::Io {
+        crate::atomic_file::write(&path, &text, Some(0o600)).map_err(|error| AuthError::Io {
             action: "write",
             path,
-            source,
+            error,
         })
     }
 

@@ -60,18 +60,14 @@ pub fn upstream_tls(tls: &XdsTls, host: &str, alpn: &str) -> Value {
 
 /// Pull mode over https: the API cluster of a rendered static bootstrap
 /// ([`crate::render::PULL_CLUSTER`]) verifies the API's certificate against
-/// `ca` (and `host`).
-pub fn pull_over_tls(bootstrap: &mut Value, ca: &str, host: &str) {
-    let tls = XdsTls {
-        ca: ca.to_string(),
-        client_cert: None,
-    };
+/// `tls.ca` (and `host`) and presents `tls.client_cert` if any.
+pub fn pull_over_tls(bootstrap: &mut Value, tls: &XdsTls, host: &str) {
     let clusters = bootstrap
         .pointer_mut("/static_resources/clusters")
         .and_then(Value::as_array_mut);
     for c in clusters.into_iter().flatten() {
         if c["name"] == crate::render::PULL_CLUSTER {
-            c["transport_socket"] = upstream_tls(&tls, host, "http/1.1");
+            c["transport_socket"] = upstream_tls(tls, host, "http/1.1");
         }
     }
 }

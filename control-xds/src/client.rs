@@ -24,9 +24,42 @@ pub enum ClientError {
     /// The credential could not be read.
     #[error(transparent)]
     Credential(Box<crate::credentials::CredentialError>),
-    /// The CA certificate given for TLS could not be used.
-    #[error("cannot use the CA certificate {path}: {reason}")]
-    Ca { path: String, reason: String },
+    /// A TLS file given (CA, client certificate or key) could not be used.
+    #[error("cannot use the TLS file {path}: {reason}")]
+    Tls { path: String, reason: String },
+}
+
+/// The CLI's TLS files for an `https://` server.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// The CA that signed the server's certificate (`--ca-cert`).
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// A client certificate chain and key (`--client-cert`, `--client-key`).
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+fn tls_error(path: &std::path::Path, reason: String) -> ClientError {
+    ClientError::Tls {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+/// The certificates of a PEM file.
+fn pem_certs(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, ClientError> {
+    let pem = std::fs::read(path).map_err(|e| tls_error(path, e.to_string()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(c) =
+            item.map_err(|e| tls_error(path, e.to_string()))?
+        {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err(tls_error(path, "no certificate in it".into()));
+    }
+    Ok(certs)
 }
 
 /// A client for one server (`--server`, e.g. `http://127.0.0.1:18001`).
@@ -56,39 +89,36 @@ impl Client {
         }
     }
 
-    /// A client that trusts the CA certificates in the PEM file `ca_cert` for
-    /// an `https://` server.
-    pub fn with_ca(server: &str, ca_cert: &std::path::Path) -> Result<Self, ClientError> {
-        let ca_error = |reason: String| ClientError::Ca {
-            path: ca_cert.display().to_string(),
-            reason,
-        };
-        let pem = std::fs::read(ca_cert).map_err(|e| ca_error(e.to_string()))?;
-        let mut certs = Vec::new();
-        for item in ureq::tls::parse_pem(&pem) {
-            if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| ca_error(e.to_string()))? {
-                certs.push(c);
-            }
+    /// A client for an `https://` server: trusting the CA certificates of
+    /// `tls.ca_cert` (else the public web roots), presenting `tls.client_cert`
+    /// (mTLS, `serve --api-client-ca`).
+    pub fn with_tls(server: &str, tls: &ClientTls) -> Result<Self, ClientError> {
+        let mut config = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &tls.ca_cert {
+            config = config.root_certs(ureq::tls::RootCerts::new_with_certs(&pem_certs(ca)?));
         }
-        if certs.is_empty() {
-            return Err(ca_error("no certificate in it".into()));
+        if let Some((cert, key)) = &tls.client_cert {
+            let chain = pem_certs(cert)?;
+            let pem = std::fs::read(key).map_err(|e| tls_error(key, e.to_string()))?;
+            let key_der =
+                ureq::tls::PrivateKey::from_pem(&pem).map_err(|e| tls_error(key, e.to_string()))?;
+            config =
+                config.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key_der)));
         }
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-            .build();
-        Ok(Self::build(server, Some(tls)))
+        Ok(Self::build(server, Some(config.build())))
     }
 
-    /// The CLI's client for `server`: its CA (if any) and the credential
+    /// The CLI's client for `server`: its TLS files and the credential
     /// [`crate::credentials::resolve`] finds.
     pub fn connect(
         server: &str,
         token_file: Option<&std::path::Path>,
-        ca_cert: Option<&std::path::Path>,
+        tls: &ClientTls,
     ) -> Result<Self, ClientError> {
-        let client = match ca_cert {
-            Some(ca) => Self::with_ca(server, ca)?,
-            None => Self::new(server),
+        let client = if tls.ca_cert.is_some() || tls.client_cert.is_some() {
+            Self::with_tls(server, tls)?
+        } else {
+            Self::new(server)
         };
         let token = crate::credentials::resolve(server, token_file)
             .map_err(|e| ClientError::Credential(Box::new(e)))?;

@@ -23,6 +23,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
 
+/// Refused connections are logged within a budget ([`crate::log_limit`]).
+static LOGGED: crate::log_limit::LogBudget = crate::log_limit::LogBudget::new();
+
 /// The peer of the connection a request came on (a request extension).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
@@ -50,7 +53,9 @@ pub async fn serve(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "API connection refused: {MAX_CONNECTIONS} connections open");
+            if let Some(left_out) = LOGGED.take() {
+                tracing::warn!(%peer, left_out, "API connection refused: {MAX_CONNECTIONS} connections open");
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -709,6 +709,110 @@ pub fn explain_subset(index: &Index, namespace: &str, key: &str) -> Option<Value
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn compile(components: Value) -> (PluginConfig, Index) {
+        let config: PluginConfig = serde_json::from_value(json!({"resources": [
+            {"kind": "Environment", "metadata": {"name": "dev"},
+             "spec": {"subPath": "dev", "defaultVirtualEnvironment": "a"}},
+            {"kind": "VirtualEnvironment", "metadata": {"name": "a"},
+             "spec": {"environment": "dev", "release": {"apps": {"shop": "shop-v1"}}}},
+            {"kind": "AppDeployment", "metadata": {"name": "shop-v1"},
+             "spec": {"app": "shop", "version": "v1", "components": components}}
+        ]}))
+        .unwrap();
+        let index = Index::compile(&config).unwrap();
+        (config, index)
+    }
+
+    fn opts() -> IstioOptions {
+        IstioOptions {
+            namespace: "shop".into(),
+            gateway_namespace: "istio-system".into(),
+            gateway_selector: ("istio".into(), "ingressgateway".into()),
+            gateway: None,
+            version_label: "version".into(),
+            pull_from: None,
+            via: Via::Wasmplugin,
+            url: "oci://r/f:1".into(),
+            sha256: None,
+            context_key: None,
+            pull_token: None,
+        }
+    }
+
+    fn route(path: &str) -> Value {
+        json!([{"match": {"pathPrefix": path}}])
+    }
+
+    #[test]
+    fn an_endpoint_naming_a_service_is_the_components_service() {
+        let (config, index) = compile(json!({
+            "cart": {"version": "c1", "endpoints": ["cart.store.svc:8080"], "routes": route("/cart")},
+            "web": {"version": "w1", "endpoints": ["10.0.0.1:9000"], "routes": route("/")}
+        }));
+        let mut opts = opts();
+        opts.context_key = Some(ContextKey {
+            kid: "k".into(),
+            secret: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+        });
+        let objs = render_istio(&config, &index, &opts).unwrap();
+        let hosts: Vec<&str> = objs
+            .iter()
+            .filter(|o| o["kind"] == "DestinationRule")
+            .map(|o| o["spec"]["host"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            hosts,
+            ["cart.store.svc.cluster.local", "web.shop.svc.cluster.local"]
+        );
+        // The sidecar plugin acts on the Services' ports only.
+        assert_eq!(objs[1]["metadata"]["name"], "switchyard-internal");
+        let ports = &objs[1]["spec"]["match"][0]["ports"];
+        assert_eq!(ports, &json!([{"number": 80}, {"number": 8080}]));
+    }
+
+    #[test]
+    fn services_must_be_named_after_their_component() {
+        let (config, index) = compile(json!({
+            "cart": {"version": "c1", "endpoints": ["basket.store.svc:8080"], "routes": route("/")}
+        }));
+        let err = render_istio(&config, &index, &opts()).unwrap_err();
+        assert!(matches!(err, IstioError::ServiceName { .. }), "{err}");
+        assert!(err.to_string().contains("'basket'"), "{err}");
+    }
+
+    #[test]
+    fn subsets_are_dns_labels_even_for_odd_versions() {
+        let (_, index) = compile(json!({
+            "cart": {"version": "C1_Release.7", "endpoints": ["10.0.0.1:1"], "routes": route("/"),
+                     "options": {"loadbalancing": "hash", "hash_header": "tenant", "hash_balance": 2}},
+            "web": {"version": "w1", "endpoints": ["10.0.0.2:1"], "routes": route("/w")}
+        }));
+        let topology = Topology::of(
+            &index,
+            &Listen {
+                genesis: ("0.0.0.0".into(), 0),
+                internal: None,
+            },
+        );
+        let all = subsets(&topology, "shop", "version").unwrap();
+        let names: Vec<String> = all.values().flatten().map(|s| s.name.clone()).collect();
+        for name in &names {
+            assert!(
+                switchyard_engine::validate::is_dns_label(name),
+                "{name} is no DNS label"
+            );
+        }
+        assert!(names.contains(&"w1-round-robin".to_string()));
+        // The odd version is a digest; hash and twin stay apart.
+        assert_eq!(names.iter().filter(|n| n.starts_with('v')).count(), 2);
+        let web = &all["web"][0];
+        assert_eq!(
+            web.istio_cluster(),
+            "outbound|80|w1-round-robin|web.shop.svc.cluster.local"
+        );
+    }
 
     #[test]
     fn service_hosts_are_qualified() {

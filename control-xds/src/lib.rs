@@ -16,7 +16,8 @@
 //!    control plane (store → snapshot → disk → cache), `rollout` says when a
 //!    change is live on every Envoy, `api` is the HTTP API over it (`explain`
 //!    routes a described request for it and the CLI),
-//!    `http_server` and `tls` serve it and xDS (TLS, limits for slow clients);
+//!    `http_server` and `tls` serve it and xDS (TLS, limits for slow clients;
+//!    `log_limit` keeps client-caused log lines within a budget);
 //!    `progressive` runs Canaries with steps (its plan and error test are
 //!    domain-level; its LRS service, driver and API serve), `metrics` renders
 //!    Prometheus text from the control plane;
@@ -36,6 +37,7 @@ pub mod explain;
 pub mod http_server;
 pub mod istio;
 pub mod load;
+pub mod log_limit;
 pub mod metrics;
 pub mod package;
 pub mod persist;

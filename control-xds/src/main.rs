@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use switchyard::bootstrap::{AdsBootstrap, XdsTls};
-use switchyard::client::{Client, ClientError};
+use switchyard::client::{Client, ClientError, ClientTls};
 use switchyard::load::{self, LoadErrors};
 use switchyard::render::{render_envoy, RenderOptions};
 use switchyard::serve::ServeOptions;
@@ -40,6 +40,23 @@ struct Cli {
     /// The CA certificate (PEM) that signed the API's certificate (https://).
     #[arg(long, global = true, env = "SWITCHYARD_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    /// A client certificate chain (PEM) for an API that requires one
+    /// (`serve --api-client-ca`).
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
     /// Who makes the change, for the release history (default: $USER).
     #[arg(long, global = true)]
     who: Option<String>,
@@ -70,6 +87,11 @@ enum Command {
     /// On first start the --config resources are the state; with --state DIR the
     /// state (resources, releases, history, context keys) is saved there after
     /// every change, and on later starts the saved state wins over --config.
+    ///
+    /// The API needs tokens: on first start an admin token is made (kept in
+    /// --state DIR as admin.token, 0600) and left for the CLI of this user in
+    /// ~/.config/switchyard/credentials/HOST_PORT; `switchyard token create`
+    /// makes more.
     Serve {
         /// Resource file or directory (first start only when --state has a state).
         #[arg(long)]
@@ -103,6 +125,10 @@ enum Command {
         /// The private key (PEM) of --api-tls-cert.
         #[arg(long, requires = "api_tls_cert")]
         api_tls_key: Option<PathBuf>,
+        /// mTLS on the API: only clients (CLI, pulling filters) with a
+        /// certificate issued by this CA (PEM) are served; tokens are still needed.
+        #[arg(long, requires = "api_tls_cert")]
+        api_client_ca: Option<PathBuf>,
         /// xDS's TLS certificate chain (PEM); with --xds-tls-key xDS is TLS.
         #[arg(long, requires = "xds_tls_key")]
         xds_tls_cert: Option<PathBuf>,
@@ -318,6 +344,13 @@ enum RenderTarget {
         /// sees the file) that signed the API's certificate.
         #[arg(long, requires = "pull_from")]
         pull_ca: Option<String>,
+        /// Pull mode against an API with mTLS (`serve --api-client-ca`): this
+        /// Envoy's client certificate chain (PEM, as Envoy sees the file).
+        #[arg(long, requires_all = ["pull_ca", "pull_key"])]
+        pull_cert: Option<String>,
+        /// The private key (PEM) of --pull-cert.
+        #[arg(long, requires = "pull_cert")]
+        pull_key: Option<String>,
         /// `node.id` of this Envoy (pull mode reports it as pulling under it;
         /// `status` lists an ADS Envoy by it). Default: switchyard-static, or
         /// switchyard-envoy with --ads.
@@ -441,13 +474,11 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let output = cli.output;
     let wait = (!cli.no_wait).then_some(cli.wait);
-    let client = || {
-        Client::connect(
-            &cli.server,
-            cli.token_file.as_deref(),
-            cli.ca_cert.as_deref(),
-        )
+    let tls = ClientTls {
+        ca_cert: cli.ca_cert.clone(),
+        client_cert: cli.client_cert.clone().zip(cli.client_key.clone()),
     };
+    let client = || Client::connect(&cli.server, cli.token_file.as_deref(), &tls);
     // A change, then (unless --no-wait) the wait until it is live everywhere.
     let change = |path: &str, body: &Value| {
         let started = std::time::Instant::now();
@@ -476,6 +507,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             insecure_no_auth,
             api_tls_cert,
             api_tls_key,
+            api_client_ca,
             xds_tls_cert,
             xds_tls_key,
             xds_client_ca,
@@ -493,7 +525,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 xds_addr,
                 api_addr,
                 auth: !insecure_no_auth,
-                api_tls: tls(api_tls_cert, api_tls_key, None),
+                api_tls: tls(api_tls_cert, api_tls_key, api_client_ca),
                 xds_tls: tls(xds_tls_cert, xds_tls_key, xds_client_ca),
                 build: BuildOptions {
                     wasm_path: wasm,
@@ -814,6 +846,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     pull_from,
                     pull_token_file,
                     pull_ca,
+                    pull_cert,
+                    pull_key,
                     node_id,
                 },
         } => {
@@ -869,7 +903,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let mut value = render_envoy(&plugin, &index, &opts);
             if let (Some(ca), Some((host, _))) = (&pull_ca, &opts.pull_from) {
-                switchyard::bootstrap::pull_over_tls(&mut value, ca, host);
+                let tls = XdsTls {
+                    ca: ca.clone(),
+                    client_cert: pull_cert.zip(pull_key),
+                };
+                switchyard::bootstrap::pull_over_tls(&mut value, &tls, host);
             }
             print_bootstrap(cli.output, &value)
         }

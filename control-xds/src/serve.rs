@@ -281,9 +281,9 @@ pub enum StartError {
          needs tokens) or listen on loopback"
     )]
     NoAuthOnNetwork(SocketAddr),
-    #[error("API tokens: {0}")]
+    #[error("API tokens")]
     Auth(#[from] AuthError),
-    #[error("TLS: {0}")]
+    #[error("TLS")]
     Tls(#[from] TlsError),
 }
 

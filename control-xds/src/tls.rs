@@ -24,6 +24,9 @@ use tokio_rustls::TlsAcceptor;
 
 /// A TLS handshake that takes longer than this is dropped (slow or idle peers).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once on the xDS listener; a connection beyond
+/// them is closed at accept (peers that connect and stall hold no more).
+pub const MAX_HANDSHAKES: usize = 256;
 
 /// The PEM files of a TLS server.
 #[derive(Debug, Clone)]
@@ -116,6 +119,9 @@ pub struct Refusal {
     pub at_unix_ms: u64,
 }
 
+/// Refused handshakes are logged within a budget ([`crate::log_limit`]).
+static LOGGED: crate::log_limit::LogBudget = crate::log_limit::LogBudget::new();
+
 /// The latest refused handshakes (at most [`Refusals::KEPT`]), with a total.
 #[derive(Debug, Clone, Default)]
 pub struct Refusals(Arc<Mutex<(VecDeque<Refusal>, u64)>>);
@@ -124,7 +130,9 @@ impl Refusals {
     pub const KEPT: usize = 20;
 
     pub fn record(&self, listener: &'static str, peer: SocketAddr, reason: String) {
-        tracing::warn!(listener, %peer, %reason, "TLS handshake refused");
+        if let Some(left_out) = LOGGED.take() {
+            tracing::warn!(listener, %peer, %reason, left_out, "TLS handshake refused");
+        }
         let at_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -224,6 +232,7 @@ pub fn incoming(
     refusals: Refusals,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -238,10 +247,20 @@ pub fn incoming(
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                refusals.record(
+                    name,
+                    peer,
+                    format!("{MAX_HANDSHAKES} handshakes in progress"),
+                );
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let (acceptor, refusals, tx) = (acceptor.clone(), refusals.clone(), tx.clone());
             tokio::spawn(async move {
-                if let Some(tls) = handshake(&acceptor, stream, peer, name, &refusals).await {
+                let handshaken = handshake(&acceptor, stream, peer, name, &refusals).await;
+                drop(slot);
+                if let Some(tls) = handshaken {
                     let _ = tx.send(Ok(TlsConn(tls))).await;
                 }
             });

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -109,6 +110,7 @@ def test_every_call_needs_a_token_of_a_role_that_grants_it(procs, bins, work_dir
     # logs: refusals are logged, credentials never
     log = plane.log_text()
     assert "API call forbidden" in log and "without a credential" in log
+    assert 'request=POST /v1/release token=ci role=release' in log
     for secret in (*secrets, admin, reader, releaser, puller):
         assert secret not in log
 
@@ -181,3 +183,21 @@ def test_api_hygiene_big_bodies_garbage_and_slow_clients(procs, bins, work_dir):
     print(f"\nslow client: disconnected after {waited:.1f} s")
     assert plane.alive()
     assert json.loads(requests.get(plane.server + "/healthz", timeout=5).text) == {"ok": True}
+    # a flood of refused calls does not flood the log: ≤ 10 lines a second,
+    # the next line says how many were left out
+    before = plane.log_text().count("without a credential refused")
+    t0 = time.monotonic()
+    with requests.Session() as s:
+        for _ in range(200):
+            assert s.get(plane.server + "/v1/status", timeout=5).status_code == 401
+    seconds = time.monotonic() - t0
+    time.sleep(1.1)
+    assert requests.get(plane.server + "/v1/status", timeout=5).status_code == 401
+    log = plane.log_text()
+    allowed = 10 * (int(seconds) + 3)  # 10 per one-second window the flood touched, + the last
+    logged = log.count("without a credential refused") - before
+    assert logged <= allowed, (logged, seconds)
+    left_out = sum(int(x) for x in re.findall(r"left_out=(\d+)", log))
+    assert left_out >= 200 - allowed, (left_out, seconds)
+    print(f"\nflood of 200 refused calls in {seconds:.2f} s: {logged} log lines, "
+          f"{left_out} counted as left out")

@@ -173,7 +173,14 @@ def mesh(bins, module_procs, tmp_path_factory, request):
                                    call_backend=f"http://{harness.LOCALHOST}:{sidecar_port}")
     canary = [d for d in harness.load_resources(harness.ROOT / "examples" / "canary" / "resources.yaml")
               if d["kind"] in ("Environment", "VirtualEnvironment", "Canary")]
-    resources = harness.write_yaml(work / "resources.yaml", hw.resources + canary)
+    # v3's backend hashes on tenant-id (Maglev, hash_balance 1.25): its subset,
+    # its round-robin twin for requests without the header, the balance patch.
+    docs = json.loads(json.dumps(hw.resources))
+    for d in docs:
+        if d["kind"] == "AppDeployment" and d["metadata"]["name"] == "hello-world-v3":
+            d["spec"]["components"]["backend"]["options"] = {
+                "loadbalancing": "hash", "hash_header": "tenant-id", "hash_balance": 1.25}
+    resources = harness.write_yaml(work / "resources.yaml", docs + canary)
     key = harness.write_yaml(work / "key.yaml", KEY)
     # The filter as an OCI image; the WasmPlugins name it with its manifest
     # digest, and the proxy runs the module istio-agent would unpack from it.
@@ -311,3 +318,28 @@ def test_pull_mode_polls_through_istios_outbound_cluster(bins, procs, work_dir):
                 lambda: versions(harness.get(url + "/dev/hello")) == ("f3a0003", "b3a0003"), timeout=10)
     # The plugins polled (each under its own shared-data keys).
     assert sum(envoy.stats(r"switchyard\.pull\.ok").values()) > 0
+
+
+def test_hash_subsets_and_the_round_robin_fallback(mesh):
+    envoy, objs = mesh
+    dr = next(d for d in istio.by_kind(objs, "DestinationRule") if d["metadata"]["name"] == "switchyard-backend")
+    maglev = next(s["name"] for s in dr["spec"]["subsets"] if "consistentHash" in s["trafficPolicy"]["loadBalancer"])
+    hashed = istio.subset_cluster(80, maglev, "backend.shop.svc.cluster.local")
+    twin = istio.subset_cluster(80, "b3a0003-round-robin", "backend.shop.svc.cluster.local")
+
+    def sent(cluster: str) -> int:
+        return envoy.stats().get(f"cluster.{cluster}.upstream_rq_total", 0)
+
+    before = sent(hashed), sent(twin)
+    r = harness.get(envoy.url + "/dev/hello/backend", headers={"kf-dep": "hello-world-v3", "tenant-id": "t1"})
+    assert r.status == 200 and r.json["version"] == "b3a0003"
+    assert "tenant-id" in r.json["headers"]  # Istio hashes on it: it is not copied, nor removed
+    r = harness.get(envoy.url + "/dev/hello/backend", headers={"kf-dep": "hello-world-v3"})
+    assert r.status == 200 and r.json["version"] == "b3a0003"
+    assert (sent(hashed), sent(twin)) == (before[0] + 1, before[1] + 1)
+    # The balance factor DestinationRule lacks came from the EnvoyFilter patch.
+    dump = envoy.config_dump("static_clusters")
+    clusters = {c["cluster"]["name"]: c["cluster"] for c in dump["configs"]}
+    assert clusters[hashed]["lb_policy"] == "MAGLEV"
+    assert clusters[hashed]["common_lb_config"]["consistent_hashing_lb_config"]["hash_balance_factor"] == 125
+    assert clusters[twin].get("lb_policy", "ROUND_ROBIN") == "ROUND_ROBIN"

@@ -200,3 +200,18 @@ def test_explain_shows_the_subset_in_istio_mode(switchyard):
         "subset": "b2a0002-round-robin",
         "cluster": "outbound|80|b2a0002-round-robin|backend.shop.svc.cluster.local",
     }
+
+
+def test_the_oci_image_is_reproducible_and_refuses_non_wasm(bins, tmp_path):
+    first = istio.package(bins.switchyard, bins.wasm, tmp_path / "a", "0.1.0")
+    second = istio.package(bins.switchyard, bins.wasm, tmp_path / "b", "0.1.0")
+    assert first["manifest_sha256"] == second["manifest_sha256"]
+    module = istio.unpack_like_istio_agent(tmp_path / "a", "0.1.0", first["manifest_sha256"], tmp_path / "c" / "x")
+    assert module.read_bytes() == bins.wasm.read_bytes()
+    import subprocess
+    out = subprocess.run([str(bins.switchyard), "package", "--wasm", str(HELLO), "--out", str(tmp_path / "d")],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "not a WebAssembly module" in out.stderr
+    out = subprocess.run([str(bins.switchyard), "package", "--wasm", str(bins.wasm), "--out", str(tmp_path / "e"),
+                          "--tag", "a/b"], capture_output=True, text=True)
+    assert out.returncode != 0 and "is not an OCI tag" in out.stderr

@@ -95,35 +95,47 @@ def test_only_envoys_with_a_certificate_of_the_ca_get_config(procs, bins, work_d
     assert r.code == 1, r
 
 
-def test_a_pulling_filter_polls_the_api_over_https(procs, bins, work_dir):
-    """Pull mode against an https API: `render envoy --pull-from ... --pull-ca`
-    gives the API cluster a TLS transport socket that verifies the API's
-    certificate; the filter polls with its pull token and follows a release."""
+def test_a_pulling_filter_polls_the_api_over_mtls(procs, bins, work_dir):
+    """Pull mode against an https API that requires client certificates
+    (`serve --api-client-ca`): `render envoy --pull-from ... --pull-ca
+    --pull-cert --pull-key` gives the API cluster a TLS transport socket that
+    verifies the API and presents the Envoy's certificate; the filter polls with
+    its pull token and follows a release. The CLI needs a certificate too."""
     ca = make_ca(work_dir / "pki", "switchyard-ca")
     server = ca.issue("control-plane", server_ip=LOCALHOST)
+    envoy_cert = ca.issue("envoy-pull", client=True)
+    operator = ca.issue("operator", client=True)
     hello = harness.start_hello_world(procs, bins, work_dir)
     xds, api, unused_listen, listen, admin = harness.free_ports(5)
     plane = cp.ControlPlane(bins, hello.resources_path, work_dir / "state", xds, api,
                             unused_listen, procs.log_dir, extra_args=[
-                                "--api-tls-cert", str(server.cert), "--api-tls-key", str(server.key)])
+                                "--api-tls-cert", str(server.cert), "--api-tls-key", str(server.key),
+                                "--api-client-ca", str(ca.cert)])
     plane.server = f"https://{LOCALHOST}:{api}"
-    plane.requests_kw = {"verify": str(ca.cert)}
+    plane.requests_kw = {"verify": str(ca.cert), "cert": (str(operator.cert), str(operator.key))}
     procs.add(plane.start())
     plane.wait_ready()
-    with_ca = ["--ca-cert", str(ca.cert)]
-    r = cp.cli(bins, plane.server, *with_ca, "token", "create", "--role", "pull", "--name", "envoy")
+    with_tls = ["--ca-cert", str(ca.cert), "--client-cert", str(operator.cert),
+                "--client-key", str(operator.key)]
+    # without a client certificate the API does not even answer
+    r = cp.cli(bins, plane.server, "--ca-cert", str(ca.cert), "status", "--output", "json")
+    assert r.code == 1 and r.json["error"] == "unreachable", r
+    r = cp.cli(bins, plane.server, *with_tls, "token", "create", "--role", "pull", "--name", "envoy")
     assert r.code == 0, r.stderr
     token_file = work_dir / "pull.token"
     token_file.write_text(r.stdout)
     cfg = harness.render_envoy(bins, hello.resources_path, work_dir / "pull.yaml",
                                f"{LOCALHOST}:{listen}", f"{LOCALHOST}:{admin}",
                                ["--pull-from", f"{LOCALHOST}:{api}", "--pull-ca", str(ca.cert),
+                                "--pull-cert", str(envoy_cert.cert), "--pull-key", str(envoy_cert.key),
                                 "--pull-token-file", str(token_file)])
     envoy = harness.start_envoy(procs, bins.envoy, cfg, "envoy-pull")
     url = f"http://{LOCALHOST}:{listen}/dev/hello"
-    cp.wait_for("a poll over https", lambda: plane.api("/v1/status")["pulling"], timeout=10)
-    r = cp.cli(bins, plane.server, *with_ca, "release", "hello-world-v3", "--virtual-env", "team-a")
+    cp.wait_for("a poll over mTLS", lambda: plane.api("/v1/status")["pulling"], timeout=10)
+    r = cp.cli(bins, plane.server, *with_tls, "release", "hello-world-v3", "--virtual-env", "team-a")
     assert r.code == 0, r.stderr
     cp.wait_for("the pulled release serves /dev/hello",
                 lambda: harness.get(url).json["kf"]["kf-deployment"] == "hello-world-v3", timeout=10)
     assert envoy.stats("switchyard.pull").get("wasmcustom.switchyard.pull.failed", 0) == 0
+    refused = plane.api("/v1/status")["tlsRefused"]["latest"]
+    assert any(x["listener"] == "api" and "no certificates" in x["reason"] for x in refused), refused
