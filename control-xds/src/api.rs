@@ -389,6 +389,11 @@ async fn status(State(plane): Plane) -> Json<Value> {
                 "deployment": c.spec.deployment,
                 "weight": c.spec.weight,
                 "matchRules": c.spec.match_rules.len(),
+                "rollout": if c.spec.steps.is_empty() {
+                    None
+                } else {
+                    Some(store.rollouts.get(&c.metadata.name).map_or("pending", |r| r.phase.as_str()))
+                },
             })),
             _ => {}
         }

@@ -1307,6 +1307,11 @@ fn human_status(v: &Value) -> String {
             c["weight"].as_str().unwrap_or("0%"),
             c["matchRules"]
         ));
+        if let Some(phase) = c["rollout"].as_str() {
+            if let Some(last) = out.last_mut() {
+                last.push_str(&format!(", rollout {phase} (`canary status`)"));
+            }
+        }
     }
     let envoys = v["envoys"].as_array().cloned().unwrap_or_default();
     out.push("Envoys".into());

@@ -11,6 +11,8 @@ bench/progressive_bench.py, not asserted here.
 
 from __future__ import annotations
 
+import http.server
+import json
 import threading
 import time
 from pathlib import Path
@@ -79,12 +81,38 @@ class Load:
         return sum(1 for a in list(self.answers) if pred(a))
 
 
+class Webhook:
+    """A receiver of the rollout's webhook POSTs on 127.0.0.1 (a port from ports.py)."""
+
+    def __init__(self):
+        events = self.events = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("content-length", 0))
+                events.append(json.loads(self.rfile.read(n)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((harness.LOCALHOST, harness.free_port()), Handler)
+        self.url = f"http://{harness.LOCALHOST}:{self.server.server_address[1]}/rollouts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_a_healthy_rollout_goes_from_1_percent_to_release_unattended(procs, bins, work_dir):
     world = cp.start_world(procs, bins, work_dir)
     apply_canary(world, canary_doc(["1%", "25%", "100%"], stepTime="2s", minRequests=2,
                                    bakeTime="2s"))
     pending = world.plane.canary(CANARY)
     assert (pending["phase"], pending["stable"]) == ("pending", STABLE)
+    assert "rollout pending" in world.cli("status").stdout
     with Load(world.url) as load:
         time.sleep(0.5)
         r = world.cli("canary", "start", CANARY)
@@ -99,6 +127,7 @@ def test_a_healthy_rollout_goes_from_1_percent_to_release_unattended(procs, bins
     weights = [e["weight"] for e in done["events"]]
     assert weights[:4] == ["1%", "25%", "100%", "100%"], weights
     # the canary is the release now, recorded like any release; the Canary ended
+    world.wait_acked()
     assert world.deployment() == CANARY_DEP
     history = world.cli("history", "--virtual-env", "team-a", "-o", "json").json["history"]
     assert (history[-1]["deployment"], history[-1]["previous"]) == (CANARY_DEP, STABLE)
@@ -120,7 +149,8 @@ def test_a_failing_canary_is_rolled_back_and_the_stable_never_fails(procs, bins,
     canary_upstream = world.hello.upstream("frontend", "f3a0003")
     r = requests.post(canary_upstream.url + "/_admin/fail?status=500", timeout=5)
     assert r.json() == {"failStatus": 500}
-    doc = canary_doc(["10%", "50%", "100%"], stepTime="30s")
+    hook = Webhook()
+    doc = canary_doc(["10%", "50%", "100%"], stepTime="30s", webhooks=[hook.url])
     doc["spec"]["match"] = [{"headers": {"x-canary": "true"}}]
     apply_canary(world, doc)
     with Load(world.url) as load:
@@ -155,6 +185,12 @@ def test_a_failing_canary_is_rolled_back_and_the_stable_never_fails(procs, bins,
     errors = [l for l in metrics.splitlines()
               if l.startswith(f'switchyard_canary_errors_total{{canary="{CANARY}",version="canary"}}')]
     assert errors and int(errors[0].split()[-1]) > 0, metrics
+    # the webhook got both events: the start and the abort, with the reason
+    cp.wait_for("webhook events", lambda: len(hook.events) >= 2, 5)
+    hook.close()
+    assert [(e["phase"], e["weight"], e["who"]) for e in hook.events] == [
+        ("progressing", "10%", "e2e"), ("aborted", "0%", "switchyard (analysis)")], hook.events
+    assert "analysis failed" in hook.events[1]["reason"] and hook.events[1]["canary"] == CANARY
 
 
 def test_a_gate_holds_at_50_percent_until_promote(procs, bins, work_dir):
@@ -175,6 +211,7 @@ def test_a_gate_holds_at_50_percent_until_promote(procs, bins, work_dir):
     assert done["phase"] == "succeeded", done
     assert [e["who"] for e in done["events"] if e["reason"].startswith("promoted by hand")] == ["e2e"]
     assert load.count(lambda a: a[1] != 200) == 0
+    world.wait_acked()
     assert world.deployment() == CANARY_DEP
 
 
@@ -200,4 +237,24 @@ def test_a_restart_mid_rollout_resumes_without_skipping_the_step(procs, bins, wo
     assert done["counts"]["canary"]["requests"] >= 20, done["counts"]
     # Envoy kept serving on its last config while the control plane was down
     assert load.count(lambda a: a[1] != 200) == 0
+    world.wait_acked()
     assert world.deployment() == CANARY_DEP
+
+
+def test_the_failure_guard_runs_at_a_gate(procs, bins, work_dir):
+    """Flagger's guard does not run while a canary waits at a gate (flagger #1801);
+    here a canary that starts failing while gated is aborted all the same."""
+    world = cp.start_world(procs, bins, work_dir)
+    apply_canary(world, canary_doc(["10%", "50%"], stepTime="1s", minRequests=0, gates=["50%"]))
+    with Load(world.url, rate=50) as load:
+        assert world.cli("canary", "start", CANARY).code == 0
+        gated = world.plane.wait_canary(CANARY, lambda s: s["phase"] == "gated", "gated", 30)
+        assert gated["weight"] == "10%"
+        up = world.hello.upstream("frontend", "f3a0003")
+        requests.post(up.url + "/_admin/fail?status=500", timeout=5)
+        aborted = world.plane.wait_canary(CANARY, lambda s: s["phase"] != "gated", "judged", 30)
+    assert aborted["phase"] == "aborted", aborted
+    assert [e["phase"] for e in aborted["events"]][-2:] == ["gated", "aborted"]
+    assert load.count(lambda a: a[2] == STABLE and a[1] != 200) == 0
+    world.wait_acked()  # the abort's config version is live on the Envoy
+    assert world.deployment() == STABLE

@@ -15,7 +15,7 @@ use switchyard_engine::Resource;
 use super::analyzer::H_SHIFT;
 use super::machine::Phase;
 use super::spec::Plan;
-use super::store_ops::{released, Command};
+use super::store_ops::{plan_of, released, Command};
 use crate::api::{changed, parse, who, ApiError};
 use crate::serve::ControlPlane;
 use crate::state::Store;
@@ -166,6 +166,12 @@ async fn command(
     };
     let who = who(b.who);
     let now = now_unix_ms();
+    let hooks = plan_of(&plane.store(), &b.name)
+        .map(|p| p.webhooks)
+        .unwrap_or_default();
     let (summary, generation) = plane.change(|s| s.canary_command(&b.name, command, &who, now))?;
+    if summary.changed() {
+        super::notify::after_change(&hooks, &plane.store(), &b.name);
+    }
     Ok(changed(summary, generation))
 }

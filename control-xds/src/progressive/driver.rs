@@ -269,6 +269,7 @@ impl Progressive {
                     let line = summary.canary.join("; ");
                     tracing::info!(canary = %name, generation, "{line}");
                     decisions.push((name.clone(), line));
+                    super::notify::after_change(&plan.webhooks, &plane.store(), &name);
                 }
                 Err(e) => {
                     tracing::warn!(canary = %name, error = %e, "rollout decision not applied")
@@ -294,5 +295,104 @@ pub async fn run(plane: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receive
         let p = plane.clone();
         // store changes build snapshots: keep them off the async workers
         let _ = tokio::task::spawn_blocking(move || p.progressive().tick(&p, now_unix_ms())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load;
+    use crate::progressive::store_ops::Command;
+    use crate::snapshot_builder::BuildOptions;
+    use crate::state::generate_context_key;
+    use crate::test_fixtures::{WEB_V1, WEB_V2};
+    use crate::xds::SnapshotCache;
+    use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamLocalityStats};
+    use envoy_types::pb::envoy::service::load_stats::v3::LoadStatsRequest;
+
+    const CANARY: &str = "kind: Canary\nmetadata: {name: c}\nspec: {virtualEnvironment: team-a, app: web, deployment: web-v2, steps: [\"10%\", \"100%\"], analysis: {stepTime: 2s, minRequests: 5, bakeTime: 1s}}\n";
+
+    fn plane() -> ControlPlane {
+        let text = format!("{WEB_V1}---\n{WEB_V2}---\n{CANARY}");
+        let docs = load::parse_text(std::path::Path::new("r.yaml"), &text).unwrap();
+        let (mut store, _) = Store::new().apply(&docs, "t").unwrap();
+        store.context_keys = vec![generate_context_key("k1").unwrap()];
+        let opts = BuildOptions {
+            wasm_path: "/filter.wasm".into(),
+            genesis_listen: ("127.0.0.1".into(), 8080),
+            internal_listen: None,
+            context_keys: Vec::new(),
+        };
+        ControlPlane::start(store, SnapshotCache::new(), opts, None).unwrap()
+    }
+
+    /// One Envoy's report: `(cluster, successes, errors)`.
+    fn report(p: &ControlPlane, counts: &[(&str, u64, u64)]) {
+        let r = LoadStatsRequest {
+            node: None,
+            cluster_stats: counts
+                .iter()
+                .map(|(c, ok, err)| ClusterStats {
+                    cluster_name: (*c).into(),
+                    upstream_locality_stats: vec![UpstreamLocalityStats {
+                        total_successful_requests: *ok,
+                        total_error_requests: *err,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        p.progressive().reports.record("envoy-1", &r);
+    }
+
+    const V1: &str = "web/frontend/f1/round-robin";
+    const V2: &str = "web/frontend/f2/round-robin";
+
+    #[test]
+    fn the_driver_names_the_clusters_advances_on_counts_and_releases() {
+        let p = plane();
+        let t0 = now_unix_ms();
+        p.progressive().tick(&p, t0);
+        // every Canary with steps is reported on before it starts
+        assert_eq!(
+            p.progressive().reports.wanted(),
+            [V1.to_string(), V2.to_string()].into()
+        );
+        p.change(|s| s.canary_command("c", Command::Start, "t", t0))
+            .unwrap();
+        // time alone does not advance a step: it needs its sample
+        let t = t0 + 2_500;
+        assert!(p.progressive().tick(&p, t).is_empty());
+        report(&p, &[(V1, 90, 1), (V2, 10, 0)]);
+        let d = p.progressive().tick(&p, t + 100);
+        assert!(d[0].1.contains("progressing 100%"), "{d:?}");
+        report(&p, &[(V2, 100, 1)]);
+        let d = p.progressive().tick(&p, t + 2_200);
+        assert!(d[0].1.contains("promoting 100%"), "{d:?}");
+        let d = p.progressive().tick(&p, t + 3_300);
+        assert!(d[0].1.contains("succeeded"), "{d:?}");
+        assert_eq!(
+            crate::progressive::store_ops::released(&p.store(), "team-a", "web").as_deref(),
+            Some("web-v2")
+        );
+    }
+
+    #[test]
+    fn the_driver_aborts_a_crashing_canary_but_not_for_the_stables_errors() {
+        let p = plane();
+        let t0 = now_unix_ms();
+        p.change(|s| s.canary_command("c", Command::Start, "t", t0))
+            .unwrap();
+        // the stable failing alone is no reason
+        report(&p, &[(V1, 0, 90), (V2, 10, 0)]);
+        assert!(p.progressive().tick(&p, t0 + 100).is_empty());
+        // a handful of canary 5xx is
+        report(&p, &[(V1, 90, 0), (V2, 0, 10)]);
+        let d = p.progressive().tick(&p, t0 + 200);
+        assert!(d[0].1.contains("aborted 0%"), "{d:?}");
+        let live = p.progressive().live("c").unwrap();
+        assert_eq!(live.canary.errors, 10);
+        assert!(live.statistic.value >= live.statistic.bound);
     }
 }

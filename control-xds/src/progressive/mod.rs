@@ -1,8 +1,12 @@
 //! Progressive delivery (issue 11): a Canary with `steps` moves its weight by
 //! itself, judged from the per-version counts every Envoy reports over LRS.
 //!
-//! `spec` checks the Canary's plan, `analyzer` is the error test (pure), `sim`
-//! simulates rollouts for it.
+//! Domain (pure): `spec` checks the Canary's plan, `analyzer` is the error
+//! test, `sim` simulates rollouts for it, `machine` is the rollout's state
+//! machine, `store_ops` its moves as store changes. Serving: `lrs` receives
+//! the Envoys' load reports, `driver` ties reports, analyzer and machine to the
+//! control plane, `notify` posts webhooks, `api` and `cli` are the API routes
+//! and the CLI's human output.
 
 pub mod analyzer;
 pub mod api;
@@ -10,6 +14,7 @@ pub mod cli;
 pub mod driver;
 pub mod lrs;
 pub mod machine;
+pub mod notify;
 pub mod sim;
 pub mod spec;
 pub mod store_ops;

@@ -14,6 +14,7 @@
 //!   onFailure: abort     # abort (weight 0, match rules off) | pause (hold the weight, wait for a human)
 //!   gates: ["50%"]       # wait for `switchyard canary promote` before these steps
 //!   bakeTime: 60s        # time at 100% before the canary becomes the release
+//!   webhooks: ["http://127.0.0.1:9000/rollouts"]   # every event, POSTed as JSON
 //! ```
 
 use std::time::Duration;
@@ -37,6 +38,8 @@ struct AnalysisDoc {
     #[serde(default)]
     gates: Vec<String>,
     bake_time: Option<String>,
+    #[serde(default)]
+    webhooks: Vec<String>,
 }
 
 /// What a failed analysis does.
@@ -70,6 +73,9 @@ pub struct Plan {
     /// Indexes of the steps that wait for `promote` before they start.
     pub gates: Vec<usize>,
     pub bake_time_ms: u64,
+    /// URLs that get every rollout event as a JSON POST.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
 }
 
 pub const DEFAULT_STEP_TIME: Duration = Duration::from_secs(60);
@@ -259,6 +265,18 @@ impl Plan {
         }
         gates.sort_unstable();
         gates.dedup();
+        for (i, url) in doc.webhooks.iter().enumerate() {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            let host = rest.map(|r| r.split('/').next().unwrap_or(""));
+            if host.is_none_or(str::is_empty) || url.chars().any(char::is_whitespace) {
+                err(
+                    format!("spec.analysis.webhooks[{i}]"),
+                    format!("'{url}' is not an http:// or https:// URL"),
+                );
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -274,6 +292,7 @@ impl Plan {
             on_failure: doc.on_failure.unwrap_or_default(),
             gates,
             bake_time_ms,
+            webhooks: doc.webhooks,
         }))
     }
 
@@ -340,7 +359,8 @@ mod tests {
             &spec(
                 &["10%", "5%", "0%", "x"],
                 serde_json::json!({"stepTime": "2 weeks", "maxErrorRatio": 0.5,
-                    "maxErrorRate": "90%", "gates": ["50%"], "bakeTime": "1m", "onFailure": "pause"}),
+                    "maxErrorRate": "90%", "gates": ["50%"], "bakeTime": "1m", "onFailure": "pause",
+                    "webhooks": ["ftp://x", "http://ok.example/hook"]}),
             ),
         )
         .unwrap_err();
@@ -353,7 +373,8 @@ mod tests {
                 "spec.analysis.stepTime",
                 "spec.analysis.maxErrorRatio",
                 "spec.analysis.maxErrorRate",
-                "spec.analysis.gates[0]"
+                "spec.analysis.gates[0]",
+                "spec.analysis.webhooks[0]"
             ]
         );
         let e = Plan::of(
