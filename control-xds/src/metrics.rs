@@ -207,28 +207,13 @@ pub fn render(plane: &ControlPlane) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load;
     use crate::progressive::store_ops::Command;
-    use crate::serve::ControlPlane;
-    use crate::snapshot_builder::BuildOptions;
-    use crate::state::{generate_context_key, Store};
-    use crate::test_fixtures::{WEB_V1, WEB_V2};
-    use crate::xds::SnapshotCache;
+    use crate::test_fixtures::{plane_with, WEB_V1, WEB_V2};
 
     #[test]
     fn metrics_name_the_config_and_the_rollouts() {
         let canary = "kind: Canary\nmetadata: {name: c}\nspec: {virtualEnvironment: team-a, app: web, deployment: web-v2, steps: [\"5%\", \"100%\"]}\n";
-        let text = format!("{WEB_V1}---\n{WEB_V2}---\n{canary}");
-        let docs = load::parse_text(std::path::Path::new("r.yaml"), &text).unwrap();
-        let (mut store, _) = Store::new().apply(&docs, "t").unwrap();
-        store.context_keys = vec![generate_context_key("k1").unwrap()];
-        let opts = BuildOptions {
-            wasm_path: "/filter.wasm".into(),
-            genesis_listen: ("127.0.0.1".into(), 8080),
-            internal_listen: None,
-            context_keys: Vec::new(),
-        };
-        let plane = ControlPlane::start(store, SnapshotCache::new(), opts, None).unwrap();
+        let plane = plane_with(&format!("{WEB_V1}---\n{WEB_V2}---\n{canary}"));
         let before = render(&plane);
         assert!(
             before.contains("switchyard_canary_phase{canary=\"c\",phase=\"pending\"} 1"),

@@ -37,3 +37,18 @@ spec:
       endpoints: [\"127.0.0.1:9102\"]
       routes: [{match: {pathPrefix: /hello}}]
 ";
+
+/// A running control plane (no Envoy, no state directory) over `text`, resource
+/// documents as one file would hold them, with one context key `k1`.
+pub fn plane_with(text: &str) -> crate::serve::ControlPlane {
+    let docs = crate::load::parse_text(std::path::Path::new("r.yaml"), text).unwrap();
+    let (mut store, _) = crate::state::Store::new().apply(&docs, "t").unwrap();
+    store.context_keys = vec![crate::state::generate_context_key("k1").unwrap()];
+    let opts = crate::snapshot_builder::BuildOptions {
+        wasm_path: "/filter.wasm".into(),
+        genesis_listen: ("127.0.0.1".into(), 8080),
+        internal_listen: None,
+        context_keys: Vec::new(),
+    };
+    crate::serve::ControlPlane::start(store, crate::xds::SnapshotCache::new(), opts, None).unwrap()
+}

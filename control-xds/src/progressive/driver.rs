@@ -301,29 +301,15 @@ pub async fn run(plane: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receive
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load;
     use crate::progressive::store_ops::Command;
-    use crate::snapshot_builder::BuildOptions;
-    use crate::state::generate_context_key;
-    use crate::test_fixtures::{WEB_V1, WEB_V2};
-    use crate::xds::SnapshotCache;
+    use crate::test_fixtures::{plane_with, WEB_V1, WEB_V2};
     use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamLocalityStats};
     use envoy_types::pb::envoy::service::load_stats::v3::LoadStatsRequest;
 
     const CANARY: &str = "kind: Canary\nmetadata: {name: c}\nspec: {virtualEnvironment: team-a, app: web, deployment: web-v2, steps: [\"10%\", \"100%\"], analysis: {stepTime: 2s, minRequests: 5, bakeTime: 1s}}\n";
 
     fn plane() -> ControlPlane {
-        let text = format!("{WEB_V1}---\n{WEB_V2}---\n{CANARY}");
-        let docs = load::parse_text(std::path::Path::new("r.yaml"), &text).unwrap();
-        let (mut store, _) = Store::new().apply(&docs, "t").unwrap();
-        store.context_keys = vec![generate_context_key("k1").unwrap()];
-        let opts = BuildOptions {
-            wasm_path: "/filter.wasm".into(),
-            genesis_listen: ("127.0.0.1".into(), 8080),
-            internal_listen: None,
-            context_keys: Vec::new(),
-        };
-        ControlPlane::start(store, SnapshotCache::new(), opts, None).unwrap()
+        plane_with(&format!("{WEB_V1}---\n{WEB_V2}---\n{CANARY}"))
     }
 
     /// One Envoy's report: `(cluster, successes, errors)`.
