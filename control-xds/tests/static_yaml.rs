@@ -19,6 +19,20 @@ fn hello_world() -> (PathBuf, Index, PluginConfig) {
     (root, index, plugin)
 }
 
+/// `rel` (below the repository root), without its header comment, is `rendered`.
+fn assert_current(root: &Path, rel: &str, rendered: &str) {
+    let committed: String = std::fs::read_to_string(root.join(rel))
+        .unwrap()
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        committed == rendered,
+        "{rel} is stale: regenerate it with the command in its header"
+    );
+}
+
 #[test]
 fn envoy_static_yaml_is_up_to_date() {
     let (root, index, plugin) = hello_world();
@@ -31,16 +45,7 @@ fn envoy_static_yaml_is_up_to_date() {
         node_id: "switchyard-static".into(),
     };
     let rendered = serde_saphyr::to_string(&render_envoy(&plugin, &index, &opts)).unwrap();
-    let committed = std::fs::read_to_string(root.join("envoy/static.yaml")).unwrap();
-    let committed: String = committed
-        .lines()
-        .skip_while(|l| l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert!(
-        committed == rendered,
-        "envoy/static.yaml is stale: regenerate it with the command in its header"
-    );
+    assert_current(&root, "envoy/static.yaml", &rendered);
 }
 
 /// `envoy/istio/hello-world.yaml` is what `switchyard render istio` prints for
@@ -71,14 +76,5 @@ fn envoy_istio_hello_world_yaml_is_up_to_date() {
         .iter()
         .map(|o| format!("---\n{}", serde_saphyr::to_string(o).unwrap()))
         .collect();
-    let committed = std::fs::read_to_string(root.join("envoy/istio/hello-world.yaml")).unwrap();
-    let committed: String = committed
-        .lines()
-        .skip_while(|l| l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert!(
-        committed == rendered,
-        "envoy/istio/hello-world.yaml is stale: regenerate it with the command in its header"
-    );
+    assert_current(&root, "envoy/istio/hello-world.yaml", &rendered);
 }
