@@ -29,7 +29,10 @@
 //! Errors are `{error, message, problems?}`: 400 `invalid_resources` (with every
 //! problem, file and line), 400 `bad_request`, 401 `unauthenticated`, 403
 //! `forbidden`, 404 `not_found`, 408 `request_timeout`, 409 `conflict`, 413
-//! `body_too_large`, 422 `snapshot_invalid`, 500 `state_not_saved`.
+//! `body_too_large`, 413 `state_too_large` (the state would pass etcd's request
+//! limit), 422 `snapshot_invalid`, 500 `state_not_saved`, 503
+//! `store_unavailable` (etcd cannot be reached: nothing changed, Envoys keep
+//! the last configuration; reads answer from the last known state).
 
 use std::sync::Arc;
 
@@ -46,6 +49,7 @@ use serde_json::{json, Value};
 use switchyard_engine::{Request, Resource};
 
 use crate::auth::{AuthError, Role, Tokens};
+use crate::etcd::EtcdError;
 use crate::load::{self, Located};
 use crate::serve::{snapshot_version, ChangeError, ControlPlane};
 use crate::state::{ChangeSummary, StoreError};
@@ -153,7 +157,7 @@ async fn authorize(
         )
         .into_response();
     };
-    let Some(identity) = tokens.verify(token) else {
+    let Some(identity) = tokens.verify_fresh(token).await else {
         // The token itself is never logged or echoed.
         if let Some(left_out) = REFUSALS_LOGGED.take() {
             tracing::warn!(%peer, request = %what, left_out, "API call with an unknown credential refused");
@@ -281,6 +285,11 @@ impl From<AuthError> for ApiError {
             AuthError::BadRequest(m) => Self::bad_request(m),
             AuthError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             AuthError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            e @ AuthError::Etcd(EtcdError::Unavailable { .. }) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            ),
             other => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "state_not_saved",
@@ -330,6 +339,19 @@ impl From<ChangeError> for ApiError {
                 "state_not_saved",
                 format!("{p}; nothing was changed"),
             ),
+            e @ ChangeError::Corrupt(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state_not_saved",
+                format!("{e}; nothing was changed"),
+            ),
+            e @ (ChangeError::Unavailable(_) | ChangeError::Contended(_)) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("{e}; Envoys keep the last configuration"),
+            ),
+            e @ ChangeError::TooLarge(_) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "state_too_large", e.to_string())
+            }
         }
     }
 }
@@ -399,11 +421,42 @@ async fn status(State(plane): Plane) -> Json<Value> {
         }
     }
     let (refused, refused_total) = plane.refusals().list();
+    // With replicas on etcd: every replica's Envoys, each with the replica
+    // that holds it (an Envoy connected here is listed once, as ours).
+    let mut envoys: Vec<Value> = plane.cache().nodes().iter().map(node_json).collect();
+    let mut replicas = Value::Null;
+    if let Some(view) = plane.replicas() {
+        for e in &mut envoys {
+            e["replica"] = json!(view.id);
+        }
+        let all = view.all();
+        for other in all.iter().filter(|r| r.id != view.id) {
+            for n in &other.envoys {
+                if n["connected"] == json!(true) && !envoys.iter().any(|e| e["id"] == n["id"]) {
+                    let mut n = n.clone();
+                    n["replica"] = json!(other.id);
+                    envoys.push(n);
+                }
+            }
+        }
+        replicas = json!(all
+            .iter()
+            .map(|r| json!({
+                "id": r.id,
+                "xdsAddr": r.xds_addr,
+                "apiAddr": r.api_addr,
+                "leader": r.leader,
+                "generation": r.generation,
+                "envoys": r.envoys.len(),
+                "atUnixMs": r.at_unix_ms,
+            }))
+            .collect::<Vec<_>>());
+    }
     let served = plane
         .cache()
         .snapshot()
         .map(|s| s.version(crate::xds::ResourceType::Listener).to_string());
-    Json(json!({
+    let mut v = json!({
         "generation": store.generation,
         "version": snapshot_version(store.generation),
         "servedVersion": served,
@@ -412,14 +465,21 @@ async fn status(State(plane): Plane) -> Json<Value> {
         "signingKid": store.signing_kid(),
         "releases": releases,
         "canaries": canaries,
-        "envoys": plane.cache().nodes().iter().map(node_json).collect::<Vec<_>>(),
+        "envoys": envoys,
+        "replicas": replicas.clone(),
         "pulling": plane.pollers().list(),
         "tlsRefused": {"latest": refused, "total": refused_total},
-    }))
+    });
+    if replicas.is_null() {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("replicas");
+        }
+    }
+    Json(v)
 }
 
 /// A node's status with types by their xDS short names (`CDS`, `EDS`, ...).
-fn node_json(n: &NodeStatus) -> Value {
+pub fn node_json(n: &NodeStatus) -> Value {
     let types: serde_json::Map<String, Value> = n
         .types
         .iter()
@@ -524,7 +584,14 @@ struct LiveQuery {
 async fn live(State(plane): Plane, Query(q): Query<LiveQuery>) -> Json<Value> {
     let timeout = std::time::Duration::from_millis(q.timeout_ms).min(MAX_LIVE_WAIT);
     let rollout =
-        crate::rollout::wait_settled(plane.cache(), plane.pollers(), q.generation, timeout).await;
+        crate::rollout::wait_settled(
+        plane.cache(),
+        plane.pollers(),
+        plane.replicas(),
+        q.generation,
+        timeout,
+    )
+    .await;
     let mut v = json!(rollout);
     v["live"] = json!(rollout.live());
     v["connected"] = json!(rollout.envoys.len());
@@ -661,7 +728,7 @@ async fn rotate_key(State(plane): Plane, Body(_): Body) -> Result<Json<Value>, A
     let key = crate::context_keys::new_kid()
         .and_then(|kid| crate::context_keys::generate_context_key(&kid))
         .map_err(|e| StoreError::BadRequest(format!("no random key could be made: {e}")))?;
-    let (summary, generation) = plane.change(|s| s.rotate_key(key))?;
+    let (summary, generation) = plane.change(|s| s.rotate_key(key.clone()))?;
     Ok(changed(summary, generation))
 }
 

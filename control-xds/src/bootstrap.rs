@@ -18,7 +18,9 @@ pub struct XdsTls {
 /// What the ADS bootstrap needs.
 #[derive(Debug, Clone)]
 pub struct AdsBootstrap {
-    pub ads: (String, u16),
+    /// The control plane's xDS addresses: one, or several replicas (the
+    /// first is preferred; see [`render`]).
+    pub ads: Vec<(String, u16)>,
     pub admin: (String, u16),
     pub node_id: String,
     pub tls: Option<XdsTls>,
@@ -72,12 +74,40 @@ pub fn pull_over_tls(bootstrap: &mut Value, tls: &XdsTls, host: &str) {
     }
 }
 
+/// How often Envoy checks that each replica's xDS port accepts connections
+/// (several `--ads` addresses only).
+pub const REPLICA_HEALTH_CHECK: &str = "1s";
+
 /// The ADS bootstrap.
+///
+/// With several addresses (replicas of `serve --store etcd://…`), each is its
+/// own priority level of the ADS cluster, in the given order, with a TCP
+/// health check every [`REPLICA_HEALTH_CHECK`]: Envoy's ADS stream is one
+/// gRPC stream on one connection, opened to a host the cluster's load
+/// balancer picks, so the Envoy stays on the first healthy replica and, when
+/// that replica dies (its stream closes and its health check fails), opens the
+/// stream again to the next one. Give different Envoys different orders to
+/// spread them over the replicas.
 pub fn render(opts: &AdsBootstrap) -> Value {
-    let (host, port) = (&opts.ads.0, opts.ads.1);
+    let (host, _) = opts.ads.first().cloned().unwrap_or_default();
+    let all_ips = opts
+        .ads
+        .iter()
+        .all(|(h, _)| h.parse::<std::net::IpAddr>().is_ok());
+    let endpoints: Vec<Value> = if opts.ads.len() == 1 {
+        vec![json!({"lb_endpoints": [{"endpoint": {"address": socket(&host, opts.ads[0].1)}}]})]
+    } else {
+        opts.ads
+            .iter()
+            .enumerate()
+            .map(|(i, (h, p))| {
+                json!({"priority": i, "lb_endpoints": [{"endpoint": {"address": socket(h, *p)}}]})
+            })
+            .collect()
+    };
     let mut cluster = json!({
         "name": "xds_cluster",
-        "type": if host.parse::<std::net::IpAddr>().is_ok() { "STATIC" } else { "STRICT_DNS" },
+        "type": if all_ips { "STATIC" } else { "STRICT_DNS" },
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -87,11 +117,25 @@ pub fn render(opts: &AdsBootstrap) -> Value {
         },
         "load_assignment": {
             "cluster_name": "xds_cluster",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(host, port)}}]}]
+            "endpoints": endpoints
         }
     });
+    if opts.ads.len() > 1 {
+        cluster["health_checks"] = json!([{
+            "timeout": "1s",
+            "interval": REPLICA_HEALTH_CHECK,
+            "unhealthy_threshold": 1,
+            "healthy_threshold": 1,
+            "tcp_health_check": {}
+        }]);
+        // A replica that went away without closing the connection (its host
+        // died) is noticed by TCP keepalive.
+        cluster["upstream_connection_options"] = json!({
+            "tcp_keepalive": {"keepalive_probes": 3, "keepalive_time": 10, "keepalive_interval": 2}
+        });
+    }
     if let Some(tls) = &opts.tls {
-        cluster["transport_socket"] = upstream_tls(tls, host, "h2");
+        cluster["transport_socket"] = upstream_tls(tls, &host, "h2");
     }
     json!({
         "node": {"id": opts.node_id, "cluster": "switchyard"},
@@ -127,12 +171,42 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         let checked_in: Value = serde_saphyr::from_str(&text).unwrap();
         let rendered = render(&AdsBootstrap {
-            ads: ("127.0.0.1".into(), 18000),
+            ads: vec![("127.0.0.1".into(), 18000)],
             admin: ("127.0.0.1".into(), 9901),
             node_id: "switchyard-envoy".into(),
             tls: None,
         });
         assert_eq!(rendered, checked_in);
+    }
+
+    #[test]
+    fn several_replicas_are_priorities_in_order_with_a_health_check() {
+        let b = render(&AdsBootstrap {
+            ads: vec![
+                ("127.0.0.1".into(), 18000),
+                ("127.0.0.1".into(), 18010),
+                ("127.0.0.1".into(), 18020),
+            ],
+            admin: ("127.0.0.1".into(), 9901),
+            node_id: "n".into(),
+            tls: None,
+        });
+        let c = &b["static_resources"]["clusters"][0];
+        let eps = c["load_assignment"]["endpoints"].as_array().unwrap();
+        let ports: Vec<(u64, u64)> = eps
+            .iter()
+            .map(|e| {
+                (
+                    e["priority"].as_u64().unwrap(),
+                    e["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"]
+                        .as_u64()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(ports, vec![(0, 18000), (1, 18010), (2, 18020)]);
+        assert_eq!(c["health_checks"][0]["interval"], REPLICA_HEALTH_CHECK);
+        assert!(c["health_checks"][0]["tcp_health_check"].is_object());
     }
 
     #[test]
@@ -142,7 +216,7 @@ mod tests {
             client_cert: Some(("/c.pem".into(), "/c.key".into())),
         };
         let b = render(&AdsBootstrap {
-            ads: ("cp.example".into(), 443),
+            ads: vec![("cp.example".into(), 443)],
             admin: ("127.0.0.1".into(), 9901),
             node_id: "n".into(),
             tls: Some(tls),

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::replicas::ReplicaView;
 use crate::xds::cache::now_unix_ms;
 use crate::xds::{NodeStatus, SnapshotCache};
 
@@ -50,6 +51,9 @@ pub enum EnvoyState {
 #[serde(rename_all = "camelCase")]
 pub struct EnvoyRollout {
     pub id: String,
+    /// The replica it is connected to (`serve --store etcd://…` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     #[serde(flatten)]
     pub state: EnvoyState,
 }
@@ -131,22 +135,59 @@ fn generation_of(version: &str) -> Option<u64> {
 
 /// Where `node` is with respect to `generation`.
 pub fn envoy_state(node: &NodeStatus, generation: u64) -> EnvoyState {
+    state_of(
+        node.types.iter().map(|(kind, t)| {
+            (
+                kind.short_name().to_string(),
+                t.acked_version.clone(),
+                t.last_nack
+                    .as_ref()
+                    .map(|n| (n.version.clone(), n.message.clone())),
+            )
+        }),
+        generation,
+    )
+}
+
+/// Where an Envoy of another replica is, from what that replica published
+/// (`crate::replicas`: the node as `status` shows it).
+pub fn remote_envoy_state(node: &serde_json::Value, generation: u64) -> EnvoyState {
+    let types = node["types"].as_object().cloned().unwrap_or_default();
+    state_of(
+        types.into_iter().map(|(kind, t)| {
+            let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
+            let nack = t["lastNack"]
+                .as_object()
+                .map(|n| (s(&n["version"]).unwrap_or_default(), s(&n["message"]).unwrap_or_default()));
+            (kind, s(&t["ackedVersion"]), nack)
+        }),
+        generation,
+    )
+}
+
+/// Per type (short name, ACKed version, last NACK's version and message).
+fn state_of(
+    types: impl Iterator<Item = (String, Option<String>, Option<(String, String)>)>,
+    generation: u64,
+) -> EnvoyState {
     let at_least = |v: Option<&str>| v.and_then(generation_of).is_some_and(|g| g >= generation);
     let mut waiting_for = Vec::new();
-    for (kind, t) in &node.types {
-        if at_least(t.acked_version.as_deref()) {
+    let mut any = false;
+    for (kind, acked, nack) in types {
+        any = true;
+        if at_least(acked.as_deref()) {
             continue;
         }
-        if let Some(nack) = t.last_nack.as_ref().filter(|n| at_least(Some(&n.version))) {
+        if let Some((version, message)) = nack.filter(|(v, _)| at_least(Some(v))) {
             return EnvoyState::Nacked {
-                kind: kind.short_name().to_string(),
-                version: nack.version.clone(),
-                message: nack.message.clone(),
+                kind,
+                version,
+                message,
             };
         }
-        waiting_for.push(kind.short_name().to_string());
+        waiting_for.push(kind);
     }
-    if waiting_for.is_empty() && !node.types.is_empty() {
+    if waiting_for.is_empty() && any {
         EnvoyState::Live
     } else {
         EnvoyState::Pending { waiting_for }
@@ -162,11 +203,45 @@ pub fn rollout(nodes: &[NodeStatus], pollers: &Pollers, generation: u64) -> Roll
             .filter(|n| n.connected)
             .map(|n| EnvoyRollout {
                 id: n.id.clone(),
+                replica: None,
                 state: envoy_state(n, generation),
             })
             .collect(),
         pulling: pollers.list(),
     }
+}
+
+/// [`rollout`] over this replica's nodes and the connected Envoys the other
+/// replicas published (an Envoy connected here counts once, as this replica's).
+pub fn rollout_all(
+    nodes: &[NodeStatus],
+    pollers: &Pollers,
+    replicas: Option<&ReplicaView>,
+    generation: u64,
+) -> Rollout {
+    let mut r = rollout(nodes, pollers, generation);
+    let Some(view) = replicas else {
+        return r;
+    };
+    for e in &mut r.envoys {
+        e.replica = Some(view.id.clone());
+    }
+    for other in view.others() {
+        for n in &other.envoys {
+            let Some(id) = n["id"].as_str() else { continue };
+            if n["connected"] != serde_json::Value::Bool(true)
+                || r.envoys.iter().any(|e| e.id == id)
+            {
+                continue;
+            }
+            r.envoys.push(EnvoyRollout {
+                id: id.to_string(),
+                replica: Some(other.id.clone()),
+                state: remote_envoy_state(n, generation),
+            });
+        }
+    }
+    r
 }
 
 /// How long a completed wait gives Envoy's worker threads to take up a config
@@ -175,17 +250,23 @@ pub const WORKER_GRACE: Duration = Duration::from_millis(20);
 
 /// Waits until every connected Envoy is live or NACKed for `generation`, or
 /// `timeout` passes; returns where they are then.
+/// With `replicas` (etcd), the Envoys of every replica are waited for.
 pub async fn wait_settled(
     cache: &SnapshotCache,
     pollers: &Pollers,
+    replicas: Option<&ReplicaView>,
     generation: u64,
     timeout: Duration,
 ) -> Rollout {
     let deadline = Instant::now() + timeout;
     let mut changes = cache.watch_nodes();
+    let mut remote = replicas.map(ReplicaView::changes);
     loop {
         changes.borrow_and_update();
-        let now = rollout(&cache.nodes(), pollers, generation);
+        if let Some(r) = remote.as_mut() {
+            r.borrow_and_update();
+        }
+        let now = rollout_all(&cache.nodes(), pollers, replicas, generation);
         if now.settled() || Instant::now() >= deadline {
             if now.complete() && !now.envoys.is_empty() {
                 tokio::time::sleep(WORKER_GRACE).await;
@@ -193,8 +274,25 @@ pub async fn wait_settled(
             return now;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, changes.changed()).await.is_err() {
-            return rollout(&cache.nodes(), pollers, generation);
+        let remote_changed = async {
+            match remote.as_mut() {
+                Some(r) => {
+                    if r.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let woke = tokio::time::timeout(left, async {
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = remote_changed => {}
+            }
+        })
+        .await;
+        if woke.is_err() {
+            return rollout_all(&cache.nodes(), pollers, replicas, generation);
         }
     }
 }

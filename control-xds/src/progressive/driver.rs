@@ -283,7 +283,9 @@ impl Progressive {
     }
 }
 
-/// Runs the driver until `stop` says so.
+/// Runs the driver until `stop` says so. Only the leader drives rollouts
+/// (always so with the file store; with replicas on etcd, the holder of the
+/// lease, [`crate::etcd`]); the others drop the reports they receive.
 pub async fn run(plane: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -291,6 +293,10 @@ pub async fn run(plane: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receive
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+        if !plane.is_leader() {
+            let _ = plane.progressive().reports.take();
+            continue;
         }
         let p = plane.clone();
         // store changes build snapshots: keep them off the async workers
