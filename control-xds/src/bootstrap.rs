@@ -124,6 +124,10 @@ pub fn render(opts: &AdsBootstrap) -> Value {
         cluster["health_checks"] = json!([{
             "timeout": "1s",
             "interval": REPLICA_HEALTH_CHECK,
+            // The ADS stream is not "traffic" to Envoy's health checker: without
+            // this, checks run only every 60 s.
+            "no_traffic_interval": REPLICA_HEALTH_CHECK,
+            "no_traffic_healthy_interval": REPLICA_HEALTH_CHECK,
             "unhealthy_threshold": 1,
             "healthy_threshold": 1,
             "tcp_health_check": {}
