@@ -349,9 +349,11 @@ impl From<ChangeError> for ApiError {
                 "store_unavailable",
                 format!("{e}; Envoys keep the last configuration"),
             ),
-            e @ ChangeError::TooLarge(_) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "state_too_large", e.to_string())
-            }
+            e @ ChangeError::TooLarge(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "state_too_large",
+                e.to_string(),
+            ),
         }
     }
 }
@@ -429,16 +431,13 @@ async fn status(State(plane): Plane) -> Json<Value> {
         for e in &mut envoys {
             e["replica"] = json!(view.id);
         }
-        let all = view.all();
-        for other in all.iter().filter(|r| r.id != view.id) {
-            for n in &other.envoys {
-                if n["connected"] == json!(true) && !envoys.iter().any(|e| e["id"] == n["id"]) {
-                    let mut n = n.clone();
-                    n["replica"] = json!(other.id);
-                    envoys.push(n);
-                }
+        for (replica, mut n) in view.remote_envoys() {
+            if !envoys.iter().any(|e| e["id"] == n["id"]) {
+                n["replica"] = json!(replica);
+                envoys.push(n);
             }
         }
+        let all = view.all();
         replicas = json!(all
             .iter()
             .map(|r| json!({
@@ -583,8 +582,7 @@ struct LiveQuery {
 
 async fn live(State(plane): Plane, Query(q): Query<LiveQuery>) -> Json<Value> {
     let timeout = std::time::Duration::from_millis(q.timeout_ms).min(MAX_LIVE_WAIT);
-    let rollout =
-        crate::rollout::wait_settled(
+    let rollout = crate::rollout::wait_settled(
         plane.cache(),
         plane.pollers(),
         plane.replicas(),

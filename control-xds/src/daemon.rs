@@ -87,7 +87,12 @@ fn replicate(opts: &ServeOptions, etcd: &Etcd, plane: &Arc<ControlPlane>, cache:
         };
         serde_json::to_vec(&status).unwrap_or_default()
     };
-    etcd.run_session(id, Arc::new(status), cache.watch_nodes(), plane.leader_flag());
+    etcd.run_session(
+        id,
+        Arc::new(status),
+        cache.watch_nodes(),
+        plane.leader_flag(),
+    );
 }
 
 /// Leaves the admin token, when known, for the CLI on this machine (once the

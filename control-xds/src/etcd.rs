@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,9 +52,7 @@ pub const SESSION_TICK: Duration = Duration::from_millis(1000);
 /// Why etcd could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EtcdError {
-    #[error(
-        "bad --store '{url}': {reason} (expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX)"
-    )]
+    #[error("bad --store '{url}': {reason} (expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX)")]
     Url { url: String, reason: String },
     #[error("etcd is unavailable ({endpoints}): {message}")]
     Unavailable { endpoints: String, message: String },
@@ -124,7 +122,7 @@ pub enum Commit {
 #[derive(Clone)]
 pub struct Etcd {
     handle: tokio::runtime::Handle,
-    client: Client,
+    members: Members,
     prefix: String,
     endpoints: String,
 }
@@ -169,18 +167,30 @@ impl Etcd {
             .recv()
             .map_err(|e| unavailable(e.to_string()))?
             .map_err(unavailable)?;
+        // One client per member (each connects lazily), used in turn: a call
+        // that cannot reach its member moves on to the next one.
         let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(1))
-            .with_timeout(OP_TIMEOUT)
+            .with_connect_timeout(Duration::from_millis(500))
+            .with_timeout(TRY_TIMEOUT)
             .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true);
-        let eps = url.endpoints.clone();
-        let client = block(&handle, async move { Client::connect(eps, Some(options)).await })
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
+        let mut clients = Vec::new();
+        for ep in &url.endpoints {
+            let (ep, options) = (ep.clone(), options.clone());
+            let client = block(&handle, async move {
+                Client::connect([ep], Some(options)).await
+            })
             .map_err(|e| unavailable(e.to_string()))?
             .map_err(|e| unavailable(e.to_string()))?;
+            clients.push(client);
+        }
         Ok(Self {
             handle,
-            client,
+            members: Members {
+                clients: Arc::new(clients),
+                current: Arc::new(AtomicUsize::new(0)),
+            },
             prefix: url.prefix.clone(),
             endpoints,
         })
@@ -203,51 +213,49 @@ impl Etcd {
         }
     }
 
-    /// Runs `f` on the client's runtime and waits for it (at most [`OP_TIMEOUT`]).
-    fn run<T, F>(&self, f: F) -> Result<T, EtcdError>
+    /// Runs `f` on the client's runtime and waits for it: tried again while
+    /// etcd cannot be reached (a member is down and the client has not moved to
+    /// another yet), for at most [`OP_TIMEOUT`] in all.
+    fn run<T, F, Fut>(&self, f: F) -> Result<T, EtcdError>
     where
         T: Send + 'static,
-        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
-        match block(&self.handle, async move {
-            tokio::time::timeout(OP_TIMEOUT, f).await
-        }) {
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(self.unavailable(e)),
-            Ok(Err(_)) => Err(self.unavailable(format!(
-                "no answer within {} s",
-                OP_TIMEOUT.as_secs()
-            ))),
+        match block(&self.handle, retrying(self.members.clone(), f)) {
+            Ok(r) => r.map_err(|e| self.unavailable(e)),
             Err(e) => Err(self.unavailable(e)),
         }
     }
 
     /// The same as [`Self::get`], for async callers.
     pub async fn get_async(&self, name: &str) -> Result<Option<Doc>, EtcdError> {
-        let mut client = self.client.clone();
         let key = self.key(name);
-        let task = self.handle.spawn(async move {
-            tokio::time::timeout(OP_TIMEOUT, async move { client.get(key, None).await }).await
-        });
+        let task = self
+            .handle
+            .spawn(retrying(self.members.clone(), move |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            }));
         match task.await {
-            Ok(Ok(Ok(mut r))) => Ok(r
+            Ok(Ok(mut r)) => Ok(r
                 .take_kvs()
                 .into_iter()
                 .next()
                 .map(|kv| (kv.value().to_vec(), kv.mod_revision()))),
-            Ok(Ok(Err(e))) => Err(self.unavailable(e)),
-            Ok(Err(_)) => Err(self.unavailable("no answer in time")),
+            Ok(Err(e)) => Err(self.unavailable(e)),
             Err(e) => Err(self.unavailable(e)),
         }
     }
 
     /// The document at `PREFIX/name` and its `mod_revision`; `None` if absent.
     pub fn get(&self, name: &str) -> Result<Option<Doc>, EtcdError> {
-        let mut client = self.client.clone();
         let key = self.key(name);
-        let mut r = self.run(async move { client.get(key, None).await })?;
-        Ok(r
-            .take_kvs()
+        let mut r = self.run(move |mut c| {
+            let key = key.clone();
+            async move { c.get(key, None).await }
+        })?;
+        Ok(r.take_kvs()
             .into_iter()
             .next()
             .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
@@ -272,8 +280,10 @@ impl Etcd {
             .when([guard])
             .and_then([TxnOp::put(key.clone(), value, None)])
             .or_else([TxnOp::get(key, None)]);
-        let mut client = self.client.clone();
-        let r = self.run(async move { client.txn(txn).await })?;
+        let r = self.run(move |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         if r.succeeded() {
             return Ok(Commit::Done(r.header().map_or(0, |h| h.revision())));
         }
@@ -292,7 +302,7 @@ impl Etcd {
     /// until it was read once, or while it does not exist). Reconnects by itself.
     pub fn watch(&self, name: &str) -> watch::Receiver<Option<Doc>> {
         let (tx, rx) = watch::channel(None);
-        let client = self.client.clone();
+        let members = self.members.clone();
         let key = self.key(name);
         self.handle.spawn(async move {
             let mut last = 0i64;
@@ -300,8 +310,10 @@ impl Etcd {
                 if tx.is_closed() {
                     return;
                 }
-                if let Err(e) = follow_key(client.clone(), &key, &tx, &mut last).await {
+                let (i, client) = members.current();
+                if let Err(e) = follow_key(client, &key, &tx, &mut last).await {
                     tracing::debug!(key, error = %e, "etcd watch interrupted; reconnecting");
+                    members.next(i);
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -313,15 +325,17 @@ impl Etcd {
     /// rest of their key. Reconnects by itself.
     pub fn watch_dir(&self, dir: &str) -> watch::Receiver<BTreeMap<String, Vec<u8>>> {
         let (tx, rx) = watch::channel(BTreeMap::new());
-        let client = self.client.clone();
+        let members = self.members.clone();
         let prefix = format!("{}/", self.key(dir));
         self.handle.spawn(async move {
             loop {
                 if tx.is_closed() {
                     return;
                 }
-                if let Err(e) = follow_dir(client.clone(), &prefix, &tx).await {
+                let (i, client) = members.current();
+                if let Err(e) = follow_dir(client, &prefix, &tx).await {
                     tracing::debug!(prefix, error = %e, "etcd watch interrupted; reconnecting");
+                    members.next(i);
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -341,13 +355,14 @@ impl Etcd {
         mut changes: watch::Receiver<u64>,
         leader: Arc<AtomicBool>,
     ) {
-        let client = self.client.clone();
+        let members = self.members.clone();
         let replica_key = self.key(&format!("replicas/{id}"));
         let leader_key = self.key("leader");
         self.handle.spawn(async move {
             loop {
+                let (i, client) = members.current();
                 let r = session(
-                    client.clone(),
+                    client,
                     &id,
                     &replica_key,
                     &leader_key,
@@ -361,6 +376,7 @@ impl Etcd {
                 }
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "etcd session interrupted; starting again");
+                    members.next(i);
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -382,6 +398,83 @@ fn block<T: Send + 'static>(
 }
 
 type Res<T> = Result<T, etcd_client::Error>;
+
+/// Whether an error means "etcd could not be reached" (worth another try).
+fn unreachable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_)
+        | etcd_client::Error::IoError(_)
+        | etcd_client::Error::WatchError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded
+        ),
+        _ => false,
+    }
+}
+
+/// `f` until it succeeds, fails for another reason than an unreachable etcd,
+/// or [`OP_TIMEOUT`] passed.
+async fn retrying<T, F, Fut>(members: Members, f: F) -> Res<T>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = Res<T>>,
+{
+    let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+    let mut tried = 0;
+    loop {
+        let (i, client) = members.current();
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(TRY_TIMEOUT);
+        let r = match tokio::time::timeout(left, f(client)).await {
+            Ok(r) => r,
+            Err(_) => Err(etcd_client::Error::WatchError(format!(
+                "no answer within {} ms",
+                left.as_millis()
+            ))),
+        };
+        match r {
+            Err(e) if unreachable(&e) && tokio::time::Instant::now() < deadline => {
+                members.next(i);
+                tried += 1;
+                if tried % members.clients.len() == 0 {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A pause after every member was tried once.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// The longest one try on one member may take.
+const TRY_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// One client per etcd member, and the one in use.
+#[derive(Clone)]
+struct Members {
+    clients: Arc<Vec<Client>>,
+    current: Arc<AtomicUsize>,
+}
+
+impl Members {
+    fn current(&self) -> (usize, Client) {
+        let i = self.current.load(Ordering::SeqCst) % self.clients.len();
+        (i, self.clients[i].clone())
+    }
+
+    /// Member `i` failed: use the next one (unless another call moved on already).
+    fn next(&self, i: usize) {
+        let _ = self.current.compare_exchange(
+            i,
+            (i + 1) % self.clients.len(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+}
 
 async fn timed<T>(f: impl Future<Output = Res<T>>) -> Res<T> {
     tokio::time::timeout(OP_TIMEOUT, f)
@@ -439,14 +532,16 @@ async fn follow_dir(
         .map(|kv| (name(kv.key()), kv.value().to_vec()))
         .collect();
     tx.send_replace(all.clone());
-    let mut stream = timed(client.watch(
-        prefix,
-        Some(
-            WatchOptions::new()
-                .with_prefix()
-                .with_start_revision(revision + 1),
+    let mut stream = timed(
+        client.watch(
+            prefix,
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
         ),
-    ))
+    )
     .await?;
     while let Some(resp) = stream.message().await? {
         if resp.canceled() {
@@ -548,10 +643,7 @@ mod tests {
     #[test]
     fn store_urls_parse_and_bad_ones_are_refused() {
         let u: EtcdUrl = "etcd://127.0.0.1:2379,h2:2380/sy/prod/".parse().unwrap();
-        assert_eq!(
-            u.endpoints,
-            vec!["http://127.0.0.1:2379", "http://h2:2380"]
-        );
+        assert_eq!(u.endpoints, vec!["http://127.0.0.1:2379", "http://h2:2380"]);
         assert_eq!(u.prefix, "sy/prod");
         for bad in [
             "http://h:1/p",

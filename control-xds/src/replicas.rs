@@ -55,6 +55,32 @@ impl ReplicaView {
         self.all().into_iter().filter(|r| r.id != self.id).collect()
     }
 
+    /// The connected Envoys the other replicas published, each with the
+    /// replica that holds it. An Envoy listed by two replicas (it moved, and
+    /// the replica it left is dead but its entry has not expired yet) counts
+    /// where it was seen last.
+    pub fn remote_envoys(&self) -> Vec<(String, Value)> {
+        let mut by_id: BTreeMap<String, (String, Value)> = BTreeMap::new();
+        for r in self.others() {
+            for n in r.envoys {
+                let Some(id) = n["id"].as_str().map(str::to_string) else {
+                    continue;
+                };
+                if n["connected"] != Value::Bool(true) {
+                    continue;
+                }
+                let seen = |v: &Value| v["lastSeenUnixMs"].as_u64().unwrap_or(0);
+                match by_id.get(&id) {
+                    Some((_, old)) if seen(old) >= seen(&n) => {}
+                    _ => {
+                        by_id.insert(id, (r.id.clone(), n));
+                    }
+                }
+            }
+        }
+        by_id.into_values().collect()
+    }
+
     /// Ticks when any replica published.
     pub fn changes(&self) -> watch::Receiver<BTreeMap<String, Vec<u8>>> {
         self.dir.clone()

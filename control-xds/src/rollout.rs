@@ -156,9 +156,12 @@ pub fn remote_envoy_state(node: &serde_json::Value, generation: u64) -> EnvoySta
     state_of(
         types.into_iter().map(|(kind, t)| {
             let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
-            let nack = t["lastNack"]
-                .as_object()
-                .map(|n| (s(&n["version"]).unwrap_or_default(), s(&n["message"]).unwrap_or_default()));
+            let nack = t["lastNack"].as_object().map(|n| {
+                (
+                    s(&n["version"]).unwrap_or_default(),
+                    s(&n["message"]).unwrap_or_default(),
+                )
+            });
             (kind, s(&t["ackedVersion"]), nack)
         }),
         generation,
@@ -226,20 +229,16 @@ pub fn rollout_all(
     for e in &mut r.envoys {
         e.replica = Some(view.id.clone());
     }
-    for other in view.others() {
-        for n in &other.envoys {
-            let Some(id) = n["id"].as_str() else { continue };
-            if n["connected"] != serde_json::Value::Bool(true)
-                || r.envoys.iter().any(|e| e.id == id)
-            {
-                continue;
-            }
-            r.envoys.push(EnvoyRollout {
-                id: id.to_string(),
-                replica: Some(other.id.clone()),
-                state: remote_envoy_state(n, generation),
-            });
+    for (replica, n) in view.remote_envoys() {
+        let id = n["id"].as_str().unwrap_or_default();
+        if r.envoys.iter().any(|e| e.id == id) {
+            continue;
         }
+        r.envoys.push(EnvoyRollout {
+            id: id.to_string(),
+            replica: Some(replica),
+            state: remote_envoy_state(&n, generation),
+        });
     }
     r
 }

@@ -26,8 +26,8 @@ use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
 use crate::auth::AuthError;
 use crate::context_keys::{generate_context_key, new_kid};
-use crate::load::{self, LoadErrors};
 use crate::etcd::{EtcdError, EtcdUrl};
+use crate::load::{self, LoadErrors};
 use crate::persist::{self, PersistError};
 use crate::rollout::Pollers;
 use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
@@ -250,7 +250,10 @@ impl ControlPlane {
                     ChangeError::Corrupt("the state document disappeared from the store".into())
                 })?,
             };
-            tracing::debug!(attempt, "another replica saved first; computing the change again");
+            tracing::debug!(
+                attempt,
+                "another replica saved first; computing the change again"
+            );
             self.adopt_locked(&mut current, latest.0, latest.1)?;
             // A short, varying pause so that two replicas do not meet again.
             let nanos = std::time::SystemTime::now()
@@ -286,7 +289,10 @@ impl ControlPlane {
         let index = built.serve(&self.cache)?;
         self.served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(generation = store.generation, "new snapshot served (from the store)");
+        tracing::info!(
+            generation = store.generation,
+            "new snapshot served (from the store)"
+        );
         *current = Current {
             store,
             index: Arc::new(index),

@@ -105,7 +105,11 @@ pub fn parse_document(etcd: &Etcd, bytes: &[u8]) -> Result<Store, BackendError> 
 
 impl StateBackend for EtcdBackend {
     fn describe(&self) -> String {
-        format!("etcd {} {}", self.etcd.endpoints(), self.etcd.key(STATE_KEY))
+        format!(
+            "etcd {} {}",
+            self.etcd.endpoints(),
+            self.etcd.key(STATE_KEY)
+        )
     }
 
     fn load(&self) -> Result<Option<(Store, i64)>, BackendError> {

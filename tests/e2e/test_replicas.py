@@ -324,3 +324,128 @@ def test_concurrent_releases_through_two_replicas_lose_nothing(procs, bins, work
     print(f"\n(c) 50 concurrent releases through r0 and r1 in {took:.1f} s: "
           f"{len(recorded)} recorded (the others released what was already released), "
           f"history linear, every replica at generation {generation}, both Envoys on {final}")
+
+
+def release_until_it_works(w: Replicas, replica: Replica, deployment: str,
+                           timeout: float = 90.0) -> cp.CliResult:
+    """`release` through `replica` until it succeeds (etcd coming back)."""
+    return cp.wait_for(f"a release of {deployment} through {replica.id} succeeds",
+                       lambda: (lambda r: r if r.code == 0 else None)(
+                           w.cli(replica, "-o", "json", "release", deployment,
+                                 "--virtual-env", "team-a")),
+                       timeout, interval=0.5)
+
+
+def test_etcd_members_down_and_back(procs, bins, work_dir):
+    """(d) One etcd member of 3 killed: releases and tokens keep working through
+    every replica. All of etcd down: the Envoys keep routing by the last
+    snapshot, reads answer, writes answer a clear JSON 503; when etcd returns,
+    releases work again and reach both Envoys."""
+    w = start_replicas(procs, bins, work_dir)
+    with Load(w.url) as load:
+        time.sleep(0.5)
+        # one member of 3 down (the cluster keeps its quorum)
+        w.etcd.kill(0)
+        r = w.cli(w.replicas[1], "-o", "json", "release", V3, "--virtual-env", "team-a")
+        assert r.code == 0, r.stderr
+        assert r.json["live"]["complete"] and r.json["live"]["connected"] == 2, r.json["live"]
+        # a token made through r0 works on r2
+        made = requests.post(w.replicas[0].server + "/v1/tokens",
+                             headers=w.replicas[0].headers(),
+                             json={"name": "reader", "role": "read"}, timeout=10)
+        assert made.status_code == 200, made.text
+        token = made.json()["token"]
+        seen = requests.get(w.replicas[2].server + "/v1/status",
+                            headers={"authorization": f"Bearer {token}"}, timeout=10)
+        assert seen.status_code == 200, seen.text
+
+        # all of etcd down
+        w.etcd.stop_all()
+        down_at = time.monotonic()
+        for rep in w.replicas:
+            assert w.status(rep)["generation"] == r.json["generation"]
+        refused = requests.post(w.replicas[2].server + "/v1/release",
+                                headers=w.replicas[2].headers(),
+                                json={"deployment": MAIN, "virtualEnv": "team-a"}, timeout=30)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "store_unavailable", refused.text
+        assert "nothing changed" in refused.json()["message"]
+        cli_refused = w.cli(w.replicas[0], "release", MAIN, "--virtual-env", "team-a")
+        assert cli_refused.code != 0 and "unavailable" in cli_refused.stderr, cli_refused
+        time.sleep(1.0)
+        served_while_down = [x for x in load.results if x[0] > down_at]
+        assert served_while_down and all(x[1] == 200 and x[2] == V3 for x in served_while_down)
+
+        # etcd back
+        w.etcd.restart_all()
+        back = time.monotonic()
+        r2 = release_until_it_works(w, w.replicas[2], MAIN)
+        recovered = time.monotonic() - back
+        assert r2.json["live"]["complete"] and r2.json["live"]["connected"] == 2, r2.json["live"]
+        cp.wait_for("requests see main", lambda: load.results[-1][2] == MAIN, 15)
+        time.sleep(0.5)
+    assert not load.errors, load.errors[:5]
+    assert not load.bad(), load.bad()[:5]
+    for rep in w.replicas:
+        cp.wait_for(f"{rep.id} at generation {r2.json['generation']}",
+                    lambda rep=rep: w.status(rep)["generation"] == r2.json["generation"], 30)
+    print(f"\n(d) 1 of 3 etcd members down: release live on 2/2 in "
+          f"{r.json['live']['elapsedMs']} ms; all etcd down: {len(served_while_down)} requests "
+          f"served by the last snapshot, writes 503 store_unavailable; etcd back: a release "
+          f"succeeded {recovered:.1f} s after the restart; {len(load.results)} requests, 0 failed")
+
+
+def test_every_replica_restarted_state_comes_back_from_etcd(procs, bins, work_dir):
+    """(e) Every replica stopped and started again: the Envoys keep routing
+    meanwhile, the replicas come back with the state in etcd (not --config),
+    and the next release reaches both Envoys."""
+    w = start_replicas(procs, bins, work_dir)
+    with Load(w.url) as load:
+        time.sleep(0.5)
+        r = w.cli(w.replicas[0], "-o", "json", "release", V3, "--virtual-env", "team-a")
+        assert r.code == 0, r.stderr
+        generation = r.json["generation"]
+        for rep in w.replicas:
+            rep.kill()
+        time.sleep(1.0)
+        for i in range(len(w.replicas)):
+            w.start_replica(i)
+        for rep in w.replicas:
+            s = w.status(rep)
+            team_a = next(x for x in s["releases"] if x["virtualEnv"] == "team-a")
+            assert s["generation"] == generation and team_a["apps"]["hello-world"] == V3, s
+        for k in (1, 2):
+            cp.wait_for(f"envoy-{k} reconnected", lambda k=k: w.acked(f"envoy-{k}", str(generation)),
+                        60)
+        r2 = w.cli(w.replicas[1], "-o", "json", "release", MAIN, "--virtual-env", "team-a")
+        assert r2.code == 0, r2.stderr
+        assert r2.json["live"]["complete"] and r2.json["live"]["connected"] == 2, r2.json["live"]
+        cp.wait_for("requests see main", lambda: load.results[-1][2] == MAIN, 15)
+        time.sleep(0.5)
+    assert not load.errors, load.errors[:5]
+    assert not load.bad(), load.bad()[:5]
+    print(f"\n(e) every replica restarted: state back from etcd (generation {generation}); "
+          f"{len(load.results)} requests, 0 failed; next release live on 2/2 in "
+          f"{r2.json['live']['elapsedMs']} ms")
+
+
+def test_one_leader_and_it_moves_when_it_dies(procs, bins, work_dir):
+    """Singleton work (the canary driver) runs on the one replica holding the
+    etcd lease; when it is killed another replica leads within a few seconds."""
+    w = start_replicas(procs, bins, work_dir)
+
+    def leaders(rep: Replica) -> list[str] | None:
+        ids = [x["id"] for x in w.status(rep)["replicas"] if x["leader"]]
+        return ids if len(ids) == 1 else None
+
+    first = cp.wait_for("one leader", lambda: leaders(w.replicas[0]), 30)[0]
+    leader = next(x for x in w.replicas if x.id == first)
+    others = [x for x in w.replicas if x is not leader]
+    t0 = time.monotonic()
+    leader.kill()
+    new = cp.wait_for("another leader", lambda: (lambda l: l if l and l[0] != first else None)(
+        leaders(others[0])), 30, interval=0.1)[0]
+    took = time.monotonic() - t0
+    assert new in [x.id for x in others]
+    assert took < 15, took
+    print(f"\nleader {first} killed: {new} leads after {took:.1f} s")
