@@ -1332,6 +1332,24 @@ fn human_status(v: &Value) -> String {
             }
         }
     }
+    if let Some(replicas) = v["replicas"].as_array() {
+        out.push("Replicas (etcd)".into());
+        for r in replicas {
+            out.push(format!(
+                "  {}{}: xDS {}, API {}, config version {}, {} Envoys",
+                text(&r["id"]),
+                if r["leader"] == json!(true) {
+                    " (leader)"
+                } else {
+                    ""
+                },
+                text(&r["xdsAddr"]),
+                text(&r["apiAddr"]),
+                r["generation"],
+                r["envoys"]
+            ));
+        }
+    }
     let envoys = v["envoys"].as_array().cloned().unwrap_or_default();
     out.push("Envoys".into());
     if envoys.is_empty() {
@@ -1339,14 +1357,18 @@ fn human_status(v: &Value) -> String {
     }
     for e in &envoys {
         out.push(format!(
-            "  {} (cluster {}): {}",
+            "  {} (cluster {}): {}{}",
             text(&e["id"]),
             text(&e["cluster"]),
             if e["connected"] == json!(true) {
                 "connected"
             } else {
                 "disconnected"
-            }
+            },
+            e["replica"]
+                .as_str()
+                .map(|r| format!(" to replica {r}"))
+                .unwrap_or_default()
         ));
         let mut types = Vec::new();
         let mut nacks = Vec::new();
