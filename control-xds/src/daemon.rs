@@ -55,8 +55,9 @@ fn replicate(opts: &ServeOptions, etcd: &Etcd, plane: &Arc<ControlPlane>, cache:
     plane.set_replicas(ReplicaView::new(id.clone(), etcd.watch_dir("replicas")));
     // What this replica publishes; it must not wait for the control plane's
     // lock (a change holds it while it waits for etcd).
-    let (c, me, xds, api) = (
+    let (c, plane_, me, xds, api) = (
         cache.clone(),
+        plane.clone(),
         id.clone(),
         opts.xds_addr.to_string(),
         opts.api_addr.to_string(),
@@ -84,6 +85,16 @@ fn replicate(opts: &ServeOptions, etcd: &Etcd, plane: &Arc<ControlPlane>, cache:
                 .filter(|n| n.connected)
                 .map(crate::api::node_json)
                 .collect(),
+            lrs_wanted: if leader {
+                plane_.progressive().reports.wanted().into_iter().collect()
+            } else {
+                Vec::new()
+            },
+            lrs_counts: if leader {
+                Default::default()
+            } else {
+                plane_.progressive().forwarded()
+            },
         };
         serde_json::to_vec(&status).unwrap_or_default()
     };

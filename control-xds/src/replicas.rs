@@ -5,13 +5,17 @@
 //! lease TTL after the replica dies — [`crate::etcd::Etcd::run_session`]).
 //! Every replica follows that directory, so `status` on any replica lists
 //! every replica's Envoys with the replica that holds them, and `live` waits
-//! for them too ([`crate::rollout`]).
+//! for them too ([`crate::rollout`]). The load reports of each replica's Envoys
+//! reach the leader's canary driver the same way
+//! ([`crate::progressive::driver::run`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
+
+use crate::progressive::analyzer::Counts;
 
 /// What a replica publishes about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +30,13 @@ pub struct ReplicaStatus {
     pub at_unix_ms: u64,
     /// Its connected Envoys, as `status` shows them (`crate::api`).
     pub envoys: Vec<Value>,
+    /// The leader: the clusters its canary driver wants load reports of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lrs_wanted: Vec<String>,
+    /// Not the leader: the load its Envoys reported (LRS), summed since start,
+    /// by cluster (`crate::progressive::driver::run`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lrs_counts: BTreeMap<String, Counts>,
 }
 
 /// This replica's view of every replica (itself included once it published).

@@ -109,16 +109,19 @@ def render_ads_bootstrap(w: Replicas, path: Path, order: list[Replica], node_id:
     return path
 
 
-def start_replicas(procs, bins, work: Path, n: int = 3) -> Replicas:
-    """etcd (3 members), upstreams, n replicas and 2 Envoys: envoy-1 prefers r0,
-    envoy-2 prefers r1. Returns once both Envoys serve /dev/hello."""
+def start_replicas(procs, bins, work: Path, n: int = 3,
+                   start_order: tuple[int, ...] | None = None) -> Replicas:
+    """etcd (3 members), upstreams, n replicas (started in `start_order`: the
+    first one makes the state and the admin token, and usually leads) and 2
+    Envoys: envoy-1 prefers r0, envoy-2 prefers r1. Returns once both Envoys
+    serve /dev/hello."""
     etcd = EtcdCluster(procs, work / "etcd", 3).start()
     hello = harness.start_hello_world(procs, bins, work)
     w = Replicas(bins, procs, work, etcd, hello, harness.free_port())
     for i in range(n):
         xds, api = harness.free_ports(2)
         w.replicas.append(Replica(w, i, xds, api))
-    for i in range(n):
+    for i in start_order or range(n):
         w.start_replica(i)
     r = w.replicas
     orders = [r, r[1:] + r[:1]]
@@ -449,3 +452,44 @@ def test_one_leader_and_it_moves_when_it_dies(procs, bins, work_dir):
     assert new in [x.id for x in others]
     assert took < 15, took
     print(f"\nleader {first} killed: {new} leads after {took:.1f} s")
+
+
+CANARY = "hello-world-v3-canary"
+
+
+def test_the_leader_drives_a_canary_from_every_replicas_envoys(procs, bins, work_dir):
+    """The canary driver runs on the leader only, and judges from the load
+    reports of every replica's Envoys: here the leader (r2) has no Envoy at all,
+    so the rollout can only progress on what r0 and r1 forward."""
+    w = start_replicas(procs, bins, work_dir, start_order=(2, 0, 1))
+
+    def leader():
+        ids = [x["id"] for x in w.status(w.replicas[0])["replicas"] if x["leader"]]
+        return ids[0] if len(ids) == 1 else None
+
+    assert cp.wait_for("one leader", leader, 30) == "r2"
+    assert all(n["replica"] != "r2" for n in w.status(w.replicas[2])["envoys"])
+    doc = {"kind": "Canary", "metadata": {"name": CANARY},
+           "spec": {"virtualEnvironment": "team-a", "app": "hello-world", "deployment": V3,
+                    "steps": ["1%", "25%", "100%"],
+                    "analysis": {"stepTime": "2s", "minRequests": 2, "bakeTime": "2s"}}}
+    path = harness.write_yaml(work_dir / "canary.yaml", [doc])
+    r = w.cli(w.replicas[0], "apply", "-f", str(path))
+    assert r.code == 0, r.stderr
+    with Load(w.url) as load:
+        time.sleep(0.5)
+        r = w.cli(w.replicas[1], "canary", "start", CANARY)
+        assert r.code == 0, r.stderr
+        done = cp.wait_for("the rollout ends",
+                           lambda: (lambda s: s if s["phase"] in ("succeeded", "aborted") else None)(
+                               w.replicas[2].canary(CANARY)), 120, interval=0.2)
+        time.sleep(0.3)
+    assert done["phase"] == "succeeded", done
+    assert done["counts"]["canary"]["requests"] > 0 and done["counts"]["stable"]["requests"] > 0
+    assert not load.errors and not load.bad(), (load.errors[:3], load.bad()[:3])
+    history = w.cli(w.replicas[0], "-o", "json", "history", "--virtual-env", "team-a") \
+        .json["history"]
+    assert history[-1]["deployment"] == V3
+    print(f"\ncanary driven by r2 (no Envoy of its own) from r0's and r1's load reports: "
+          f"{done['counts']['canary']['requests']} canary and "
+          f"{done['counts']['stable']['requests']} stable requests counted; succeeded")
