@@ -34,15 +34,30 @@ fn socket(host: &str, port: u16) -> Value {
 /// the API in pull mode: http/1.1): the server is verified against the CA and
 /// must be named `host` (an IP SAN for an address, else a DNS SAN).
 pub fn upstream_tls(tls: &XdsTls, host: &str, alpn: &str) -> Value {
-    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    upstream_tls_any(tls, &[host], alpn)
+}
+
+/// [`upstream_tls`] for a cluster of several servers (replicas): a server is
+/// accepted if its certificate names any of `hosts`; no SNI is sent unless
+/// there is one host and it is a name.
+pub fn upstream_tls_any(tls: &XdsTls, hosts: &[&str], alpn: &str) -> Value {
+    let is_ip = |h: &str| h.parse::<std::net::IpAddr>().is_ok();
+    let mut names: Vec<&str> = hosts.to_vec();
+    names.dedup();
+    let matchers: Vec<Value> = names
+        .iter()
+        .map(|h| {
+            json!({
+                "san_type": if is_ip(h) { "IP_ADDRESS" } else { "DNS" },
+                "matcher": {"exact": h}
+            })
+        })
+        .collect();
     let mut common = json!({
         "alpn_protocols": [alpn],
         "validation_context": {
             "trusted_ca": {"filename": tls.ca},
-            "match_typed_subject_alt_names": [{
-                "san_type": if is_ip { "IP_ADDRESS" } else { "DNS" },
-                "matcher": {"exact": host}
-            }]
+            "match_typed_subject_alt_names": matchers
         }
     });
     if let Some((cert, key)) = &tls.client_cert {
@@ -52,8 +67,10 @@ pub fn upstream_tls(tls: &XdsTls, host: &str, alpn: &str) -> Value {
         }]);
     }
     let mut context = json!({"common_tls_context": common});
-    if !is_ip {
-        context["sni"] = json!(host);
+    if let [host] = names[..] {
+        if !is_ip(host) {
+            context["sni"] = json!(host);
+        }
     }
     context["@type"] =
         json!("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext");
@@ -139,7 +156,8 @@ pub fn render(opts: &AdsBootstrap) -> Value {
         });
     }
     if let Some(tls) = &opts.tls {
-        cluster["transport_socket"] = upstream_tls(tls, &host, "h2");
+        let hosts: Vec<&str> = opts.ads.iter().map(|(h, _)| h.as_str()).collect();
+        cluster["transport_socket"] = upstream_tls_any(tls, &hosts, "h2");
     }
     json!({
         "node": {"id": opts.node_id, "cluster": "switchyard"},
@@ -210,6 +228,22 @@ mod tests {
             .collect();
         assert_eq!(ports, vec![(0, 18000), (1, 18010), (2, 18020)]);
         assert_eq!(c["health_checks"][0]["interval"], REPLICA_HEALTH_CHECK);
+        // over TLS, a replica's certificate may name any of them
+        let tls = XdsTls {
+            ca: "/ca.pem".into(),
+            client_cert: None,
+        };
+        let b = render(&AdsBootstrap {
+            ads: vec![("cp-0.example".into(), 443), ("cp-1.example".into(), 443)],
+            admin: ("127.0.0.1".into(), 9901),
+            node_id: "n".into(),
+            tls: Some(tls),
+        });
+        let ctx = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
+        let sans =
+            &ctx["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"];
+        assert_eq!(sans[1]["matcher"]["exact"], "cp-1.example");
+        assert!(ctx.get("sni").is_none());
         assert!(c["health_checks"][0]["tcp_health_check"].is_object());
     }
 
