@@ -41,8 +41,9 @@ use tokio::sync::watch;
 /// etcd's default `--max-request-bytes` is 1.5 MiB (1,572,864 bytes); a state
 /// document must stay below it with room for the transaction around it.
 pub const MAX_DOCUMENT_BYTES: usize = 1_500_000;
-/// The longest one etcd call may take before it counts as etcd unavailable.
-pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest one etcd call may take before it counts as etcd unavailable
+/// (long enough to ride through an etcd leader election).
+pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The TTL of a replica's lease (registration and leadership): a dead
 /// replica's Envoys and leadership are released within this time.
 pub const LEASE_TTL_SECS: i64 = 3;
@@ -214,8 +215,10 @@ impl Etcd {
     }
 
     /// Runs `f` on the client's runtime and waits for it: tried again while
-    /// etcd cannot be reached (a member is down and the client has not moved to
-    /// another yet), for at most [`OP_TIMEOUT`] in all.
+    /// etcd cannot be reached (a member is down, or the cluster is electing a
+    /// leader), for at most [`OP_TIMEOUT`] in all. A write whose answer was lost
+    /// may have been made: tried again, its guard then fails and the change is
+    /// computed again from the document that holds it.
     fn run<T, F, Fut>(&self, f: F) -> Result<T, EtcdError>
     where
         T: Send + 'static,
@@ -407,7 +410,11 @@ fn unreachable(e: &etcd_client::Error) -> bool {
         | etcd_client::Error::WatchError(_) => true,
         etcd_client::Error::GRpcStatus(s) => matches!(
             s.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded
+            // (tonic reports its own request timeout as Cancelled)
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled
         ),
         _ => false,
     }
@@ -450,7 +457,7 @@ where
 /// A pause after every member was tried once.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// The longest one try on one member may take.
-const TRY_TIMEOUT: Duration = Duration::from_millis(1000);
+const TRY_TIMEOUT: Duration = Duration::from_millis(2000);
 
 /// One client per etcd member, and the one in use.
 #[derive(Clone)]
