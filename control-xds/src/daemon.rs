@@ -18,6 +18,7 @@ use crate::etcd::Etcd;
 use crate::replicas::{ReplicaStatus, ReplicaView};
 use crate::serve::{initial_store, initial_store_in, ControlPlane, ServeOptions, StartError};
 use crate::state_store::{parse_document, EtcdBackend, STATE_KEY};
+use crate::tls::ReloadingAcceptor;
 use crate::xds::{AdsServer, ResourceType, SnapshotCache};
 
 /// Several replicas on etcd: serves every new state document the others
@@ -141,13 +142,13 @@ pub async fn run(
     let api_tls = opts
         .api_tls
         .as_ref()
-        .map(|f| crate::tls::server_config(f, &[b"http/1.1"]))
+        .map(|f| ReloadingAcceptor::start(f.clone(), &[b"http/1.1"], "api"))
         .transpose()
         .map_err(StartError::from)?;
     let xds_tls = opts
         .xds_tls
         .as_ref()
-        .map(|f| crate::tls::server_config(f, &[b"h2"]))
+        .map(|f| ReloadingAcceptor::start(f.clone(), &[b"h2"], "xds"))
         .transpose()
         .map_err(StartError::from)?;
     let etcd = opts
@@ -232,13 +233,8 @@ pub async fn run(
     let ads = AdsServer::new(cache).into_service();
     let lrs = plane.progressive().reports.service();
     let xds = match xds_tls {
-        Some(config) => {
-            let incoming = crate::tls::incoming(
-                xds_listener,
-                tokio_rustls::TlsAcceptor::from(config),
-                "xds",
-                refusals.clone(),
-            );
+        Some(acceptor) => {
+            let incoming = crate::tls::incoming(xds_listener, acceptor, "xds", refusals.clone());
             tokio::spawn(
                 tonic::transport::Server::builder()
                     .add_service(ads)
@@ -259,15 +255,9 @@ pub async fn run(
     };
     let router = crate::api::router(plane, tokens);
     let api = tokio::spawn(async move {
-        crate::http_server::serve(
-            api_listener,
-            router,
-            api_tls.map(tokio_rustls::TlsAcceptor::from),
-            refusals,
-            async move {
-                let _ = api_stop.wait_for(|s| *s).await;
-            },
-        )
+        crate::http_server::serve(api_listener, router, api_tls, refusals, async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        })
         .await;
         Ok::<(), std::io::Error>(())
     });
