@@ -16,7 +16,7 @@
 //! | GET | /v1/canaries/{name} | | one of them |
 //! | POST | /v1/canary/{start,pause,resume,promote,abort} | `{name, full?, who}` | what changed (`canary`), the generation to wait for |
 //! | GET | /metrics | | Prometheus text metrics (`crate::metrics`) |
-//! | GET | /v1/live | `?generation=G&timeoutMs=T` | waits (at most T, ≤ 10 min) until every connected Envoy ACKed generation G or later for every type, or NACKed it; where each Envoy is, and the pulling Envoys |
+//! | GET | /v1/live | `?generation=G&timeoutMs=T` | waits (at most T, ≤ 10 min) until every connected Envoy ACKed generation G or later for every type, or NACKed it; where each Envoy is (with replicas on etcd: every replica's Envoys, each with its `replica`), when each was first seen live (`liveAfterMs`), and the pulling Envoys |
 //! | GET | /v1/tokens | | every API token's name, role and creation time |
 //! | POST | /v1/tokens | `{name, role}` | a new token (shown only in this answer) |
 //! | POST | /v1/tokens/revoke | `{name}` | the revoked token's name and role |

@@ -54,6 +54,9 @@ pub struct EnvoyRollout {
     /// The replica it is connected to (`serve --store etcd://…` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// How long after the wait began it was first seen live ([`wait_settled`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_after_ms: Option<u64>,
     #[serde(flatten)]
     pub state: EnvoyState,
 }
@@ -207,6 +210,7 @@ pub fn rollout(nodes: &[NodeStatus], pollers: &Pollers, generation: u64) -> Roll
             .map(|n| EnvoyRollout {
                 id: n.id.clone(),
                 replica: None,
+                live_after_ms: None,
                 state: envoy_state(n, generation),
             })
             .collect(),
@@ -237,6 +241,7 @@ pub fn rollout_all(
         r.envoys.push(EnvoyRollout {
             id: id.to_string(),
             replica: Some(replica),
+            live_after_ms: None,
             state: remote_envoy_state(&n, generation),
         });
     }
@@ -248,7 +253,8 @@ pub fn rollout_all(
 pub const WORKER_GRACE: Duration = Duration::from_millis(20);
 
 /// Waits until every connected Envoy is live or NACKed for `generation`, or
-/// `timeout` passes; returns where they are then.
+/// `timeout` passes; returns where they are then, with when each was first
+/// seen live.
 /// With `replicas` (etcd), the Envoys of every replica are waited for.
 pub async fn wait_settled(
     cache: &SnapshotCache,
@@ -257,15 +263,27 @@ pub async fn wait_settled(
     generation: u64,
     timeout: Duration,
 ) -> Rollout {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut changes = cache.watch_nodes();
     let mut remote = replicas.map(ReplicaView::changes);
+    let mut first_live: BTreeMap<String, u64> = BTreeMap::new();
+    let look = |first_live: &mut BTreeMap<String, u64>| {
+        let mut now = rollout_all(&cache.nodes(), pollers, replicas, generation);
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for e in &mut now.envoys {
+            if e.state == EnvoyState::Live {
+                e.live_after_ms = Some(*first_live.entry(e.id.clone()).or_insert(ms));
+            }
+        }
+        now
+    };
     loop {
         changes.borrow_and_update();
         if let Some(r) = remote.as_mut() {
             r.borrow_and_update();
         }
-        let now = rollout_all(&cache.nodes(), pollers, replicas, generation);
+        let now = look(&mut first_live);
         if now.settled() || Instant::now() >= deadline {
             if now.complete() && !now.envoys.is_empty() {
                 tokio::time::sleep(WORKER_GRACE).await;
@@ -291,7 +309,7 @@ pub async fn wait_settled(
         })
         .await;
         if woke.is_err() {
-            return rollout_all(&cache.nodes(), pollers, replicas, generation);
+            return look(&mut first_live);
         }
     }
 }

@@ -229,6 +229,7 @@ def test_a_release_through_one_replica_is_served_by_both_envoys(procs, bins, wor
         live = r.json["live"]
         assert live["complete"] and live["connected"] == 2, live
         assert {e["id"]: e["replica"] for e in live["envoys"]} == holders, live
+        per_envoy = {e["id"]: e["liveAfterMs"] for e in live["envoys"]}
         cp.wait_for("requests see v3", lambda: load.results and load.results[-1][2] == V3, 15)
         time.sleep(0.5)
     for e in w.envoys:
@@ -241,7 +242,8 @@ def test_a_release_through_one_replica_is_served_by_both_envoys(procs, bins, wor
     assert not load.errors, load.errors[:5]
     assert not load.bad(), load.bad()[:5]
     print(f"\n(a) release through r0: live on 2/2 Envoys (on r0 and r1) in "
-          f"{live['elapsedMs']} ms (CLI {r.seconds * 1000:.0f} ms); {len(load.results)} requests, "
+          f"{live['elapsedMs']} ms (CLI {r.seconds * 1000:.0f} ms; per Envoy, from the start of "
+          f"the wait: {per_envoy} ms); {len(load.results)} requests, "
           f"0 failed; v3 served by {counts}")
 
 
