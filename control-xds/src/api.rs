@@ -285,10 +285,15 @@ impl From<AuthError> for ApiError {
             AuthError::BadRequest(m) => Self::bad_request(m),
             AuthError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             AuthError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            e @ AuthError::Etcd(EtcdError::Unavailable { .. }) => Self::new(
+            AuthError::Etcd(e @ EtcdError::Unavailable { .. }) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
-                e.to_string(),
+                format!("the tokens were not changed: {e}"),
+            ),
+            AuthError::Etcd(e) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state_not_saved",
+                format!("the tokens were not changed: {e}"),
             ),
             other => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -131,7 +131,7 @@ pub enum AuthError {
     #[error("no random token could be made: {0}")]
     Random(std::io::Error),
     /// etcd cannot be reached (or the document would be too large).
-    #[error("the tokens were not changed: {0}")]
+    #[error("the tokens could not be read or written in etcd")]
     Etcd(#[from] EtcdError),
     #[error("the tokens in etcd ({key}) are not a valid token document: {message}")]
     EtcdCorrupt { key: String, message: String },
