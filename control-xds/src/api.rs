@@ -683,7 +683,7 @@ async fn apply(
 ) -> Result<Json<Value>, ApiError> {
     let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
     let who = who(&caller, said);
-    let (summary, generation) = plane.change(|s| s.apply(&docs, &who))?;
+    let (summary, generation) = plane.change_blocking(move |s| s.apply(&docs, &who)).await?;
     Ok(changed(summary, generation))
 }
 
@@ -694,7 +694,9 @@ async fn publish(
 ) -> Result<Json<Value>, ApiError> {
     let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
     let who = who(&caller, said);
-    let (summary, generation) = plane.change(|s| s.publish(&docs, &who))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.publish(&docs, &who))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -710,7 +712,9 @@ struct DeleteBody {
 
 async fn delete(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: DeleteBody = parse(&body)?;
-    let (summary, generation) = plane.change(|s| s.delete(&b.kind, &b.name))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.delete(&b.kind, &b.name))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -730,7 +734,9 @@ async fn release(
 ) -> Result<Json<Value>, ApiError> {
     let b: ReleaseBody = parse(&body)?;
     let who = who(&caller, b.who);
-    let (summary, generation) = plane.change(|s| s.release(&b.deployment, &b.virtual_env, &who))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.release(&b.deployment, &b.virtual_env, &who))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -751,8 +757,9 @@ async fn rollback(
 ) -> Result<Json<Value>, ApiError> {
     let b: RollbackBody = parse(&body)?;
     let who = who(&caller, b.who);
-    let (summary, generation) =
-        plane.change(|s| s.rollback(&b.virtual_env, b.app.as_deref(), &who))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.rollback(&b.virtual_env, b.app.as_deref(), &who))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -764,7 +771,9 @@ async fn rotate_key(State(plane): Plane, Body(_): Body) -> Result<Json<Value>, A
     let key = crate::context_keys::new_kid()
         .and_then(|kid| crate::context_keys::generate_context_key(&kid))
         .map_err(|e| StoreError::BadRequest(format!("no random key could be made: {e}")))?;
-    let (summary, generation) = plane.change(|s| s.rotate_key(key.clone()))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.rotate_key(key.clone()))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -776,7 +785,7 @@ struct RetireBody {
 
 async fn retire_key(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: RetireBody = parse(&body)?;
-    let (summary, generation) = plane.change(|s| s.retire_key(&b.kid))?;
+    let (summary, generation) = plane.change_blocking(move |s| s.retire_key(&b.kid)).await?;
     Ok(changed(summary, generation))
 }
 

@@ -109,6 +109,8 @@ struct Current {
 /// The running control plane, shared by the API handlers.
 pub struct ControlPlane {
     current: Mutex<Current>,
+    /// Serializes changes (held while a change is saved; readers use `current`).
+    writer: Mutex<()>,
     cache: SnapshotCache,
     pollers: Pollers,
     refusals: Refusals,
@@ -192,6 +194,7 @@ impl ControlPlane {
                 index: Arc::new(index),
                 revision,
             }),
+            writer: Mutex::new(()),
             cache,
             pollers: Pollers::default(),
             refusals: Refusals::default(),
@@ -212,37 +215,48 @@ impl ControlPlane {
     /// Applies `change` to the store; if it changes anything, builds, saves
     /// and serves the result. Changes are serialized within this process; when
     /// another replica saved first, the newer store is served and `change` is
-    /// computed again from it (at most [`MAX_TRIES`] times).
+    /// computed again from it (at most [`MAX_TRIES`] times). Readers are not
+    /// held up meanwhile: the served store is locked only to read or replace it.
     pub fn change(
         &self,
         change: impl Fn(&Store) -> Result<(Store, ChangeSummary), StoreError>,
     ) -> Result<(ChangeSummary, u64), ChangeError> {
-        let mut current = self.lock();
+        let _one_at_a_time = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut base, mut read) = {
+            let current = self.lock();
+            (current.store.clone(), current.revision)
+        };
         for attempt in 0..MAX_TRIES {
-            let (next, summary) = change(&current.store)?;
+            let (next, summary) = change(&base)?;
             if !summary.changed() {
-                return Ok((summary, current.store.generation));
+                return Ok((summary, base.generation));
             }
             let built = build_for(&self.build, &next)?;
-            let latest = match self.backend.commit(&next, current.revision)? {
+            let latest = match self.backend.commit(&next, read)? {
                 Commit::Done(revision) => {
-                    let index = built.serve(&self.cache)?;
-                    self.served
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let generation = next.generation;
+                    let mut current = self.lock();
+                    // (a newer store, saved by another replica right after this
+                    // one, may have been served already: it stays)
+                    if generation > current.store.generation {
+                        let index = built.serve(&self.cache)?;
+                        self.served
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        *current = Current {
+                            store: next,
+                            index: Arc::new(index),
+                            revision,
+                        };
+                    }
+                    drop(current);
                     tracing::info!(
-                        generation = next.generation,
+                        generation,
                         created = summary.created.len(),
                         updated = summary.updated.len(),
                         deleted = summary.deleted.len(),
                         releases = summary.releases.len(),
                         "new snapshot served"
                     );
-                    let generation = next.generation;
-                    *current = Current {
-                        store: next,
-                        index: Arc::new(index),
-                        revision,
-                    };
                     return Ok((summary, generation));
                 }
                 Commit::Conflict(Some(latest)) => latest,
@@ -254,7 +268,8 @@ impl ControlPlane {
                 attempt,
                 "another replica saved first; computing the change again"
             );
-            self.adopt_locked(&mut current, latest.0, latest.1)?;
+            (base, read) = (latest.0.clone(), latest.1);
+            self.adopt(latest.0, latest.1)?;
             // A short, varying pause so that two replicas do not meet again.
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -266,26 +281,35 @@ impl ControlPlane {
         Err(ChangeError::Contended(MAX_TRIES))
     }
 
+    /// [`Self::change`] on a blocking thread, for async callers (the API): a
+    /// change builds snapshots and, on etcd, waits for it.
+    pub async fn change_blocking(
+        self: &Arc<Self>,
+        change: impl Fn(&Store) -> Result<(Store, ChangeSummary), StoreError> + Send + 'static,
+    ) -> Result<(ChangeSummary, u64), ChangeError> {
+        let plane = self.clone();
+        tokio::task::spawn_blocking(move || plane.change(change))
+            .await
+            .unwrap_or_else(|e| Err(ChangeError::Snapshot(format!("the change failed: {e}"))))
+    }
+
     /// Serves `store`, saved in the backend at `revision` by this or another
     /// replica, if it is newer than the one served. Returns whether it was.
     pub fn adopt(&self, store: Store, revision: i64) -> Result<bool, ChangeError> {
-        let mut current = self.lock();
-        self.adopt_locked(&mut current, store, revision)
-    }
-
-    fn adopt_locked(
-        &self,
-        current: &mut Current,
-        store: Store,
-        revision: i64,
-    ) -> Result<bool, ChangeError> {
-        if store.generation <= current.store.generation {
-            if store.generation == current.store.generation {
-                current.revision = current.revision.max(revision);
+        {
+            let mut current = self.lock();
+            if store.generation <= current.store.generation {
+                if store.generation == current.store.generation {
+                    current.revision = current.revision.max(revision);
+                }
+                return Ok(false);
             }
-            return Ok(false);
         }
         let built = build_for(&self.build, &store)?;
+        let mut current = self.lock();
+        if store.generation <= current.store.generation {
+            return Ok(false);
+        }
         let index = built.serve(&self.cache)?;
         self.served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
