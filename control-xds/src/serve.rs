@@ -1,20 +1,27 @@
 //! `switchyard serve`: the running control plane. It owns the [`Store`], turns
 //! every accepted change into a snapshot for the [`SnapshotCache`] the ADS server
-//! streams from, and persists the store. The HTTP API ([`crate::api`]) is built
-//! on it, and [`crate::daemon`] wires both to listeners (layers, one way:
-//! state → serve → api → daemon).
+//! streams from, and saves the store where it is kept ([`StateBackend`]: the
+//! state file, or etcd). The HTTP API ([`crate::api`]) is built on it, and
+//! [`crate::daemon`] wires both to listeners (layers, one way: state →
+//! state_store → serve → api → daemon).
 //!
-//! A change goes store → snapshot → disk → cache, each step able to refuse it:
+//! A change goes store → snapshot → saved → cache, each step able to refuse it:
 //! the store validates it with the engine, the snapshot builder compiles it again
 //! the way the filter will and the snapshot is checked for consistency, then the
-//! state file is written; only then is the snapshot served and the new store
-//! kept. So an invalid snapshot is never served (the last good one stays) and
-//! what Envoys have always matches what a restart would load.
+//! store is saved (the state file; or an etcd transaction guarded by the revision
+//! the change was computed from — when another replica saved first, the change is
+//! computed again from its store); only then is the snapshot served and the new
+//! store kept. So an invalid snapshot is never served (the last good one stays)
+//! and what Envoys have always matches what a restart would load. With etcd,
+//! the stores other replicas save arrive through a watch ([`ControlPlane::adopt`])
+//! and are served the same way; the snapshot version is the store's generation,
+//! the same on every replica.
 //!
-//! Start-up: with `--state DIR` holding a state file, that state is used and
-//! `--config` is ignored (the state already contains every change made since
-//! the first start); otherwise the `--config` resources are the first state.
-//! Context-signing keys are generated on first start and kept in the state.
+//! Start-up: with `--state DIR` holding a state file (or etcd holding a state
+//! document), that state is used and `--config` is ignored (the state already
+//! contains every change made since the first start); otherwise the `--config`
+//! resources are the first state. Context-signing keys are generated on first
+//! start and kept in the state.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
