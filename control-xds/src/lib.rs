@@ -3,8 +3,8 @@
 //! Layers, each importing only the ones before it:
 //! 1. the domain: `load` reads resource files (the engine validates and
 //!    indexes them), `state` is the store of resources, releases and context
-//!    keys with its operations (`context_keys` makes keys, `clock` dates
-//!    records);
+//!    keys with its operations (`history` is the release history,
+//!    `context_keys` makes keys, `clock` dates records);
 //! 2. persistence: `state_store` is the one interface to where the store is
 //!    kept, with two backends: the state file (`persist`, through
 //!    `atomic_file`) and etcd (`etcd`: guarded writes, watches, the replica
@@ -39,6 +39,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod etcd;
 pub mod explain;
+pub mod history;
 pub mod http_server;
 pub mod istio;
 pub mod load;
