@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use crate::auth::Tokens;
-use crate::etcd::Etcd;
+use crate::etcd::{Etcd, Leadership};
 use crate::replicas::{ReplicaStatus, ReplicaView};
 use crate::serve::{initial_store, initial_store_in, ControlPlane, ServeOptions, StartError};
 use crate::state_store::{parse_document, EtcdBackend, STATE_KEY};
@@ -24,15 +24,17 @@ use crate::xds::{AdsServer, ResourceType, SnapshotCache};
 /// Several replicas on etcd: serves every new state document the others
 /// write, publishes this replica's Envoys, takes part in the leader election,
 /// and follows the other replicas.
-fn replicate(opts: &ServeOptions, etcd: &Etcd, plane: &Arc<ControlPlane>, cache: &SnapshotCache) {
+fn replicate(
+    opts: &ServeOptions,
+    etcd: &Etcd,
+    plane: &Arc<ControlPlane>,
+    cache: &SnapshotCache,
+    leadership: Leadership,
+) {
     let id = opts
         .replica_id
         .clone()
         .unwrap_or_else(|| opts.xds_addr.to_string());
-    // Singleton work waits for the lease.
-    plane
-        .leader_flag()
-        .store(false, std::sync::atomic::Ordering::SeqCst);
     let mut docs = etcd.watch(STATE_KEY);
     let (p, e) = (plane.clone(), etcd.clone());
     tokio::spawn(async move {
@@ -99,12 +101,7 @@ fn replicate(opts: &ServeOptions, etcd: &Etcd, plane: &Arc<ControlPlane>, cache:
         };
         serde_json::to_vec(&status).unwrap_or_default()
     };
-    etcd.run_session(
-        id,
-        Arc::new(status),
-        cache.watch_nodes(),
-        plane.leader_flag(),
-    );
+    etcd.run_session(id, Arc::new(status), cache.watch_nodes(), leadership);
 }
 
 /// Leaves the admin token, when known, for the CLI on this machine (once the
@@ -183,14 +180,17 @@ pub async fn run(
         Some(etcd) => {
             let backend = Arc::new(EtcdBackend { etcd: etcd.clone() });
             let (store, revision) = initial_store_in(&opts, backend.as_ref())?;
-            let plane = Arc::new(ControlPlane::start_on(
+            let mut plane = ControlPlane::start_on(
                 store,
                 revision,
                 cache.clone(),
                 opts.build.clone(),
                 backend,
-            )?);
-            replicate(&opts, etcd, &plane, &cache);
+            )?;
+            // singleton work waits for the etcd election
+            let leadership = plane.elect();
+            let plane = Arc::new(plane);
+            replicate(&opts, etcd, &plane, &cache, leadership);
             plane
         }
     };

@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +49,60 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const LEASE_TTL_SECS: i64 = 3;
 /// How often a replica renews its lease and publishes its status.
 pub const SESSION_TICK: Duration = Duration::from_millis(1000);
+
+/// Whether this replica leads, with a local deadline: a leader that cannot
+/// renew its lease stops counting itself leader a second before etcd can let
+/// the lease expire and another replica take over (the deadline is counted
+/// from before the renewal was sent). Always leading without etcd. Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    /// Until when (ms on [`mono_ms`]'s clock) this replica leads.
+    until_ms: Arc<AtomicU64>,
+}
+
+/// Milliseconds on a monotonic clock that starts with the process.
+fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    u64::try_from(
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+impl Leadership {
+    /// Leading for good (one process with the file store).
+    pub fn always() -> Self {
+        Self {
+            until_ms: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
+
+    /// Not leading until [`Etcd::run_session`] wins the election.
+    pub fn none() -> Self {
+        Self {
+            until_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn holds(&self) -> bool {
+        mono_ms() < self.until_ms.load(Ordering::SeqCst)
+    }
+
+    fn hold_until(&self, ms: u64) {
+        self.until_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Stops leading; returns whether it led.
+    fn drop_it(&self) -> bool {
+        let was = self.holds();
+        self.until_ms.store(0, Ordering::SeqCst);
+        was
+    }
+}
 
 /// Why etcd could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -356,7 +410,7 @@ impl Etcd {
         id: String,
         status: Arc<dyn Fn(bool) -> Vec<u8> + Send + Sync>,
         mut changes: watch::Receiver<u64>,
-        leader: Arc<AtomicBool>,
+        leader: Leadership,
     ) {
         let members = self.members.clone();
         let replica_key = self.key(&format!("replicas/{id}"));
@@ -374,7 +428,7 @@ impl Etcd {
                     &leader,
                 )
                 .await;
-                if leader.swap(false, Ordering::SeqCst) {
+                if leader.drop_it() {
                     tracing::warn!(replica = %id, "leadership lost");
                 }
                 if let Err(e) = r {
@@ -577,7 +631,7 @@ async fn session(
     leader_key: &str,
     status: &Arc<dyn Fn(bool) -> Vec<u8> + Send + Sync>,
     changes: &mut watch::Receiver<u64>,
-    leader: &AtomicBool,
+    leader: &Leadership,
 ) -> Res<()> {
     let lease = timed(client.lease_grant(LEASE_TTL_SECS, None)).await?.id();
     let (mut keeper, mut answers) = timed(client.lease_keep_alive(lease)).await?;
@@ -585,6 +639,7 @@ async fn session(
     loop {
         let now = tokio::time::Instant::now();
         if now >= next_renewal {
+            let sent_ms = mono_ms();
             timed(keeper.keep_alive()).await?;
             match timed(async { answers.message().await }).await? {
                 Some(a) if a.ttl() > 0 => {}
@@ -612,7 +667,15 @@ async fn session(
                         .is_some_and(|kv| kv.lease() == lease && kv.value() == id.as_bytes()),
                     _ => false,
                 });
-            if leader.swap(is_leader, Ordering::SeqCst) != is_leader {
+            let was = leader.holds();
+            if is_leader {
+                // etcd lets the lease go TTL after it got the renewal; stop a
+                // second before that, counted from before it was sent
+                leader.hold_until(sent_ms + LEASE_TTL_SECS as u64 * 1000 - 1000);
+            } else {
+                leader.drop_it();
+            }
+            if was != is_leader {
                 if is_leader {
                     tracing::info!(replica = %id, "this replica is the leader (singleton work)");
                 } else {
@@ -621,7 +684,7 @@ async fn session(
             }
             next_renewal = now + SESSION_TICK;
         }
-        let value = status(leader.load(Ordering::SeqCst));
+        let value = status(leader.holds());
         timed(client.put(
             replica_key,
             value,

@@ -26,14 +26,13 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
 use crate::auth::AuthError;
 use crate::context_keys::{generate_context_key, new_kid};
-use crate::etcd::{EtcdError, EtcdUrl};
+use crate::etcd::{EtcdError, EtcdUrl, Leadership};
 use crate::load::{self, LoadErrors};
 use crate::persist::{self, PersistError};
 use crate::rollout::Pollers;
@@ -125,7 +124,7 @@ pub struct ControlPlane {
     backend: Arc<dyn StateBackend>,
     /// Whether this replica runs singleton work (the canary driver): always
     /// with the file store; the holder of the etcd lease otherwise.
-    leader: Arc<AtomicBool>,
+    leader: Leadership,
     /// The other replicas (etcd only).
     replicas: OnceLock<crate::replicas::ReplicaView>,
     /// Progressive rollouts: LRS reports and what was measured.
@@ -207,7 +206,7 @@ impl ControlPlane {
             refusals: Refusals::default(),
             build,
             backend,
-            leader: Arc::new(AtomicBool::new(true)),
+            leader: Leadership::always(),
             replicas: OnceLock::new(),
             progressive: Default::default(),
             served: std::sync::atomic::AtomicU64::new(1),
@@ -334,11 +333,13 @@ impl ControlPlane {
 
     /// Whether this replica runs singleton work (the canary driver).
     pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::SeqCst)
+        self.leader.holds()
     }
 
-    /// The flag [`Self::is_leader`] reads (the etcd session sets it).
-    pub fn leader_flag(&self) -> Arc<AtomicBool> {
+    /// Makes this replica wait for the etcd election before it leads; the
+    /// [`Leadership`] the session ([`crate::etcd::Etcd::run_session`]) keeps.
+    pub fn elect(&mut self) -> Leadership {
+        self.leader = Leadership::none();
         self.leader.clone()
     }
 
