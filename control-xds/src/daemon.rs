@@ -120,6 +120,10 @@ fn publish_admin(opts: &ServeOptions, admin: Option<&str>) {
                 crate::auth::ADMIN_TOKEN_FILE
             ),
         },
+        None if opts.etcd.is_some() => tracing::info!(
+            "the tokens in etcd were made by another replica: use its admin credential, or \
+             a token created with `switchyard token create` (any replica)"
+        ),
         None => tracing::warn!(
             "the admin credential is not in the state directory any more; use a token \
              created with `switchyard token create`"
