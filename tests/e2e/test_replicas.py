@@ -121,7 +121,13 @@ def start_replicas(procs, bins, work: Path, n: int = 3,
     for i in range(n):
         xds, api = harness.free_ports(2)
         w.replicas.append(Replica(w, i, xds, api))
-    for i in start_order or range(n):
+    order = list(start_order or range(n))
+    first = w.start_replica(order[0])
+    # the first replica leads (it is alone when it takes the etcd lease)
+    cp.wait_for(f"{first.id} leads",
+                lambda: [x["id"] for x in w.status(first)["replicas"] if x["leader"]] == [first.id],
+                30)
+    for i in order[1:]:
         w.start_replica(i)
     r = w.replicas
     orders = [r, r[1:] + r[:1]]
