@@ -97,3 +97,50 @@ impl ReplicaView {
         self.dir.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn published(id: &str, envoys: Vec<Value>) -> (String, Vec<u8>) {
+        let s = ReplicaStatus {
+            id: id.into(),
+            xds_addr: String::new(),
+            api_addr: String::new(),
+            leader: false,
+            generation: 1,
+            at_unix_ms: 0,
+            envoys,
+            lrs_wanted: Vec::new(),
+            lrs_counts: BTreeMap::new(),
+        };
+        (id.into(), serde_json::to_vec(&s).unwrap())
+    }
+
+    #[test]
+    fn an_envoy_listed_twice_counts_where_it_was_seen_last() {
+        let envoy = |id: &str, seen: u64, connected: bool| json!({"id": id, "connected": connected, "lastSeenUnixMs": seen});
+        let dir: BTreeMap<String, Vec<u8>> = [
+            // r0 died; its entry (envoy-1 seen at 100) has not expired yet
+            published("r0", vec![envoy("envoy-1", 100, true)]),
+            published(
+                "r1",
+                vec![envoy("envoy-1", 200, true), envoy("gone", 50, false)],
+            ),
+            published("me", vec![envoy("envoy-2", 300, true)]),
+        ]
+        .into_iter()
+        .collect();
+        let (_tx, rx) = watch::channel(dir);
+        let view = ReplicaView::new("me".into(), rx);
+        assert_eq!(view.all().len(), 3);
+        assert_eq!(view.others().len(), 2);
+        let remote: Vec<(String, String)> = view
+            .remote_envoys()
+            .into_iter()
+            .map(|(r, n)| (r, n["id"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(remote, vec![("r1".to_string(), "envoy-1".to_string())]);
+    }
+}

@@ -325,6 +325,36 @@ impl Progressive {
     }
 }
 
+/// What the other replicas' published load sums grew by since `baselines`
+/// (which become the sums now). A replica seen for the first time only sets
+/// its baseline; one whose sums went down restarted, and counts from zero.
+pub fn remote_growth(
+    baselines: &mut BTreeMap<String, BTreeMap<String, Counts>>,
+    others: Vec<crate::replicas::ReplicaStatus>,
+) -> BTreeMap<String, Counts> {
+    let mut grown: BTreeMap<String, Counts> = BTreeMap::new();
+    for r in others {
+        if let Some(before) = baselines.get(&r.id) {
+            for (cluster, now) in &r.lrs_counts {
+                let was = before.get(cluster).copied().unwrap_or_default();
+                let d = if now.requests >= was.requests && now.errors >= was.errors {
+                    Counts {
+                        requests: now.requests - was.requests,
+                        errors: now.errors - was.errors,
+                    }
+                } else {
+                    *now
+                };
+                if d != Counts::default() {
+                    grown.entry(cluster.clone()).or_default().add(d);
+                }
+            }
+        }
+        baselines.insert(r.id, r.lrs_counts);
+    }
+    grown
+}
+
 /// Runs the driver until `stop` says so. Only the leader drives rollouts
 /// (always so with the file store; with replicas on etcd, the holder of the
 /// lease, [`crate::etcd`]).
@@ -356,27 +386,7 @@ pub async fn run(plane: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receive
             baselines.clear();
             continue;
         }
-        let mut grown: BTreeMap<String, Counts> = BTreeMap::new();
-        for r in others {
-            if let Some(before) = baselines.get(&r.id) {
-                for (cluster, now) in &r.lrs_counts {
-                    let was = before.get(cluster).copied().unwrap_or_default();
-                    // a replica that restarted counts from zero again
-                    let d = if now.requests >= was.requests && now.errors >= was.errors {
-                        Counts {
-                            requests: now.requests - was.requests,
-                            errors: now.errors - was.errors,
-                        }
-                    } else {
-                        *now
-                    };
-                    if d != Counts::default() {
-                        grown.entry(cluster.clone()).or_default().add(d);
-                    }
-                }
-            }
-            baselines.insert(r.id, r.lrs_counts);
-        }
+        let grown = remote_growth(&mut baselines, others);
         if !grown.is_empty() {
             plane.progressive().add_remote(grown);
         }
@@ -389,6 +399,72 @@ pub async fn run(plane: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receive
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_adds_what_other_replicas_sums_grew_by() {
+        let replica = |id: &str, sums: &[(&str, u64, u64)]| crate::replicas::ReplicaStatus {
+            id: id.into(),
+            xds_addr: String::new(),
+            api_addr: String::new(),
+            leader: false,
+            generation: 1,
+            at_unix_ms: 0,
+            envoys: Vec::new(),
+            lrs_wanted: Vec::new(),
+            lrs_counts: sums
+                .iter()
+                .map(|(c, requests, errors)| {
+                    (
+                        c.to_string(),
+                        Counts {
+                            requests: *requests,
+                            errors: *errors,
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let mut base = BTreeMap::new();
+        // first sight: a baseline only (those counts were another leader's)
+        let g = remote_growth(&mut base, vec![replica("r1", &[("c", 100, 5)])]);
+        assert!(g.is_empty());
+        let g = remote_growth(
+            &mut base,
+            vec![
+                replica("r1", &[("c", 130, 6), ("d", 4, 0)]),
+                replica("r2", &[("c", 50, 0)]),
+            ],
+        );
+        assert_eq!(
+            g["c"],
+            Counts {
+                requests: 30,
+                errors: 1
+            }
+        );
+        assert_eq!(
+            g["d"],
+            Counts {
+                requests: 4,
+                errors: 0
+            }
+        );
+        // r1 restarted: its sums start again from zero
+        let g = remote_growth(
+            &mut base,
+            vec![
+                replica("r1", &[("c", 7, 0)]),
+                replica("r2", &[("c", 50, 0)]),
+            ],
+        );
+        assert_eq!(
+            g["c"],
+            Counts {
+                requests: 7,
+                errors: 0
+            }
+        );
+    }
     use crate::progressive::store_ops::Command;
     use crate::test_fixtures::{plane_with, WEB_V1, WEB_V2};
     use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamLocalityStats};
