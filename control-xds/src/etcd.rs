@@ -243,8 +243,12 @@ impl Etcd {
         Ok(Self {
             handle,
             members: Members {
+                // replicas start on different members (by process id), so one
+                // member going down does not interrupt every replica at once
+                current: Arc::new(AtomicUsize::new(
+                    std::process::id() as usize % clients.len(),
+                )),
                 clients: Arc::new(clients),
-                current: Arc::new(AtomicUsize::new(0)),
             },
             prefix: url.prefix.clone(),
             endpoints,
