@@ -215,7 +215,8 @@ def test_rollback_restores_the_previous_release(world):
     assert r.code == 1 and "nothing to roll back" in r.stderr
 
     history = world.cli("-o", "json", "history", "--virtual-env", "team-a").json["history"]
-    assert [(h["action"], h["who"]) for h in history][-2:] == [("rollback", "e2e")] * 2
+    # the token that made the change, then what the client said (`--who e2e`)
+    assert [(h["action"], h["who"]) for h in history][-2:] == [("rollback", "admin (says e2e)")] * 2
 
 
 def test_publish_delete_and_explain_through_the_server(world, work_dir):

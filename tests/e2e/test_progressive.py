@@ -189,7 +189,8 @@ def test_a_failing_canary_is_rolled_back_and_the_stable_never_fails(procs, bins,
     cp.wait_for("webhook events", lambda: len(hook.events) >= 2, 5)
     hook.close()
     assert [(e["phase"], e["weight"], e["who"]) for e in hook.events] == [
-        ("progressing", "10%", "e2e"), ("aborted", "0%", "switchyard (analysis)")], hook.events
+        ("progressing", "10%", "admin (says e2e)"), ("aborted", "0%", "switchyard (analysis)")], \
+        hook.events
     assert "analysis failed" in hook.events[1]["reason"] and hook.events[1]["canary"] == CANARY
 
 
@@ -209,7 +210,8 @@ def test_a_gate_holds_at_50_percent_until_promote(procs, bins, work_dir):
         done = world.plane.wait_canary(CANARY, lambda s: s["phase"] in ("succeeded", "aborted"),
                                        "ends", 30)
     assert done["phase"] == "succeeded", done
-    assert [e["who"] for e in done["events"] if e["reason"].startswith("promoted by hand")] == ["e2e"]
+    assert [e["who"] for e in done["events"] if e["reason"].startswith("promoted by hand")] == \
+        ["admin (says e2e)"]
     assert load.count(lambda a: a[1] != 200) == 0
     world.wait_acked()
     assert world.deployment() == CANARY_DEP
