@@ -25,8 +25,9 @@
 //!    `progressive` runs Canaries with steps (its plan and error test are
 //!    domain-level; its LRS service, driver and API serve), `metrics` renders
 //!    Prometheus text from the control plane;
-//! 5. the process: `daemon` wires the control plane, the API and xDS to their
-//!    listeners; `client` and `credentials` are the CLI's side of the API.
+//! 5. the process: `start` is what `serve` starts from (options, the first
+//!    store), `daemon` wires the control plane, the API and xDS to their
+//!    listeners (on etcd also the replica's watch, session and election); `client` and `credentials` are the CLI's side of the API.
 
 pub mod api;
 pub mod atomic_file;
@@ -54,6 +55,7 @@ pub mod rollout;
 pub mod scope;
 pub mod serve;
 pub mod snapshot_builder;
+pub mod start;
 pub mod state;
 pub mod state_store;
 pub mod tls;

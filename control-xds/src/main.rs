@@ -9,8 +9,8 @@ use switchyard::bootstrap::{AdsBootstrap, XdsTls};
 use switchyard::client::{Client, ClientError, ClientTls};
 use switchyard::load::{self, LoadErrors};
 use switchyard::render::{render_envoy, RenderOptions};
-use switchyard::serve::ServeOptions;
 use switchyard::snapshot_builder::BuildOptions;
+use switchyard::start::ServeOptions;
 use switchyard::tls::TlsFiles;
 use switchyard_engine::{PluginConfig, Request, Settings};
 
