@@ -4,6 +4,8 @@
 //!
 //! - `switchyard_config_generation`, `switchyard_snapshots_served_total`,
 //!   `switchyard_resources{kind}`
+//! - with replicas on etcd: `switchyard_replicas`, `switchyard_leader` (1 on
+//!   the replica that runs the canary driver)
 //! - `switchyard_envoys_connected`, `switchyard_xds_envoys{type, state}`
 //!   (state: `acked` the served version, `nacked` it, or `pending`),
 //!   `switchyard_lrs_envoys_reporting`
@@ -75,6 +77,20 @@ pub fn render(plane: &ControlPlane) -> String {
         "Envoys with an open ADS stream",
         nodes.iter().filter(|n| n.connected).count() as i64,
     );
+    if let Some(view) = plane.replicas() {
+        gauge(
+            &mut r,
+            "replicas",
+            "Replicas registered in etcd (serve --store), this one included",
+            view.all().len() as i64,
+        );
+        gauge(
+            &mut r,
+            "leader",
+            "1 if this replica runs singleton work (the canary driver)",
+            i64::from(plane.is_leader()),
+        );
+    }
     let xds: Family<Labels, Gauge> = Family::default();
     for t in ResourceType::PUSH_ORDER {
         for state in ["acked", "nacked", "pending"] {

@@ -463,6 +463,10 @@ def test_one_leader_and_it_moves_when_it_dies(procs, bins, work_dir):
     first = cp.wait_for("one leader", lambda: leaders(w.replicas[0]), 30)[0]
     leader = next(x for x in w.replicas if x.id == first)
     others = [x for x in w.replicas if x is not leader]
+    # Prometheus sees it too
+    assert "switchyard_leader 1" in leader.metrics()
+    assert "switchyard_leader 0" in others[0].metrics()
+    assert "switchyard_replicas 3" in leader.metrics()
     t0 = time.monotonic()
     leader.kill()
     new = cp.wait_for("another leader", lambda: (lambda l: l if l and l[0] != first else None)(
