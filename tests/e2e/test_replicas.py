@@ -370,6 +370,12 @@ def test_etcd_members_down_and_back(procs, bins, work_dir):
                             headers={"authorization": f"Bearer {token}"}, timeout=10)
         assert seen.status_code == 200, seen.text
 
+        # every replica has the release (a replica whose watch used the killed
+        # member catches up through another one)
+        for rep in w.replicas:
+            cp.wait_for(f"{rep.id} at generation {r.json['generation']}",
+                        lambda rep=rep: w.status(rep)["generation"] == r.json["generation"], 30)
+
         # all of etcd down
         w.etcd.stop_all()
         down_at = time.monotonic()
