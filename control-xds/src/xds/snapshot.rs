@@ -102,6 +102,19 @@ pub struct Resources {
     pub version: String,
     /// Resources by name; names are unique within a type.
     pub items: BTreeMap<String, Any>,
+    /// Per resource, a version that changes exactly when its encoded bytes do
+    /// (a hash, computed once per snapshot): delta xDS sends a resource only
+    /// when the version the stream's Envoy has differs.
+    pub versions: BTreeMap<String, String>,
+}
+
+/// The version of one resource: a hash of its encoded bytes.
+pub fn resource_version(any: &Any) -> String {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(any.type_url.as_bytes());
+    h.write(&any.value);
+    format!("{:016x}-{}", h.finish(), any.value.len())
 }
 
 /// Names one resource refers to in another type, supplied by the snapshot
@@ -212,11 +225,17 @@ impl Snapshot {
         version: impl Into<String>,
         items: impl IntoIterator<Item = (String, Any)>,
     ) {
+        let items: BTreeMap<String, Any> = items.into_iter().collect();
+        let versions = items
+            .iter()
+            .map(|(name, any)| (name.clone(), resource_version(any)))
+            .collect();
         self.by_type.insert(
             kind,
             Resources {
                 version: version.into(),
-                items: items.into_iter().collect(),
+                items,
+                versions,
             },
         );
     }
@@ -226,6 +245,7 @@ impl Snapshot {
         static EMPTY: Resources = Resources {
             version: String::new(),
             items: BTreeMap::new(),
+            versions: BTreeMap::new(),
         };
         self.by_type.get(&kind).unwrap_or(&EMPTY)
     }
