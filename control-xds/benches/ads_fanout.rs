@@ -106,6 +106,24 @@ fn request(
     }
 }
 
+/// An ADS client, retrying refused connections a few times like Envoy does (a
+/// thousand connections at once can overflow the listen backlog).
+async fn connect(
+    addr: SocketAddr,
+) -> Result<AggregatedDiscoveryServiceClient<tonic::transport::Channel>, String> {
+    let mut attempt = 0;
+    loop {
+        match AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await {
+            Ok(c) => return Ok(c.max_decoding_message_size(256 << 20)),
+            Err(e) if attempt >= 10 => return Err(e.to_string()),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+        }
+    }
+}
+
 /// One fake Envoy, until the stream ends.
 async fn client(
     addr: SocketAddr,
@@ -113,10 +131,7 @@ async fn client(
     scope: Vec<String>,
     seen: mpsc::UnboundedSender<Seen>,
 ) -> Result<(), String> {
-    let mut ads = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
-        .await
-        .map_err(|e| e.to_string())?
-        .max_decoding_message_size(256 << 20);
+    let mut ads = connect(addr).await?;
     let (tx, requests) = mpsc::channel(16);
     let mut first = request(ResourceType::Cluster, None, &[]);
     first.node = Some(node(id, &scope));
@@ -215,10 +230,7 @@ async fn delta_client(
     scope: Vec<String>,
     seen: mpsc::UnboundedSender<Seen>,
 ) -> Result<(), String> {
-    let mut ads = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
-        .await
-        .map_err(|e| e.to_string())?
-        .max_decoding_message_size(256 << 20);
+    let mut ads = connect(addr).await?;
     let (tx, requests) = mpsc::channel(16);
     let mut first = delta_request(ResourceType::Cluster, None, vec![], vec![]);
     first.node = Some(node(id, &scope));
@@ -457,11 +469,16 @@ async fn main() {
     let tasks: Vec<_> = (0..clients)
         .map(|i| {
             let (scope, seen) = (scope.clone(), seen_tx.clone());
-            if delta {
-                tokio::spawn(delta_client(addr, i, scope, seen))
-            } else {
-                tokio::spawn(client(addr, i, scope, seen))
-            }
+            tokio::spawn(async move {
+                let result = if delta {
+                    delta_client(addr, i, scope, seen).await
+                } else {
+                    client(addr, i, scope, seen).await
+                };
+                if let Err(e) = result {
+                    eprintln!("client {i}: {e}");
+                }
+            })
         })
         .collect();
     let mut progress = Progress {

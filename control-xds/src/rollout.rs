@@ -185,8 +185,16 @@ pub async fn wait_settled(
     let mut changes = cache.watch_nodes();
     loop {
         changes.borrow_and_update();
-        let now = rollout(&cache.nodes(), pollers, generation);
-        if now.settled() || Instant::now() >= deadline {
+        // Cheap check first (no copy of the node table): with a thousand
+        // Envoys every ACK wakes this loop.
+        let settled = cache.with_nodes(|nodes| {
+            !nodes
+                .values()
+                .filter(|n| n.connected)
+                .any(|n| matches!(envoy_state(n, generation), EnvoyState::Pending { .. }))
+        });
+        if settled || Instant::now() >= deadline {
+            let now = rollout(&cache.nodes(), pollers, generation);
             if now.complete() && !now.envoys.is_empty() {
                 tokio::time::sleep(WORKER_GRACE).await;
             }
@@ -196,8 +204,13 @@ pub async fn wait_settled(
         if tokio::time::timeout(left, changes.changed()).await.is_err() {
             return rollout(&cache.nodes(), pollers, generation);
         }
+        // let a burst of ACKs land before looking again
+        tokio::time::sleep(SETTLE_POLL).await;
     }
 }
+
+/// The least time between two looks at the node table while waiting.
+const SETTLE_POLL: Duration = Duration::from_millis(2);
 
 #[cfg(test)]
 mod tests {

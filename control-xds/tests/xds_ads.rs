@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -187,21 +187,71 @@ fn route(name: &str) -> (String, Any) {
     (name.into(), to_any(&r))
 }
 
-/// A snapshot whose every type has `version`, with EDS clusters `clusters`.
+/// A snapshot whose every type has `version`, with EDS clusters `clusters`;
+/// every resource's content names the version, so every type changes with it.
 fn snapshot(version: &str, clusters: &[&str]) -> (Snapshot, References) {
+    build_snapshot(version, clusters, version)
+}
+
+/// Like [`snapshot`], but only the listener's content changes with the
+/// version (its stat prefix): clusters, assignments and the route stay the
+/// same bytes.
+fn stable_snapshot(version: &str, clusters: &[&str]) -> (Snapshot, References) {
+    build_snapshot(version, clusters, "")
+}
+
+fn build_snapshot(version: &str, clusters: &[&str], tag: &str) -> (Snapshot, References) {
+    let tagged = |(name, any): (String, Any), kind: ResourceType| -> (String, Any) {
+        if tag.is_empty() {
+            return (name, any);
+        }
+        let any = match kind {
+            ResourceType::Cluster => {
+                let mut c = Cluster::decode(&*any.value).unwrap();
+                c.alt_stat_name = tag.into();
+                to_any(&c)
+            }
+            ResourceType::Endpoint => {
+                let mut c = ClusterLoadAssignment::decode(&*any.value).unwrap();
+                c.endpoints = vec![LocalityLbEndpoints {
+                    locality: Some(Locality {
+                        zone: tag.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }];
+                to_any(&c)
+            }
+            ResourceType::Route => {
+                let mut r = RouteConfiguration::decode(&*any.value).unwrap();
+                r.internal_only_headers = vec![tag.into()];
+                to_any(&r)
+            }
+            _ => any,
+        };
+        (name, any)
+    };
     let snap = Snapshot::new()
         .with(
             ResourceType::Cluster,
             version,
-            clusters.iter().map(|c| eds_cluster(c)),
+            clusters
+                .iter()
+                .map(|c| tagged(eds_cluster(c), ResourceType::Cluster)),
         )
         .with(
             ResourceType::Endpoint,
             version,
-            clusters.iter().map(|c| cla(c)),
+            clusters
+                .iter()
+                .map(|c| tagged(cla(c), ResourceType::Endpoint)),
         )
         .with(ResourceType::Listener, version, [listener("main", version)])
-        .with(ResourceType::Route, version, [route("main")]);
+        .with(
+            ResourceType::Route,
+            version,
+            [tagged(route("main"), ResourceType::Route)],
+        );
     let refs = References {
         clusters: clusters.iter().map(|c| c.to_string()).collect(),
         eds_clusters: clusters.iter().map(|c| c.to_string()).collect(),
@@ -599,6 +649,55 @@ async fn first_request_without_node_and_delta_are_refused() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
 
+/// State of the world: a snapshot that changes only the listener sends only
+/// the listener, and the node status has every type at the new version.
+#[tokio::test]
+async fn sotw_does_not_resend_unchanged_types() {
+    let server = start().await;
+    let (snap, refs) = stable_snapshot("v1", &["a"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let mut envoy = FakeEnvoy::connect(server.addr, "node-1").await;
+    envoy.subscribe(ResourceType::Cluster, &[]).await;
+    envoy.subscribe(ResourceType::Endpoint, &["a"]).await;
+    envoy.subscribe(ResourceType::Listener, &[]).await;
+    let (cds, eds) = (envoy.next().await, envoy.next().await);
+    envoy.ack(&cds, &[]).await;
+    envoy.ack(&eds, &["a"]).await;
+    let lds = envoy.next().await;
+    envoy.ack(&lds, &[]).await;
+    envoy.subscribe(ResourceType::Route, &["main"]).await;
+    let rds = envoy.next().await;
+    envoy.ack(&rds, &["main"]).await;
+
+    let (snap, refs) = stable_snapshot("v2", &["a"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let lds = envoy.next().await;
+    assert_eq!(
+        (kind(&lds), lds.version_info.as_str()),
+        (ResourceType::Listener, "v2")
+    );
+    envoy.ack(&lds, &[]).await;
+    envoy.nothing_for(Duration::from_millis(200)).await;
+    wait_until(&server.cache, "every type at v2", |c| {
+        [
+            ResourceType::Cluster,
+            ResourceType::Endpoint,
+            ResourceType::Listener,
+            ResourceType::Route,
+        ]
+        .iter()
+        .all(|k| acked(c, "node-1", *k).as_deref() == Some("v2"))
+    })
+    .await;
+    // a request that changes names is answered even when nothing changed
+    envoy.ack(&rds, &["main", "other"]).await;
+    let again = envoy.next().await;
+    assert_eq!(
+        (kind(&again), again.version_info.as_str()),
+        (ResourceType::Route, "v2")
+    );
+}
+
 /// Plays Envoy on a delta xDS stream.
 struct DeltaEnvoy {
     node: String,
@@ -691,7 +790,7 @@ fn delta_names(r: &DeltaDiscoveryResponse) -> Vec<&str> {
 #[tokio::test]
 async fn delta_protocol_sends_changes_only_and_keeps_the_push_order() {
     let server = start().await;
-    let (s1, r1) = snapshot("1", &["a", "b"]);
+    let (s1, r1) = stable_snapshot("1", &["a", "b"]);
     server.cache.set_snapshot(s1, &r1).unwrap();
     let node = "delta-1";
     let mut envoy = DeltaEnvoy::connect(server.addr, node).await;
@@ -732,7 +831,7 @@ async fn delta_protocol_sends_changes_only_and_keeps_the_push_order() {
 
     // b goes, c comes; the listener changes (its stat prefix is the version),
     // the route does not.
-    let (s2, r2) = snapshot("2", &["a", "c"]);
+    let (s2, r2) = stable_snapshot("2", &["a", "c"]);
     server.cache.set_snapshot(s2, &r2).unwrap();
     let cds = envoy.next().await;
     assert_eq!(delta_kind(&cds), ResourceType::Cluster);
@@ -778,7 +877,7 @@ async fn delta_protocol_sends_changes_only_and_keeps_the_push_order() {
     .await;
 
     // a NACK is recorded with the version it rejected
-    let (s3, r3) = snapshot("3", &["a", "c", "d"]);
+    let (s3, r3) = stable_snapshot("3", &["a", "c", "d"]);
     server.cache.set_snapshot(s3, &r3).unwrap();
     let cds = envoy.next().await;
     assert_eq!(delta_names(&cds), ["d"]);

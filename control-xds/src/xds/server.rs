@@ -266,8 +266,6 @@ struct Incoming {
     type_url: String,
     /// The nonce of the response this request answers ("" if none).
     response_nonce: String,
-    /// State of the world only: the version the request ACKs.
-    version_info: Option<String>,
     error_detail: Option<RpcStatus>,
     names: Names,
 }
@@ -278,7 +276,6 @@ impl From<DiscoveryRequest> for Incoming {
             node: r.node,
             type_url: r.type_url,
             response_nonce: r.response_nonce,
-            version_info: Some(r.version_info),
             error_detail: r.error_detail,
             names: Names::Replace(r.resource_names),
         }
@@ -291,7 +288,6 @@ impl From<DeltaDiscoveryRequest> for Incoming {
             node: r.node,
             type_url: r.type_url,
             response_nonce: r.response_nonce,
-            version_info: None,
             error_detail: r.error_detail,
             names: Names::Change {
                 subscribe: r.resource_names_subscribe,
@@ -432,6 +428,11 @@ struct TypeState {
     /// Names of the resources in the last response sent: on a NACK they are
     /// taken out of `have`, so the next push sends them again.
     last_names: Vec<String>,
+    /// The digest of the snapshot resources the last response was computed
+    /// from, while the subscription is unchanged and nothing was NACKed: a
+    /// snapshot with the same digest has nothing new for this stream, found
+    /// without comparing resource by resource.
+    basis: Option<u64>,
     /// The last response sent has not been ACKed or NACKed yet.
     outstanding: bool,
     /// Envoy NACKed the last response sent.
@@ -448,6 +449,7 @@ impl TypeState {
             sent_names: BTreeSet::new(),
             have: BTreeMap::new(),
             last_names: Vec::new(),
+            basis: None,
             outstanding: false,
             nacked: false,
         }
@@ -590,6 +592,9 @@ impl AdsStream {
             .entry(kind)
             .or_insert_with(|| TypeState::new(subscription.clone()));
         state.subscription = subscription;
+        if names_changed {
+            state.basis = None;
+        }
         if let Names::Change {
             unsubscribe,
             initial_versions,
@@ -601,6 +606,7 @@ impl AdsStream {
             }
             if fresh {
                 state.have = initial_versions;
+                state.basis = None;
             }
             state.sent_names = state.have.keys().cloned().collect();
         }
@@ -626,18 +632,17 @@ impl AdsStream {
         state.nacked = request.error_detail.is_some();
         match &request.error_detail {
             None => {
-                // Delta ACKs carry no version: the one sent with the nonce.
-                let version = request
-                    .version_info
-                    .as_deref()
-                    .unwrap_or(&state.sent_wire_version);
-                self.cache.record_ack(&self.node, kind, version);
+                // The version sent with the nonce (delta ACKs carry none), or
+                // a newer one whose resources are the same, not re-sent.
+                self.cache
+                    .record_ack(&self.node, kind, &state.sent_wire_version);
             }
             Some(error) => {
                 // Envoy did not take them: the next push sends them again.
                 for name in &state.last_names {
                     state.have.remove(name);
                 }
+                state.basis = None;
                 tracing::warn!(node = %self.node, %kind, version = %state.sent_wire_version, message = %error.message, "NACK");
                 self.cache.record_nack(
                     &self.node,
@@ -787,7 +792,11 @@ impl AdsStream {
             resources,
             true,
         )
-        .await
+        .await?;
+        if let Some(state) = self.types.get_mut(&ResourceType::Cluster) {
+            state.basis = Some(target.resources(ResourceType::Cluster).digest);
+        }
+        Ok(())
     }
 
     /// The resources of `kind` in `snapshot` this stream subscribed to.
@@ -817,8 +826,21 @@ impl AdsStream {
         snapshot: &Arc<Snapshot>,
         forced: bool,
     ) -> Result<(), Closed> {
-        let mut resources = self.selected(kind, snapshot);
         let version = snapshot.version(kind).to_string();
+        let digest = snapshot.resources(kind).digest;
+        let retiring = kind == ResourceType::Cluster && self.retiring;
+        if let Some(state) = self.types.get_mut(&kind) {
+            let same = state.basis == Some(digest) && !retiring;
+            if same && !forced && !state.nacked && state.sent_nonce.is_some() {
+                state.sent_version = Some(version.clone());
+                state.sent_wire_version = version.clone();
+                if !state.outstanding {
+                    self.cache.record_ack(&self.node, kind, &version);
+                }
+                return Ok(());
+            }
+        }
+        let mut resources = self.selected(kind, snapshot);
         let mut wire_version = version.clone();
         if kind == ResourceType::Cluster {
             let dropped: Vec<_> = self
@@ -835,7 +857,13 @@ impl AdsStream {
             self.sent_clusters = resources.clone();
         }
         self.respond(kind, version, wire_version, resources, forced)
-            .await
+            .await?;
+        if !self.retiring || kind != ResourceType::Cluster {
+            if let Some(state) = self.types.get_mut(&kind) {
+                state.basis = (!state.nacked).then_some(digest);
+            }
+        }
+        Ok(())
     }
 
     /// Records, then writes, one response. State of the world: every resource
@@ -857,13 +885,12 @@ impl AdsStream {
         let Some(state) = self.types.get_mut(&kind) else {
             return Ok(());
         };
-        let version_of = |name: &str, from: &Snapshot| -> String {
+        fn version_of<'a>(kind: ResourceType, name: &str, from: &'a Snapshot) -> &'a str {
             from.resources(kind)
                 .versions
                 .get(name)
-                .cloned()
-                .unwrap_or_default()
-        };
+                .map_or("", String::as_str)
+        }
         let any = |name: &str, from: &Snapshot| -> Any {
             from.resources(kind)
                 .items
@@ -874,7 +901,9 @@ impl AdsStream {
         let delta = matches!(self.wire, Wire::Delta(_));
         let changed: Vec<&String> = resources
             .iter()
-            .filter(|(name, from)| state.have.get(*name) != Some(&version_of(name, from)))
+            .filter(|(name, from)| {
+                state.have.get(*name).map(String::as_str) != Some(version_of(kind, name, from))
+            })
             .map(|(name, _)| name)
             .collect();
         let removed: Vec<String> = if !delta || state.subscription == Subscription::Wildcard {
@@ -907,7 +936,7 @@ impl AdsStream {
                         let from = &resources[*name];
                         DeltaResource {
                             name: (*name).clone(),
-                            version: version_of(name, from),
+                            version: version_of(kind, name, from).to_string(),
                             resource: Some(any(name, from)),
                             ..Default::default()
                         }
@@ -929,7 +958,7 @@ impl AdsStream {
         } else {
             state.have = resources
                 .iter()
-                .map(|(name, from)| (name.clone(), version_of(name, from)))
+                .map(|(name, from)| (name.clone(), version_of(kind, name, from).to_string()))
                 .collect();
             state.last_names = state.have.keys().cloned().collect();
             Outgoing::Sotw(DiscoveryResponse {

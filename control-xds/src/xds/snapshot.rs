@@ -106,6 +106,10 @@ pub struct Resources {
     /// (a hash, computed once per snapshot): delta xDS sends a resource only
     /// when the version the stream's Envoy has differs.
     pub versions: BTreeMap<String, String>,
+    /// A hash of every name and version: equal digests, equal resources. A
+    /// stream whose last response of a type was computed from the same digest
+    /// (and the same subscription) has nothing to send for it.
+    pub digest: u64,
 }
 
 /// The version of one resource: a hash of its encoded bytes.
@@ -226,16 +230,23 @@ impl Snapshot {
         items: impl IntoIterator<Item = (String, Any)>,
     ) {
         let items: BTreeMap<String, Any> = items.into_iter().collect();
-        let versions = items
+        let versions: BTreeMap<String, String> = items
             .iter()
             .map(|(name, any)| (name.clone(), resource_version(any)))
             .collect();
+        let digest = {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            versions.hash(&mut h);
+            h.finish()
+        };
         self.by_type.insert(
             kind,
             Resources {
                 version: version.into(),
                 items,
                 versions,
+                digest,
             },
         );
     }
@@ -246,6 +257,7 @@ impl Snapshot {
             version: String::new(),
             items: BTreeMap::new(),
             versions: BTreeMap::new(),
+            digest: 0,
         };
         self.by_type.get(&kind).unwrap_or(&EMPTY)
     }
