@@ -419,8 +419,6 @@ struct TypeState {
     /// Wire version and nonce of the last response sent.
     sent_wire_version: String,
     sent_nonce: Option<String>,
-    /// Resource names Envoy has once it applies the last response sent.
-    sent_names: BTreeSet<String>,
     /// Per resource name, the version Envoy has once it applies the last
     /// response sent (state of the world: the resources in it; delta: also
     /// what Envoy declared in `initial_resource_versions`).
@@ -446,7 +444,6 @@ impl TypeState {
             sent_version: None,
             sent_wire_version: String::new(),
             sent_nonce: None,
-            sent_names: BTreeSet::new(),
             have: BTreeMap::new(),
             last_names: Vec::new(),
             basis: None,
@@ -608,7 +605,6 @@ impl AdsStream {
                 state.have = initial_versions;
                 state.basis = None;
             }
-            state.sent_names = state.have.keys().cloned().collect();
         }
         let sent_version = state.sent_version.clone();
         if let Some(snapshot) = self.source(kind) {
@@ -730,7 +726,7 @@ impl AdsStream {
                 return false;
             };
             if !eds.acked(target.version(ResourceType::Endpoint))
-                || !eds_names.keys().all(|n| eds.sent_names.contains(n))
+                || !eds_names.keys().all(|n| eds.have.contains_key(n))
             {
                 return false;
             }
@@ -784,15 +780,15 @@ impl AdsStream {
         self.retiring = false;
         let resources = self.selected(ResourceType::Cluster, &target);
         let version = target.version(ResourceType::Cluster).to_string();
-        self.sent_clusters = resources.clone();
         self.respond(
             ResourceType::Cluster,
             version.clone(),
             version,
-            resources,
+            &resources,
             true,
         )
         .await?;
+        self.sent_clusters = resources;
         if let Some(state) = self.types.get_mut(&ResourceType::Cluster) {
             state.basis = Some(target.resources(ResourceType::Cluster).digest);
         }
@@ -854,10 +850,12 @@ impl AdsStream {
                 wire_version = format!("{version}+retiring");
                 resources.extend(dropped);
             }
-            self.sent_clusters = resources.clone();
         }
-        self.respond(kind, version, wire_version, resources, forced)
+        self.respond(kind, version, wire_version, &resources, forced)
             .await?;
+        if kind == ResourceType::Cluster {
+            self.sent_clusters = resources;
+        }
         if !self.retiring || kind != ResourceType::Cluster {
             if let Some(state) = self.types.get_mut(&kind) {
                 state.basis = (!state.nacked).then_some(digest);
@@ -879,7 +877,7 @@ impl AdsStream {
         kind: ResourceType,
         version: String,
         wire_version: String,
-        resources: Picked,
+        resources: &Picked,
         forced: bool,
     ) -> Result<(), Closed> {
         let Some(state) = self.types.get_mut(&kind) else {
@@ -972,7 +970,6 @@ impl AdsStream {
                 ..Default::default()
             })
         };
-        state.sent_names = state.have.keys().cloned().collect();
         state.sent_version = Some(version);
         state.sent_wire_version = wire_version.clone();
         state.sent_nonce = Some(nonce.clone());
