@@ -39,13 +39,13 @@ use axum::http::{request::Parts, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use switchyard_engine::{Request, Resource};
 
-use crate::auth::{AuthError, Role, Tokens};
+use crate::auth::{AuthError, Identity, Role, Tokens};
 use crate::load::{self, Located};
 use crate::serve::{snapshot_version, ChangeError, ControlPlane};
 use crate::state::{ChangeSummary, StoreError};
@@ -556,7 +556,7 @@ struct ApplyBody {
 
 impl ApplyBody {
     /// Every document of every file; all parse problems at once.
-    fn documents(self) -> Result<(Vec<Located>, String), ApiError> {
+    fn documents(self) -> Result<(Vec<Located>, Option<String>), ApiError> {
         let mut files = self.files;
         match (self.filename, self.text) {
             (filename, Some(text)) => files.push(FileText {
@@ -582,23 +582,48 @@ impl ApplyBody {
         if !problems.is_empty() {
             return Err(StoreError::Invalid(load::LoadErrors(problems)).into());
         }
-        Ok((docs, who(self.who)))
+        Ok((docs, self.who))
     }
 }
 
-pub(crate) fn who(who: Option<String>) -> String {
-    who.filter(|w| !w.trim().is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
+/// The caller's token, when the API runs with tokens (inserted by [`authorize`]).
+pub(crate) type Caller = Option<Extension<Identity>>;
+
+/// Who made a change, as the release history and canary events record it: the
+/// name of the token that authenticated the call, so the record cannot be
+/// forged by the client. A name the client gives (`who` in the body: the CLI's
+/// `--who`, else `$USER`) is unverified; it is kept beside the token's name,
+/// `ci (says alice)`, when it differs. Without tokens (`serve
+/// --insecure-no-auth`, loopback only) the client's name is all there is.
+pub(crate) fn who(caller: &Caller, said: Option<String>) -> String {
+    let said = said.filter(|w| !w.trim().is_empty());
+    match (caller, said) {
+        (Some(Extension(id)), Some(said)) if said != id.name => {
+            format!("{} (says {said})", id.name)
+        }
+        (Some(Extension(id)), _) => id.name.clone(),
+        (None, said) => said.unwrap_or_else(|| "unknown".to_string()),
+    }
 }
 
-async fn apply(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
-    let (docs, who) = parse::<ApplyBody>(&body)?.documents()?;
+async fn apply(
+    State(plane): Plane,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
+    let who = who(&caller, said);
     let (summary, generation) = plane.change(|s| s.apply(&docs, &who))?;
     Ok(changed(summary, generation))
 }
 
-async fn publish(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
-    let (docs, who) = parse::<ApplyBody>(&body)?.documents()?;
+async fn publish(
+    State(plane): Plane,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
+    let who = who(&caller, said);
     let (summary, generation) = plane.change(|s| s.publish(&docs, &who))?;
     Ok(changed(summary, generation))
 }
@@ -628,9 +653,13 @@ struct ReleaseBody {
     who: Option<String>,
 }
 
-async fn release(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
+async fn release(
+    State(plane): Plane,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
     let b: ReleaseBody = parse(&body)?;
-    let who = who(b.who);
+    let who = who(&caller, b.who);
     let (summary, generation) = plane.change(|s| s.release(&b.deployment, &b.virtual_env, &who))?;
     Ok(changed(summary, generation))
 }
@@ -645,9 +674,13 @@ struct RollbackBody {
     who: Option<String>,
 }
 
-async fn rollback(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
+async fn rollback(
+    State(plane): Plane,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
     let b: RollbackBody = parse(&body)?;
-    let who = who(b.who);
+    let who = who(&caller, b.who);
     let (summary, generation) =
         plane.change(|s| s.rollback(&b.virtual_env, b.app.as_deref(), &who))?;
     Ok(changed(summary, generation))
@@ -797,8 +830,8 @@ pub fn read_bodies(body: &[u8], index: &switchyard_engine::Index, now: u64) {
         let _ = b.documents();
     }
     let _ = parse::<DeleteBody>(&body);
-    let _ = parse::<ReleaseBody>(&body).map(|b| who(b.who));
-    let _ = parse::<RollbackBody>(&body).map(|b| who(b.who));
+    let _ = parse::<ReleaseBody>(&body).map(|b| who(&None, b.who));
+    let _ = parse::<RollbackBody>(&body).map(|b| who(&None, b.who));
     let _ = parse::<RetireBody>(&body);
     let _ = parse::<CreateTokenBody>(&body).map(|b| b.role.parse::<Role>());
     let _ = parse::<RevokeTokenBody>(&body);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::auth::Tokens;
 use crate::serve::{initial_store, ControlPlane, ServeOptions, StartError};
+use crate::tls::ReloadingAcceptor;
 use crate::xds::{AdsServer, SnapshotCache};
 
 /// Leaves the admin token, when known, for the CLI on this machine (once the
@@ -52,13 +53,13 @@ pub async fn run(
     let api_tls = opts
         .api_tls
         .as_ref()
-        .map(|f| crate::tls::server_config(f, &[b"http/1.1"]))
+        .map(|f| ReloadingAcceptor::start(f.clone(), &[b"http/1.1"], "api"))
         .transpose()
         .map_err(StartError::from)?;
     let xds_tls = opts
         .xds_tls
         .as_ref()
-        .map(|f| crate::tls::server_config(f, &[b"h2"]))
+        .map(|f| ReloadingAcceptor::start(f.clone(), &[b"h2"], "xds"))
         .transpose()
         .map_err(StartError::from)?;
     // The API's tokens: in the state directory, or in memory without one.
@@ -115,13 +116,8 @@ pub async fn run(
     let ads = AdsServer::new(cache).into_service();
     let lrs = plane.progressive().reports.service();
     let xds = match xds_tls {
-        Some(config) => {
-            let incoming = crate::tls::incoming(
-                xds_listener,
-                tokio_rustls::TlsAcceptor::from(config),
-                "xds",
-                refusals.clone(),
-            );
+        Some(acceptor) => {
+            let incoming = crate::tls::incoming(xds_listener, acceptor, "xds", refusals.clone());
             tokio::spawn(
                 tonic::transport::Server::builder()
                     .add_service(ads)
@@ -142,15 +138,9 @@ pub async fn run(
     };
     let router = crate::api::router(plane, tokens);
     let api = tokio::spawn(async move {
-        crate::http_server::serve(
-            api_listener,
-            router,
-            api_tls.map(tokio_rustls::TlsAcceptor::from),
-            refusals,
-            async move {
-                let _ = api_stop.wait_for(|s| *s).await;
-            },
-        )
+        crate::http_server::serve(api_listener, router, api_tls, refusals, async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        })
         .await;
         Ok::<(), std::io::Error>(())
     });

@@ -10,13 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::{Refusals, ReloadingAcceptor};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-
-use crate::tls::Refusals;
 
 /// A client must send a request's headers within this time.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,7 +32,7 @@ pub struct Peer(pub SocketAddr);
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    tls: Option<TlsAcceptor>,
+    tls: Option<ReloadingAcceptor>,
     refusals: Refusals,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -60,7 +58,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
-        let (tls, refusals) = (tls.clone(), refusals.clone());
+        let (tls, refusals) = (
+            tls.as_ref().map(ReloadingAcceptor::acceptor),
+            refusals.clone(),
+        );
         tokio::spawn(async move {
             let _slot = slot;
             let mut http = hyper::server::conn::http1::Builder::new();

@@ -2,13 +2,21 @@
 //! files, optional client certificates (mTLS: only peers with a certificate
 //! from the configured CA get through the handshake), and the record of
 //! refused handshakes that `switchyard status` reports.
+//!
+//! The files are followed while serving ([`ReloadingAcceptor`]): every
+//! [`RELOAD_INTERVAL`] they are read again, and when their content changed
+//! (a renewed certificate, a new client CA; cert-manager or a Kubernetes
+//! secret volume swap them in place) the next handshakes use them. Files that
+//! do not make a valid configuration (say, a certificate written before its
+//! key) are refused with a log line and the last good configuration stays; the
+//! next tick tries again. Connections already open keep their session.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -55,14 +63,17 @@ pub enum TlsError {
     ClientCa { path: PathBuf, reason: String },
 }
 
-fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn certificates(
+    pem: &[u8],
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem_error = |reason: String| TlsError::Pem {
         what,
         path: path.to_path_buf(),
         reason,
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(e.to_string()))?
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(e.to_string()))?;
     if certs.is_empty() {
@@ -73,21 +84,54 @@ fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'s
     Ok(certs)
 }
 
+/// The content of a server's PEM files, as read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pems {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+impl TlsFiles {
+    fn read(&self) -> Result<Pems, TlsError> {
+        let read = |path: &Path, what: &'static str| {
+            std::fs::read(path).map_err(|e| TlsError::Pem {
+                what,
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+        };
+        Ok(Pems {
+            cert: read(&self.cert, "the certificate")?,
+            key: read(&self.key, "the private key")?,
+            client_ca: self
+                .client_ca
+                .as_deref()
+                .map(|ca| read(ca, "the client CA"))
+                .transpose()?,
+        })
+    }
+}
+
 /// The rustls server configuration of `files`, offering `alpn` protocols.
 pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+    config_of(files, &files.read()?, alpn)
+}
+
+fn config_of(files: &TlsFiles, pems: &Pems, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = certificates(&files.cert, "the certificate")?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Pem {
+    let certs = certificates(&pems.cert, &files.cert, "the certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(&pems.key).map_err(|e| TlsError::Pem {
         what: "the private key",
         path: files.key.clone(),
         reason: e.to_string(),
     })?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let builder = match &files.client_ca {
-        Some(ca) => {
+    let builder = match (&files.client_ca, &pems.client_ca) {
+        (Some(ca), Some(pem)) => {
             let mut roots = rustls::RootCertStore::empty();
-            for c in certificates(ca, "the client CA")? {
+            for c in certificates(pem, ca, "the client CA")? {
                 roots.add(c).map_err(|e| TlsError::ClientCa {
                     path: ca.clone(),
                     reason: e.to_string(),
@@ -101,11 +145,84 @@ pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
                 })?;
             builder.with_client_cert_verifier(verifier)
         }
-        None => builder.with_no_client_auth(),
+        _ => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(certs, key)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// How often a [`ReloadingAcceptor`] reads its files again.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A TLS acceptor that follows its PEM files (see the module comment): each
+/// handshake takes the configuration current at that moment.
+#[derive(Clone)]
+pub struct ReloadingAcceptor {
+    current: Arc<RwLock<TlsAcceptor>>,
+}
+
+impl ReloadingAcceptor {
+    /// Reads `files` now (an error here refuses the start) and follows them
+    /// from a task of the current tokio runtime, until the last clone of the
+    /// acceptor is dropped. `listener` names it in the log (`api`, `xds`).
+    pub fn start(
+        files: TlsFiles,
+        alpn: &'static [&'static [u8]],
+        listener: &'static str,
+    ) -> Result<Self, TlsError> {
+        let mut loaded = files.read()?;
+        let config = config_of(&files, &loaded, alpn)?;
+        let current = Arc::new(RwLock::new(TlsAcceptor::from(config)));
+        let followed = Arc::downgrade(&current);
+        tokio::spawn(async move {
+            // The content last refused, so that a bad file is logged once.
+            let mut refused: Option<Pems> = None;
+            let mut unreadable: Option<String> = None;
+            loop {
+                tokio::time::sleep(RELOAD_INTERVAL).await;
+                let Some(current) = followed.upgrade() else {
+                    return;
+                };
+                let read = files.read();
+                let pems = match read {
+                    Ok(p) if p == loaded || Some(&p) == refused.as_ref() => continue,
+                    Ok(p) => p,
+                    Err(e) => {
+                        let e = e.to_string();
+                        if unreadable.as_ref() != Some(&e) {
+                            tracing::warn!(listener, error = %e, "TLS files not reloaded; the last good ones stay");
+                            unreadable = Some(e);
+                        }
+                        continue;
+                    }
+                };
+                unreadable = None;
+                match config_of(&files, &pems, alpn) {
+                    Ok(config) => {
+                        *current.write().unwrap_or_else(PoisonError::into_inner) =
+                            TlsAcceptor::from(config);
+                        tracing::info!(listener, cert = %files.cert.display(), "TLS certificate reloaded");
+                        loaded = pems;
+                        refused = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(listener, error = %e, "TLS files not reloaded; the last good ones stay");
+                        refused = Some(pems);
+                    }
+                }
+            }
+        });
+        Ok(Self { current })
+    }
+
+    /// The acceptor for the next handshake.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// A refused TLS handshake.
@@ -227,7 +344,7 @@ impl tonic::transport::server::Connected for TlsConn {
 /// recorded. The stream ends when its receiver is dropped.
 pub fn incoming(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: ReloadingAcceptor,
     name: &'static str,
     refusals: Refusals,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsConn>> {
@@ -256,7 +373,7 @@ pub fn incoming(
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let (acceptor, refusals, tx) = (acceptor.clone(), refusals.clone(), tx.clone());
+            let (acceptor, refusals, tx) = (acceptor.acceptor(), refusals.clone(), tx.clone());
             tokio::spawn(async move {
                 let handshaken = handshake(&acceptor, stream, peer, name, &refusals).await;
                 drop(slot);

@@ -88,6 +88,16 @@ def test_every_call_needs_a_token_of_a_role_that_grants_it(procs, bins, work_dir
     r = cli(plane, "--token-file", str(token_file), "release", "hello-world-v2",
             "--virtual-env", "team-a", "--no-wait")
     assert r.code == 0, r.stderr
+    # the history names the token that made the change; what the client says
+    # (`--who`, unverified) only beside it
+    r = cli(plane, "history", "--virtual-env", "team-a", "--output", "json")
+    assert r.json["history"][-1]["who"] == "ci (says e2e)", r.json
+    r = subprocess.run([str(bins.switchyard), "--server", plane.server, "--who", "ci",
+                        "--token-file", str(token_file), "rollback", "--virtual-env", "team-a",
+                        "--no-wait"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = cli(plane, "history", "--virtual-env", "team-a", "--output", "json")
+    assert r.json["history"][-1]["who"] == "ci", r.json
     r = cli(plane, "--token-file", str(token_file), "keys", "rotate", "--output", "json")
     assert r.code == 1 and r.json["error"] == "forbidden", r
 

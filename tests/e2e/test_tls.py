@@ -139,3 +139,80 @@ def test_a_pulling_filter_polls_the_api_over_mtls(procs, bins, work_dir):
     assert envoy.stats("switchyard.pull").get("wasmcustom.switchyard.pull.failed", 0) == 0
     refused = plane.api("/v1/status")["tlsRefused"]["latest"]
     assert any(x["listener"] == "api" and "no certificates" in x["reason"] for x in refused), refused
+
+
+def test_renewed_certificates_and_client_ca_are_used_without_a_restart(procs, bins, work_dir):
+    """`serve` follows its PEM files (README "TLS"): a file that makes no valid
+    configuration is refused with a log line and the last good one stays; a
+    renewed server certificate and a new client CA, written in place, serve the
+    next handshakes within a few seconds. An Envoy connected before keeps its
+    stream and still gets releases; one with a certificate of the new CA gets
+    config."""
+    old_ca = make_ca(work_dir / "pki-old", "old-ca")
+    new_ca = make_ca(work_dir / "pki-new", "new-ca")
+    old_server = old_ca.issue("control-plane", server_ip=LOCALHOST)
+    new_server = new_ca.issue("control-plane", server_ip=LOCALHOST)
+    old_envoy = old_ca.issue("envoy-old", client=True)
+    new_envoy = new_ca.issue("envoy-new", client=True)
+    live = work_dir / "live"
+    live.mkdir()
+    cert, key, clients = live / "tls.pem", live / "tls.key", live / "clients-ca.pem"
+
+    def put(path, content: bytes):  # written in place the way a secret volume swaps it
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(content)
+        tmp.replace(path)
+    put(cert, old_server.cert.read_bytes())
+    put(key, old_server.key.read_bytes())
+    put(clients, old_ca.cert.read_bytes())
+
+    hello = harness.start_hello_world(procs, bins, work_dir)
+    xds, api, listen, admin1, admin2 = harness.free_ports(5)
+    plane = cp.ControlPlane(bins, hello.resources_path, work_dir / "state", xds, api, listen,
+                            procs.log_dir, extra_args=[
+                                "--xds-tls-cert", str(cert), "--xds-tls-key", str(key),
+                                "--xds-client-ca", str(clients),
+                                "--api-tls-cert", str(cert), "--api-tls-key", str(key)])
+    plane.server = f"https://{LOCALHOST}:{api}"
+    plane.requests_kw = {"verify": str(old_ca.cert)}
+    procs.add(plane.start())
+    plane.wait_ready()
+
+    def status_with(ca) -> cp.CliResult:
+        return cp.cli(bins, plane.server, "--ca-cert", str(ca.cert), "status", "--output", "json")
+
+    boot = render_ads(bins, work_dir / "old.yaml", xds, admin1, "envoy-old", "--xds-tls",
+                      "--xds-ca", str(old_ca.cert), "--xds-cert", str(old_envoy.cert),
+                      "--xds-key", str(old_envoy.key))
+    envoy = harness.start_envoy(procs, bins.envoy, boot, "envoy-old")
+    world = cp.World(bins, procs, work_dir, hello, plane, envoy, work_dir / "state", "envoy-old")
+    cp.wait_for("the Envoy serves /dev/hello", lambda: world.deployment() == "hello-world-main",
+                timeout=30)
+    assert status_with(old_ca).code == 0 and status_with(new_ca).code == 1
+
+    # a certificate that does not parse: refused, logged, the last good one stays
+    put(cert, b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    cp.wait_for("the refused reload is logged",
+                lambda: "TLS files not reloaded" in plane.log_text(), timeout=15)
+    assert status_with(old_ca).code == 0, "the last good certificate must keep serving"
+
+    # the renewal: key, certificate and client CA of the new CA
+    put(key, new_server.key.read_bytes())
+    put(cert, new_server.cert.read_bytes())
+    put(clients, new_ca.cert.read_bytes())
+    cp.wait_for("the API presents the new certificate", lambda: status_with(new_ca).code == 0,
+                timeout=15)
+    assert status_with(old_ca).code == 1
+    assert "TLS certificate reloaded" in plane.log_text()
+
+    # an Envoy with a certificate of the new CA gets config over the new files
+    boot = render_ads(bins, work_dir / "new.yaml", xds, admin2, "envoy-new", "--xds-tls",
+                      "--xds-ca", str(new_ca.cert), "--xds-cert", str(new_envoy.cert),
+                      "--xds-key", str(new_envoy.key))
+    harness.start_envoy(procs, bins.envoy, boot, "envoy-new")
+    # the Envoy of before kept its stream: both get the release
+    r = cp.cli(bins, plane.server, "--ca-cert", str(new_ca.cert), "release", "hello-world-v2",
+               "--virtual-env", "team-a")
+    assert r.code == 0, r.stdout + r.stderr
+    assert "live on 2/2 Envoys" in r.stdout, r.stdout
+    assert world.deployment() == "hello-world-v2"

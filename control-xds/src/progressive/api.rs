@@ -16,7 +16,7 @@ use super::analyzer::H_SHIFT;
 use super::machine::Phase;
 use super::spec::Plan;
 use super::store_ops::{plan_of, released, Command};
-use crate::api::{changed, parse, who, ApiError};
+use crate::api::{changed, parse, who, ApiError, Caller};
 use crate::serve::ControlPlane;
 use crate::state::Store;
 use crate::xds::cache::now_unix_ms;
@@ -147,6 +147,7 @@ struct CommandBody {
 async fn command(
     State(plane): Plane,
     Path(action): Path<String>,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: CommandBody = parse(&body)?;
@@ -164,7 +165,7 @@ async fn command(
             ))
         }
     };
-    let who = who(b.who);
+    let who = who(&caller, b.who);
     let now = now_unix_ms();
     let hooks = plan_of(&plane.store(), &b.name)
         .map(|p| p.webhooks)
