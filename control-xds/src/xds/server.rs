@@ -333,7 +333,7 @@ where
         target,
         routable: None,
         types: BTreeMap::new(),
-        sent_clusters: BTreeMap::new(),
+        sent_clusters: Picked::empty(ResourceType::Cluster),
         retiring: false,
         warm_dns: BTreeSet::new(),
         dns_hold: None,
@@ -352,7 +352,7 @@ pub const DNS_WARMUP: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Subscription {
     Wildcard,
-    Named(BTreeSet<String>),
+    Named(Arc<BTreeSet<String>>),
 }
 
 impl Subscription {
@@ -364,7 +364,7 @@ impl Subscription {
         }
         match previous {
             None | Some(Subscription::Wildcard) if names.is_empty() => Subscription::Wildcard,
-            _ => Subscription::Named(names.iter().cloned().collect()),
+            _ => Subscription::Named(Arc::new(names.iter().cloned().collect())),
         }
     }
 
@@ -382,19 +382,19 @@ impl Subscription {
         };
         match previous {
             None if subscribe.is_empty() || star(subscribe) => Subscription::Wildcard,
-            None => Subscription::Named(named(subscribe)),
+            None => Subscription::Named(Arc::new(named(subscribe))),
             Some(Subscription::Wildcard) if star(unsubscribe) => {
-                Subscription::Named(named(subscribe))
+                Subscription::Named(Arc::new(named(subscribe)))
             }
             Some(Subscription::Wildcard) => Subscription::Wildcard,
             Some(Subscription::Named(_)) if star(subscribe) => Subscription::Wildcard,
             Some(Subscription::Named(names)) => {
-                let mut names = names.clone();
+                let mut names = (**names).clone();
                 names.extend(named(subscribe));
                 for n in unsubscribe {
                     names.remove(n);
                 }
-                Subscription::Named(names)
+                Subscription::Named(Arc::new(names))
             }
         }
     }
@@ -423,8 +423,8 @@ struct TypeState {
     /// response sent (state of the world: the resources in it; delta: also
     /// what Envoy declared in `initial_resource_versions`).
     have: BTreeMap<String, String>,
-    /// Names of the resources in the last response sent: on a NACK they are
-    /// taken out of `have`, so the next push sends them again.
+    /// Delta: names of the resources in the last response sent; on a NACK
+    /// they are taken out of `have`, so the next push sends them again.
     last_names: Vec<String>,
     /// The digest of the snapshot resources the last response was computed
     /// from, while the subscription is unchanged and nothing was NACKed: a
@@ -465,9 +465,62 @@ struct DnsHold {
     until: Instant,
 }
 
-/// Resources picked for a response: each name with the snapshot that holds
-/// it, so nothing is copied until it goes on the wire.
-type Picked = BTreeMap<String, Arc<Snapshot>>;
+/// Resources of one type picked for a response, nothing copied until it goes
+/// on the wire: a snapshot's resources (all, or the named ones), plus, for CDS,
+/// clusters being retired, each with the older snapshot that holds it.
+#[derive(Clone)]
+struct Picked {
+    kind: ResourceType,
+    from: Option<Arc<Snapshot>>,
+    /// Only these names of `from` (`None`: all of them).
+    only: Option<Arc<BTreeSet<String>>>,
+    retired: BTreeMap<String, Arc<Snapshot>>,
+}
+
+impl Picked {
+    fn empty(kind: ResourceType) -> Self {
+        Picked {
+            kind,
+            from: None,
+            only: None,
+            retired: BTreeMap::new(),
+        }
+    }
+
+    /// Every picked name with the snapshot that holds it.
+    fn iter(&self) -> impl Iterator<Item = (&String, &Arc<Snapshot>)> + '_ {
+        let base = self.from.iter().flat_map(move |snap| {
+            let items = &snap.resources(self.kind).items;
+            let names: Box<dyn Iterator<Item = &String> + '_> = match &self.only {
+                None => Box::new(items.keys()),
+                Some(only) => Box::new(only.iter().filter(|n| items.contains_key(*n))),
+            };
+            names.map(move |n| (n, snap))
+        });
+        base.chain(self.retired.iter())
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.retired.contains_key(name)
+            || self.from.as_ref().is_some_and(|s| {
+                s.resources(self.kind).items.contains_key(name)
+                    && self.only.as_ref().is_none_or(|o| o.contains(name))
+            })
+    }
+}
+
+/// A picked resource's bytes and version in the snapshot that holds it.
+fn resource_in<'a>(
+    kind: ResourceType,
+    name: &str,
+    from: &'a Snapshot,
+) -> (Option<&'a Any>, &'a str) {
+    let r = from.resources(kind);
+    (
+        r.items.get(name),
+        r.versions.get(name).map_or("", String::as_str),
+    )
+}
 
 struct AdsStream {
     node: String,
@@ -634,9 +687,15 @@ impl AdsStream {
                     .record_ack(&self.node, kind, &state.sent_wire_version);
             }
             Some(error) => {
-                // Envoy did not take them: the next push sends them again.
-                for name in &state.last_names {
-                    state.have.remove(name);
+                // Envoy did not take them: the next push sends them again
+                // (state of the world: the whole response).
+                match self.wire {
+                    Wire::Sotw(_) => state.have.clear(),
+                    Wire::Delta(_) => {
+                        for name in &state.last_names {
+                            state.have.remove(name);
+                        }
+                    }
                 }
                 state.basis = None;
                 tracing::warn!(node = %self.node, %kind, version = %state.sent_wire_version, message = %error.message, "NACK");
@@ -798,19 +857,16 @@ impl AdsStream {
     /// The resources of `kind` in `snapshot` this stream subscribed to.
     fn selected(&self, kind: ResourceType, snapshot: &Arc<Snapshot>) -> Picked {
         let Some(state) = self.types.get(&kind) else {
-            return BTreeMap::new();
+            return Picked::empty(kind);
         };
-        let items = &snapshot.resources(kind).items;
-        match &state.subscription {
-            Subscription::Wildcard => items
-                .keys()
-                .map(|name| (name.clone(), snapshot.clone()))
-                .collect(),
-            Subscription::Named(names) => names
-                .iter()
-                .filter(|name| items.contains_key(*name))
-                .map(|name| (name.clone(), snapshot.clone()))
-                .collect(),
+        Picked {
+            kind,
+            from: Some(snapshot.clone()),
+            only: match &state.subscription {
+                Subscription::Wildcard => None,
+                Subscription::Named(names) => Some(names.clone()),
+            },
+            retired: BTreeMap::new(),
         }
     }
 
@@ -839,16 +895,16 @@ impl AdsStream {
         let mut resources = self.selected(kind, snapshot);
         let mut wire_version = version.clone();
         if kind == ResourceType::Cluster {
-            let dropped: Vec<_> = self
+            let dropped: BTreeMap<String, Arc<Snapshot>> = self
                 .sent_clusters
                 .iter()
-                .filter(|(name, _)| !resources.contains_key(*name))
+                .filter(|(name, _)| !resources.contains(name))
                 .map(|(name, from)| (name.clone(), from.clone()))
                 .collect();
             self.retiring = !dropped.is_empty();
             if self.retiring {
                 wire_version = format!("{version}+retiring");
-                resources.extend(dropped);
+                resources.retired = dropped;
             }
         }
         self.respond(kind, version, wire_version, &resources, forced)
@@ -883,32 +939,18 @@ impl AdsStream {
         let Some(state) = self.types.get_mut(&kind) else {
             return Ok(());
         };
-        fn version_of<'a>(kind: ResourceType, name: &str, from: &'a Snapshot) -> &'a str {
-            from.resources(kind)
-                .versions
-                .get(name)
-                .map_or("", String::as_str)
-        }
-        let any = |name: &str, from: &Snapshot| -> Any {
-            from.resources(kind)
-                .items
-                .get(name)
-                .cloned()
-                .unwrap_or_default()
-        };
         let delta = matches!(self.wire, Wire::Delta(_));
-        let changed: Vec<&String> = resources
+        let changed: Vec<(&String, &Arc<Snapshot>)> = resources
             .iter()
             .filter(|(name, from)| {
-                state.have.get(*name).map(String::as_str) != Some(version_of(kind, name, from))
+                state.have.get(*name).map(String::as_str) != Some(resource_in(kind, name, from).1)
             })
-            .map(|(name, _)| name)
             .collect();
         let removed: Vec<String> = if !delta || state.subscription == Subscription::Wildcard {
             state
                 .have
                 .keys()
-                .filter(|name| !resources.contains_key(*name))
+                .filter(|name| !resources.contains(name))
                 .cloned()
                 .collect()
         } else {
@@ -925,17 +967,18 @@ impl AdsStream {
             return Ok(());
         }
         let nonce = NEXT_NONCE.fetch_add(1, Ordering::Relaxed).to_string();
+        let count;
         let message = if delta {
             let message = DeltaDiscoveryResponse {
                 system_version_info: wire_version.clone(),
                 resources: changed
                     .iter()
-                    .map(|name| {
-                        let from = &resources[*name];
+                    .map(|(name, from)| {
+                        let (any, version) = resource_in(kind, name, from);
                         DeltaResource {
                             name: (*name).clone(),
-                            version: version_of(kind, name, from).to_string(),
-                            resource: Some(any(name, from)),
+                            version: version.to_string(),
+                            resource: any.cloned(),
                             ..Default::default()
                         }
                     })
@@ -945,25 +988,33 @@ impl AdsStream {
                 nonce: nonce.clone(),
                 ..Default::default()
             };
-            state.last_names = changed.iter().map(|n| (*n).clone()).collect();
+            state.last_names = changed.iter().map(|(n, _)| (*n).clone()).collect();
             for r in &message.resources {
                 state.have.insert(r.name.clone(), r.version.clone());
             }
             for name in &removed {
                 state.have.remove(name);
             }
+            count = message.resources.len();
             Outgoing::Delta(message)
         } else {
-            state.have = resources
-                .iter()
-                .map(|(name, from)| (name.clone(), version_of(kind, name, from).to_string()))
-                .collect();
-            state.last_names = state.have.keys().cloned().collect();
+            for (name, from) in &changed {
+                let version = resource_in(kind, name, from).1.to_string();
+                state.have.insert((*name).clone(), version);
+            }
+            for name in &removed {
+                state.have.remove(name);
+            }
+            let mut picked: Vec<(&String, &Arc<Snapshot>)> = resources.iter().collect();
+            if !resources.retired.is_empty() {
+                picked.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            count = picked.len();
             Outgoing::Sotw(DiscoveryResponse {
                 version_info: wire_version.clone(),
-                resources: resources
+                resources: picked
                     .iter()
-                    .map(|(name, from)| any(name, from))
+                    .filter_map(|(name, from)| resource_in(kind, name, from).0.cloned())
                     .collect(),
                 type_url: kind.type_url().to_string(),
                 nonce: nonce.clone(),
@@ -977,7 +1028,7 @@ impl AdsStream {
         state.nacked = false;
         self.cache
             .record_sent(&self.node, kind, &wire_version, &nonce);
-        tracing::debug!(node = %self.node, %kind, version = %wire_version, %nonce, count = resources.len(), "sending");
+        tracing::debug!(node = %self.node, %kind, version = %wire_version, %nonce, count, "sending");
         let sent = match (&self.wire, message) {
             (Wire::Sotw(tx), Outgoing::Sotw(m)) => tx.send(Ok(m)).await.is_ok(),
             (Wire::Delta(tx), Outgoing::Delta(m)) => tx.send(Ok(m)).await.is_ok(),
@@ -1025,7 +1076,7 @@ mod tests {
         assert!(named.wants("a") && !named.wants("b"));
         assert_eq!(
             Subscription::after(Some(&named), &[]),
-            Subscription::Named(BTreeSet::new())
+            Subscription::Named(Arc::default())
         );
         assert_eq!(
             Subscription::after(Some(&named), &names(&["*", "a"])),
