@@ -46,6 +46,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Set when the run is over: streams then end because the server stops.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// What a client saw: one response of `kind` at `generation`, `bytes` long.
 struct Seen {
     client: usize,
@@ -469,14 +472,22 @@ async fn main() {
     let tasks: Vec<_> = (0..clients)
         .map(|i| {
             let (scope, seen) = (scope.clone(), seen_tx.clone());
+            // A broken stream is opened again, as Envoy does (a thousand
+            // connections at once can overflow the listen backlog).
             tokio::spawn(async move {
-                let result = if delta {
-                    delta_client(addr, i, scope, seen).await
-                } else {
-                    client(addr, i, scope, seen).await
-                };
-                if let Err(e) = result {
-                    eprintln!("client {i}: {e}");
+                for attempt in 1..=5u64 {
+                    let result = if delta {
+                        delta_client(addr, i, scope.clone(), seen.clone()).await
+                    } else {
+                        client(addr, i, scope.clone(), seen.clone()).await
+                    };
+                    if STOPPING.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Err(e) = result {
+                        eprintln!("client {i} (attempt {attempt}): {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
             })
         })
@@ -594,6 +605,7 @@ async fn main() {
         lives[lives.len() / 2],
         lives[lives.len() - 1],
     );
+    STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in tasks {
         t.abort();
     }
