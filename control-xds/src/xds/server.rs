@@ -1065,6 +1065,30 @@ mod tests {
     }
 
     #[test]
+    fn delta_subscriptions_add_and_remove_names() {
+        let wild = Subscription::after_delta(None, &[], &[]);
+        assert_eq!(wild, Subscription::Wildcard);
+        assert_eq!(
+            Subscription::after_delta(None, &names(&["*"]), &[]),
+            Subscription::Wildcard
+        );
+        // a later request without names keeps the wildcard
+        assert_eq!(
+            Subscription::after_delta(Some(&wild), &[], &[]),
+            Subscription::Wildcard
+        );
+        let named = Subscription::after_delta(None, &names(&["a", "b"]), &[]);
+        let named = Subscription::after_delta(Some(&named), &names(&["c"]), &names(&["a"]));
+        assert!(!named.wants("a") && named.wants("b") && named.wants("c"));
+        assert_eq!(
+            Subscription::after_delta(Some(&named), &names(&["*"]), &[]),
+            Subscription::Wildcard
+        );
+        let unwild = Subscription::after_delta(Some(&wild), &names(&["x"]), &names(&["*"]));
+        assert!(unwild.wants("x") && !unwild.wants("y"));
+    }
+
+    #[test]
     fn subscriptions_follow_the_wildcard_rules() {
         let wild = Subscription::after(None, &[]);
         assert_eq!(wild, Subscription::Wildcard);
