@@ -44,12 +44,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# (first: it also installs protoc, which building switchyard needs)
+envoy="$(bash scripts/install-envoy.sh | tail -1)"
 say "building (wasm filter, switchyard, hello-world-upstream)"
 bash "$root/scripts/build-wasm.sh" -q
 cargo build -q -p switchyard -p hello-world-upstream
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 wasm="$target/wasm32-wasip1/release/switchyard_filter.wasm"
-envoy="$(bash scripts/install-envoy.sh | tail -1)"
 
 mode="${DEMO_MODE:-ads}"
 [[ "${DEMO_PLAIN:-}" == 1 ]] && mode=plain

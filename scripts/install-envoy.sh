@@ -51,6 +51,28 @@ if [[ "$have" != "$ENVOY_VERSION" ]]; then
   log "warning: $envoy is version '${have:-unknown}', Switchyard is tested with $ENVOY_VERSION"
 fi
 
+# protoc (Debian's protobuf-compiler) builds the etcd client's protocol
+# (crate etcd-client, for `serve --store etcd://`): needed by every cargo build.
+if ! command -v protoc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]]; then apt=(apt-get); elif sudo -n true 2>/dev/null; then apt=(sudo -n apt-get); else apt=(); fi
+  if (( ${#apt[@]} )); then
+    log "installing protobuf-compiler (protoc, to build the etcd client)"
+    { "${apt[@]}" install -y -qq protobuf-compiler || { "${apt[@]}" update -qq && "${apt[@]}" install -y -qq protobuf-compiler; }; } >/dev/null 2>&1 \
+      || log "warning: could not install protobuf-compiler; cargo build will fail (set PROTOC)"
+  fi
+fi
+
+# etcd (Debian's etcd-server, 3.4): the replica tests start their own members
+# (tests/e2e/etcd_cluster.py); `serve --store etcd://` needs an etcd cluster.
+if ! command -v etcd >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]]; then apt=(apt-get); elif sudo -n true 2>/dev/null; then apt=(sudo -n apt-get); else apt=(); fi
+  if (( ${#apt[@]} )); then
+    log "installing etcd-server (the replica tests' etcd)"
+    { "${apt[@]}" install -y -qq etcd-server || { "${apt[@]}" update -qq && "${apt[@]}" install -y -qq etcd-server; }; } >/dev/null 2>&1 \
+      || log "warning: could not install etcd-server; the replica tests will fail"
+  fi
+fi
+
 # wasm-opt (Debian's binaryen) shrinks the shipped .wasm (scripts/build-wasm.sh).
 if ! command -v wasm-opt >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   if [[ "$(id -u)" == 0 ]]; then apt=(apt-get); elif sudo -n true 2>/dev/null; then apt=(sudo -n apt-get); else apt=(); fi

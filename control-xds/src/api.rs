@@ -16,7 +16,7 @@
 //! | GET | /v1/canaries/{name} | | one of them |
 //! | POST | /v1/canary/{start,pause,resume,promote,abort} | `{name, full?, who}` | what changed (`canary`), the generation to wait for |
 //! | GET | /metrics | | Prometheus text metrics (`crate::metrics`) |
-//! | GET | /v1/live | `?generation=G&timeoutMs=T` | waits (at most T, ≤ 10 min) until every connected Envoy ACKed generation G or later for every type, or NACKed it; where each Envoy is, and the pulling Envoys |
+//! | GET | /v1/live | `?generation=G&timeoutMs=T` | waits (at most T, ≤ 10 min) until every connected Envoy ACKed generation G or later for every type, or NACKed it; where each Envoy is (with replicas on etcd: every replica's Envoys, each with its `replica`), when each was first seen live (`liveAfterMs`), and the pulling Envoys |
 //! | GET | /v1/tokens | | every API token's name, role and creation time |
 //! | POST | /v1/tokens | `{name, role}` | a new token (shown only in this answer) |
 //! | POST | /v1/tokens/revoke | `{name}` | the revoked token's name and role |
@@ -29,7 +29,10 @@
 //! Errors are `{error, message, problems?}`: 400 `invalid_resources` (with every
 //! problem, file and line), 400 `bad_request`, 401 `unauthenticated`, 403
 //! `forbidden`, 404 `not_found`, 408 `request_timeout`, 409 `conflict`, 413
-//! `body_too_large`, 422 `snapshot_invalid`, 500 `state_not_saved`.
+//! `body_too_large`, 413 `state_too_large` (the state would pass etcd's request
+//! limit), 422 `snapshot_invalid`, 500 `state_not_saved`, 503
+//! `store_unavailable` (etcd cannot be reached: nothing changed, Envoys keep
+//! the last configuration; reads answer from the last known state).
 
 use std::sync::Arc;
 
@@ -46,6 +49,7 @@ use serde_json::{json, Value};
 use switchyard_engine::{Request, Resource};
 
 use crate::auth::{AuthError, Identity, Role, Tokens};
+use crate::etcd::EtcdError;
 use crate::load::{self, Located};
 use crate::serve::{snapshot_version, ChangeError, ControlPlane};
 use crate::state::{ChangeSummary, StoreError};
@@ -153,7 +157,7 @@ async fn authorize(
         )
         .into_response();
     };
-    let Some(identity) = tokens.verify(token) else {
+    let Some(identity) = tokens.verify_fresh(token).await else {
         // The token itself is never logged or echoed.
         if let Some(left_out) = REFUSALS_LOGGED.take() {
             tracing::warn!(%peer, request = %what, left_out, "API call with an unknown credential refused");
@@ -281,6 +285,16 @@ impl From<AuthError> for ApiError {
             AuthError::BadRequest(m) => Self::bad_request(m),
             AuthError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             AuthError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            AuthError::Etcd(e @ EtcdError::Unavailable { .. }) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the tokens were not changed: {e}"),
+            ),
+            AuthError::Etcd(e) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state_not_saved",
+                format!("the tokens were not changed: {e}"),
+            ),
             other => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "state_not_saved",
@@ -329,6 +343,21 @@ impl From<ChangeError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "state_not_saved",
                 format!("{p}; nothing was changed"),
+            ),
+            e @ ChangeError::Corrupt(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state_not_saved",
+                format!("{e}; nothing was changed"),
+            ),
+            e @ (ChangeError::Unavailable(_) | ChangeError::Contended(_)) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("{e}; Envoys keep the last configuration"),
+            ),
+            e @ ChangeError::TooLarge(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "state_too_large",
+                e.to_string(),
             ),
         }
     }
@@ -399,11 +428,39 @@ async fn status(State(plane): Plane) -> Json<Value> {
         }
     }
     let (refused, refused_total) = plane.refusals().list();
+    // With replicas on etcd: every replica's Envoys, each with the replica
+    // that holds it (an Envoy connected here is listed once, as ours).
+    let mut envoys: Vec<Value> = plane.cache().nodes().iter().map(node_json).collect();
+    let mut replicas = Value::Null;
+    if let Some(view) = plane.replicas() {
+        for e in &mut envoys {
+            e["replica"] = json!(view.id);
+        }
+        for (replica, mut n) in view.remote_envoys() {
+            if !envoys.iter().any(|e| e["id"] == n["id"]) {
+                n["replica"] = json!(replica);
+                envoys.push(n);
+            }
+        }
+        let all = view.all();
+        replicas = json!(all
+            .iter()
+            .map(|r| json!({
+                "id": r.id,
+                "xdsAddr": r.xds_addr,
+                "apiAddr": r.api_addr,
+                "leader": r.leader,
+                "generation": r.generation,
+                "envoys": r.envoys.len(),
+                "atUnixMs": r.at_unix_ms,
+            }))
+            .collect::<Vec<_>>());
+    }
     let served = plane
         .cache()
         .snapshot()
         .map(|s| s.version(crate::xds::ResourceType::Listener).to_string());
-    Json(json!({
+    let mut v = json!({
         "generation": store.generation,
         "version": snapshot_version(store.generation),
         "servedVersion": served,
@@ -412,14 +469,21 @@ async fn status(State(plane): Plane) -> Json<Value> {
         "signingKid": store.signing_kid(),
         "releases": releases,
         "canaries": canaries,
-        "envoys": plane.cache().nodes().iter().map(node_json).collect::<Vec<_>>(),
+        "envoys": envoys,
+        "replicas": replicas.clone(),
         "pulling": plane.pollers().list(),
         "tlsRefused": {"latest": refused, "total": refused_total},
-    }))
+    });
+    if replicas.is_null() {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("replicas");
+        }
+    }
+    Json(v)
 }
 
 /// A node's status with types by their xDS short names (`CDS`, `EDS`, ...).
-fn node_json(n: &NodeStatus) -> Value {
+pub fn node_json(n: &NodeStatus) -> Value {
     let types: serde_json::Map<String, Value> = n
         .types
         .iter()
@@ -523,8 +587,14 @@ struct LiveQuery {
 
 async fn live(State(plane): Plane, Query(q): Query<LiveQuery>) -> Json<Value> {
     let timeout = std::time::Duration::from_millis(q.timeout_ms).min(MAX_LIVE_WAIT);
-    let rollout =
-        crate::rollout::wait_settled(plane.cache(), plane.pollers(), q.generation, timeout).await;
+    let rollout = crate::rollout::wait_settled(
+        plane.cache(),
+        plane.pollers(),
+        plane.replicas(),
+        q.generation,
+        timeout,
+    )
+    .await;
     let mut v = json!(rollout);
     v["live"] = json!(rollout.live());
     v["connected"] = json!(rollout.envoys.len());
@@ -613,7 +683,7 @@ async fn apply(
 ) -> Result<Json<Value>, ApiError> {
     let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
     let who = who(&caller, said);
-    let (summary, generation) = plane.change(|s| s.apply(&docs, &who))?;
+    let (summary, generation) = plane.change_blocking(move |s| s.apply(&docs, &who)).await?;
     Ok(changed(summary, generation))
 }
 
@@ -624,7 +694,9 @@ async fn publish(
 ) -> Result<Json<Value>, ApiError> {
     let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
     let who = who(&caller, said);
-    let (summary, generation) = plane.change(|s| s.publish(&docs, &who))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.publish(&docs, &who))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -640,7 +712,9 @@ struct DeleteBody {
 
 async fn delete(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: DeleteBody = parse(&body)?;
-    let (summary, generation) = plane.change(|s| s.delete(&b.kind, &b.name))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.delete(&b.kind, &b.name))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -660,7 +734,9 @@ async fn release(
 ) -> Result<Json<Value>, ApiError> {
     let b: ReleaseBody = parse(&body)?;
     let who = who(&caller, b.who);
-    let (summary, generation) = plane.change(|s| s.release(&b.deployment, &b.virtual_env, &who))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.release(&b.deployment, &b.virtual_env, &who))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -681,8 +757,9 @@ async fn rollback(
 ) -> Result<Json<Value>, ApiError> {
     let b: RollbackBody = parse(&body)?;
     let who = who(&caller, b.who);
-    let (summary, generation) =
-        plane.change(|s| s.rollback(&b.virtual_env, b.app.as_deref(), &who))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.rollback(&b.virtual_env, b.app.as_deref(), &who))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -694,7 +771,9 @@ async fn rotate_key(State(plane): Plane, Body(_): Body) -> Result<Json<Value>, A
     let key = crate::context_keys::new_kid()
         .and_then(|kid| crate::context_keys::generate_context_key(&kid))
         .map_err(|e| StoreError::BadRequest(format!("no random key could be made: {e}")))?;
-    let (summary, generation) = plane.change(|s| s.rotate_key(key))?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.rotate_key(key.clone()))
+        .await?;
     Ok(changed(summary, generation))
 }
 
@@ -706,7 +785,7 @@ struct RetireBody {
 
 async fn retire_key(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: RetireBody = parse(&body)?;
-    let (summary, generation) = plane.change(|s| s.retire_key(&b.kid))?;
+    let (summary, generation) = plane.change_blocking(move |s| s.retire_key(&b.kid)).await?;
     Ok(changed(summary, generation))
 }
 

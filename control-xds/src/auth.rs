@@ -16,11 +16,24 @@
 //! On first start `serve` creates a token named `admin` and keeps it in
 //! `admin.token` (mode 0600) beside `tokens.json`, like k3s's server token, so
 //! the CLI on the same machine can use it ([`crate::credentials`]).
+//!
+//! With `serve --store etcd://…/PREFIX` the hashes are the document
+//! `PREFIX/tokens` (the same JSON), shared by every replica: a token made
+//! through one replica works on all. A change is a transaction guarded by the
+//! revision it read (retried from the current document when another replica
+//! wrote first); each replica follows the key, and a token not known yet is
+//! looked up in etcd once more before it is refused (at most every
+//! [`REFRESH_EVERY`]). The replica that creates the document on first start
+//! makes the admin token and leaves it for the CLI on its machine; the plain
+//! token is never stored in etcd.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use crate::etcd::{Commit, Etcd, EtcdError};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -117,6 +130,29 @@ pub enum AuthError {
     },
     #[error("no random token could be made: {0}")]
     Random(std::io::Error),
+    /// etcd cannot be reached (or the document would be too large).
+    #[error("the tokens could not be read or written in etcd")]
+    Etcd(#[from] EtcdError),
+    #[error("the tokens in etcd ({key}) are not a valid token document: {message}")]
+    EtcdCorrupt { key: String, message: String },
+}
+
+/// The key (under the etcd prefix) of the tokens document.
+pub const TOKENS_KEY: &str = "tokens";
+/// An unknown token is looked up in etcd at most this often.
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How many times a token change is tried again after other replicas wrote first.
+const MAX_TRIES: usize = 20;
+
+/// The tokens in etcd: the followed document and what was parsed of it.
+#[derive(Debug)]
+struct Shared {
+    etcd: Etcd,
+    latest: Mutex<tokio::sync::watch::Receiver<Option<crate::etcd::Doc>>>,
+    /// The revision `records` were read at.
+    revision: AtomicI64,
+    /// When an unknown token last caused a lookup (ms since the epoch).
+    last_refresh_ms: AtomicU64,
 }
 
 /// The file of token hashes in the state directory.
@@ -135,6 +171,7 @@ struct TokensFile {
 pub struct Tokens {
     records: RwLock<Vec<TokenRecord>>,
     dir: Option<PathBuf>,
+    shared: Option<Shared>,
 }
 
 /// A new random token.
@@ -179,6 +216,7 @@ impl Tokens {
             let tokens = Self {
                 records: RwLock::new(Vec::new()),
                 dir: None,
+                shared: None,
             };
             let admin = tokens.create("admin", Role::Admin)?;
             return Ok((tokens, Some(admin)));
@@ -198,6 +236,7 @@ impl Tokens {
         let tokens = Self {
             records: RwLock::new(Vec::new()),
             dir: Some(dir.to_path_buf()),
+            shared: None,
         };
         let admin_path = dir.join(ADMIN_TOKEN_FILE);
         match text {
@@ -265,6 +304,9 @@ impl Tokens {
         if !token.starts_with(PREFIX) {
             return None;
         }
+        if let Some(shared) = &self.shared {
+            self.catch_up(shared);
+        }
         let hash = hash_token(token);
         self.read()
             .iter()
@@ -284,46 +326,206 @@ impl Tokens {
             )));
         }
         let token = generate_token()?;
-        let mut records = self.write();
-        if records.iter().any(|r| r.name == name) {
-            return Err(AuthError::Conflict(format!(
-                "a token named '{name}' exists; revoke it first or choose another name"
-            )));
-        }
-        let mut next = records.clone();
-        next.push(TokenRecord {
+        let record = TokenRecord {
             name: name.to_string(),
             role,
             sha256: hash_token(&token),
             created_unix_ms: now_unix_ms(),
-        });
-        self.save(&next)?;
-        *records = next;
+        };
+        self.mutate(|records| {
+            if records.iter().any(|r| r.name == name) {
+                return Err(AuthError::Conflict(format!(
+                    "a token named '{name}' exists; revoke it first or choose another name"
+                )));
+            }
+            let mut next = records.to_vec();
+            next.push(record.clone());
+            Ok((next, ()))
+        })?;
         Ok(token)
     }
 
     /// Revokes the token named `name`; the last admin token cannot be revoked.
     pub fn revoke(&self, name: &str) -> Result<TokenRecord, AuthError> {
-        let mut records = self.write();
-        let Some(at) = records.iter().position(|r| r.name == name) else {
-            return Err(AuthError::NotFound(format!("token '{name}' not found")));
+        self.mutate(|records| {
+            let Some(at) = records.iter().position(|r| r.name == name) else {
+                return Err(AuthError::NotFound(format!("token '{name}' not found")));
+            };
+            if records[at].role == Role::Admin
+                && records.iter().filter(|r| r.role == Role::Admin).count() == 1
+            {
+                return Err(AuthError::Conflict(
+                    "the last admin token cannot be revoked (create another admin token first)"
+                        .into(),
+                ));
+            }
+            let mut next = records.to_vec();
+            let removed = next.remove(at);
+            Ok((next, removed))
+        })
+    }
+
+    /// Computes the next records from the current ones and saves them (the
+    /// state directory, or etcd guarded by the revision read, tried again
+    /// from the current document when another replica wrote first). Nothing
+    /// changes if they cannot be saved.
+    fn mutate<R>(
+        &self,
+        f: impl Fn(&[TokenRecord]) -> Result<(Vec<TokenRecord>, R), AuthError>,
+    ) -> Result<R, AuthError> {
+        let Some(shared) = &self.shared else {
+            let mut records = self.write();
+            let (next, r) = f(&records)?;
+            self.save(&next)?;
+            *records = next;
+            return Ok(r);
         };
-        if records[at].role == Role::Admin
-            && records.iter().filter(|r| r.role == Role::Admin).count() == 1
-        {
-            return Err(AuthError::Conflict(
-                "the last admin token cannot be revoked (create another admin token first)".into(),
-            ));
+        self.catch_up(shared);
+        let mut base = self.read().clone();
+        let mut revision = shared.revision.load(Ordering::SeqCst);
+        for _ in 0..MAX_TRIES {
+            let (next, r) = f(&base)?;
+            let bytes = serde_json::to_vec(&TokensFile {
+                tokens: next.clone(),
+            })
+            .map_err(|e| self.corrupt(shared, e.to_string()))?;
+            match shared.etcd.commit(TOKENS_KEY, bytes, revision)? {
+                Commit::Done(new) => {
+                    self.replace(shared, next, new);
+                    return Ok(r);
+                }
+                Commit::Conflict(latest) => {
+                    (base, revision) = match latest {
+                        Some((bytes, rev)) => (self.parse(shared, &bytes)?, rev),
+                        None => (Vec::new(), 0),
+                    };
+                    self.replace(shared, base.clone(), revision);
+                }
+            }
         }
-        let mut next = records.clone();
-        let removed = next.remove(at);
-        self.save(&next)?;
-        *records = next;
-        Ok(removed)
+        Err(AuthError::Conflict(
+            "other replicas kept changing the tokens first; try again".into(),
+        ))
+    }
+
+    /// The tokens of `PREFIX/tokens` in etcd, created there (with an admin
+    /// token, returned) if the document does not exist yet.
+    pub fn open_etcd(etcd: &Etcd) -> Result<(Self, Option<String>), AuthError> {
+        let tokens = Self {
+            records: RwLock::new(Vec::new()),
+            dir: None,
+            shared: Some(Shared {
+                etcd: etcd.clone(),
+                latest: Mutex::new(etcd.watch(TOKENS_KEY)),
+                revision: AtomicI64::new(0),
+                last_refresh_ms: AtomicU64::new(0),
+            }),
+        };
+        let shared = tokens.shared.as_ref().expect("just set");
+        if let Some((bytes, rev)) = etcd.get(TOKENS_KEY)? {
+            let records = tokens.parse(shared, &bytes)?;
+            tokens.replace(shared, records, rev);
+            return Ok((tokens, None));
+        }
+        let admin = generate_token()?;
+        let record = TokenRecord {
+            name: "admin".into(),
+            role: Role::Admin,
+            sha256: hash_token(&admin),
+            created_unix_ms: now_unix_ms(),
+        };
+        let bytes = serde_json::to_vec(&TokensFile {
+            tokens: vec![record.clone()],
+        })
+        .map_err(|e| tokens.corrupt(shared, e.to_string()))?;
+        match etcd.commit(TOKENS_KEY, bytes, 0)? {
+            Commit::Done(rev) => {
+                tokens.replace(shared, vec![record], rev);
+                Ok((tokens, Some(admin)))
+            }
+            Commit::Conflict(latest) => {
+                if let Some((bytes, rev)) = latest {
+                    let records = tokens.parse(shared, &bytes)?;
+                    tokens.replace(shared, records, rev);
+                }
+                Ok((tokens, None))
+            }
+        }
+    }
+
+    fn corrupt(&self, shared: &Shared, message: String) -> AuthError {
+        AuthError::EtcdCorrupt {
+            key: shared.etcd.key(TOKENS_KEY),
+            message,
+        }
+    }
+
+    fn parse(&self, shared: &Shared, bytes: &[u8]) -> Result<Vec<TokenRecord>, AuthError> {
+        serde_json::from_slice::<TokensFile>(bytes)
+            .map(|f| f.tokens)
+            .map_err(|e| self.corrupt(shared, e.to_string()))
+    }
+
+    /// Keeps `records` read at `revision` unless newer ones are kept.
+    fn replace(&self, shared: &Shared, records: Vec<TokenRecord>, revision: i64) {
+        let mut current = self.write();
+        if revision >= shared.revision.load(Ordering::SeqCst) {
+            *current = records;
+            shared.revision.store(revision, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes the newest document the watch delivered.
+    fn catch_up(&self, shared: &Shared) {
+        let doc = {
+            let mut rx = shared.latest.lock().unwrap_or_else(PoisonError::into_inner);
+            if !rx.has_changed().unwrap_or(false) {
+                return;
+            }
+            let doc = rx.borrow_and_update().clone();
+            doc
+        };
+        if let Some((bytes, rev)) = doc {
+            match self.parse(shared, &bytes) {
+                Ok(records) => self.replace(shared, records, rev),
+                Err(e) => tracing::warn!(error = %e, "ignoring a token document"),
+            }
+        }
+    }
+
+    /// [`Self::verify`]; with etcd, a token not known here is looked up in
+    /// etcd once more (a token just made through another replica).
+    pub async fn verify_fresh(&self, token: &str) -> Option<Identity> {
+        if let Some(identity) = self.verify(token) {
+            return Some(identity);
+        }
+        let shared = self.shared.as_ref()?;
+        if !token.starts_with(PREFIX) {
+            return None;
+        }
+        let now = now_unix_ms();
+        let last = shared.last_refresh_ms.load(Ordering::SeqCst);
+        if now.saturating_sub(last) < REFRESH_EVERY.as_millis() as u64
+            || shared
+                .last_refresh_ms
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return None;
+        }
+        if let Ok(Some((bytes, rev))) = shared.etcd.get_async(TOKENS_KEY).await {
+            if let Ok(records) = self.parse(shared, &bytes) {
+                self.replace(shared, records, rev);
+            }
+        }
+        self.verify(token)
     }
 
     /// Every token's name, role and creation time (no hashes).
     pub fn list(&self) -> Vec<serde_json::Value> {
+        if let Some(shared) = &self.shared {
+            self.catch_up(shared);
+        }
         self.read()
             .iter()
             .map(|r| {

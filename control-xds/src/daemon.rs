@@ -14,9 +14,98 @@
 use std::sync::Arc;
 
 use crate::auth::Tokens;
-use crate::serve::{initial_store, ControlPlane, ServeOptions, StartError};
+use crate::etcd::Etcd;
+use crate::replicas::{ReplicaStatus, ReplicaView};
+use crate::serve::{initial_store, initial_store_in, ControlPlane, ServeOptions, StartError};
+use crate::state_store::{parse_document, EtcdBackend, STATE_KEY};
 use crate::tls::ReloadingAcceptor;
-use crate::xds::{AdsServer, SnapshotCache};
+use crate::xds::{AdsServer, ResourceType, SnapshotCache};
+
+/// Several replicas on etcd: serves every new state document the others
+/// write, publishes this replica's Envoys, takes part in the leader election,
+/// and follows the other replicas.
+fn replicate(opts: &ServeOptions, etcd: &Etcd, plane: &Arc<ControlPlane>, cache: &SnapshotCache) {
+    let id = opts
+        .replica_id
+        .clone()
+        .unwrap_or_else(|| opts.xds_addr.to_string());
+    // Singleton work waits for the lease.
+    plane
+        .leader_flag()
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut docs = etcd.watch(STATE_KEY);
+    let (p, e) = (plane.clone(), etcd.clone());
+    tokio::spawn(async move {
+        while docs.changed().await.is_ok() {
+            let Some((bytes, revision)) = docs.borrow_and_update().clone() else {
+                continue;
+            };
+            let (p, e) = (p.clone(), e.clone());
+            // building a snapshot is CPU work: off the async workers
+            let _ = tokio::task::spawn_blocking(move || match parse_document(&e, &bytes) {
+                Ok(store) => {
+                    if let Err(err) = p.adopt(store, revision) {
+                        tracing::error!(error = %err, "a state document from etcd was not served");
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "a state document from etcd was ignored"),
+            })
+            .await;
+        }
+    });
+    plane.set_replicas(ReplicaView::new(id.clone(), etcd.watch_dir("replicas")));
+    // What this replica publishes; it must not wait for the control plane's
+    // lock (a change holds it while it waits for etcd).
+    let (c, plane_, me, xds, api) = (
+        cache.clone(),
+        plane.clone(),
+        id.clone(),
+        opts.xds_addr.to_string(),
+        opts.api_addr.to_string(),
+    );
+    let status = move |leader: bool| {
+        let generation = c
+            .snapshot()
+            .and_then(|s| {
+                s.version(ResourceType::Listener)
+                    .split('+')
+                    .next()
+                    .and_then(|g| g.parse().ok())
+            })
+            .unwrap_or(0);
+        let status = ReplicaStatus {
+            id: me.clone(),
+            xds_addr: xds.clone(),
+            api_addr: api.clone(),
+            leader,
+            generation,
+            at_unix_ms: crate::xds::cache::now_unix_ms(),
+            envoys: c
+                .nodes()
+                .iter()
+                .filter(|n| n.connected)
+                .map(crate::api::node_json)
+                .collect(),
+            lrs_wanted: if leader {
+                plane_.progressive().reports.wanted().into_iter().collect()
+            } else {
+                Vec::new()
+            },
+            lrs_counts: if leader {
+                Default::default()
+            } else {
+                plane_.progressive().forwarded()
+            },
+        };
+        serde_json::to_vec(&status).unwrap_or_default()
+    };
+    etcd.run_session(
+        id,
+        Arc::new(status),
+        cache.watch_nodes(),
+        plane.leader_flag(),
+    );
+}
 
 /// Leaves the admin token, when known, for the CLI on this machine (once the
 /// API's address is ours: a failed bind must not replace the credential of
@@ -62,22 +151,49 @@ pub async fn run(
         .map(|f| ReloadingAcceptor::start(f.clone(), &[b"h2"], "xds"))
         .transpose()
         .map_err(StartError::from)?;
-    // The API's tokens: in the state directory, or in memory without one.
+    let etcd = opts
+        .etcd
+        .as_ref()
+        .map(Etcd::connect)
+        .transpose()
+        .map_err(StartError::from)?;
+    // The API's tokens: in etcd, in the state directory, or in memory.
     let (tokens, admin) = if opts.auth {
-        let (tokens, admin) = Tokens::open(opts.state_dir.as_deref()).map_err(StartError::from)?;
+        let (tokens, admin) = match &etcd {
+            Some(etcd) => Tokens::open_etcd(etcd),
+            None => Tokens::open(opts.state_dir.as_deref()),
+        }
+        .map_err(StartError::from)?;
         (Some(Arc::new(tokens)), admin)
     } else {
         tracing::warn!(api = %opts.api_addr, "the API needs no credential (--insecure-no-auth)");
         (None, None)
     };
-    let store = initial_store(&opts)?;
     let cache = SnapshotCache::new();
-    let plane = Arc::new(ControlPlane::start(
-        store,
-        cache.clone(),
-        opts.build.clone(),
-        opts.state_dir.clone(),
-    )?);
+    let plane = match &etcd {
+        None => {
+            let store = initial_store(&opts)?;
+            Arc::new(ControlPlane::start(
+                store,
+                cache.clone(),
+                opts.build.clone(),
+                opts.state_dir.clone(),
+            )?)
+        }
+        Some(etcd) => {
+            let backend = Arc::new(EtcdBackend { etcd: etcd.clone() });
+            let (store, revision) = initial_store_in(&opts, backend.as_ref())?;
+            let plane = Arc::new(ControlPlane::start_on(
+                store,
+                revision,
+                cache.clone(),
+                opts.build.clone(),
+                backend,
+            )?);
+            replicate(&opts, etcd, &plane, &cache);
+            plane
+        }
+    };
     let generation = plane.store().generation;
     let api_listener = tokio::net::TcpListener::bind(opts.api_addr)
         .await
@@ -96,6 +212,7 @@ pub async fn run(
         api_tls = api_tls.is_some(),
         api_auth = opts.auth,
         generation,
+        store = %plane.backend(),
         "switchyard serve started"
     );
 

@@ -3,10 +3,13 @@
 //! Layers, each importing only the ones before it:
 //! 1. the domain: `load` reads resource files (the engine validates and
 //!    indexes them), `state` is the store of resources, releases and context
-//!    keys with its operations (`context_keys` makes keys, `clock` dates
-//!    records);
-//! 2. persistence: `persist` writes the state file, `auth` the API tokens,
-//!    both through `atomic_file`;
+//!    keys with its operations (`history` is the release history,
+//!    `context_keys` makes keys, `clock` dates records);
+//! 2. persistence: `state_store` is the one interface to where the store is
+//!    kept, with two backends: the state file (`persist`, through
+//!    `atomic_file`) and etcd (`etcd`: guarded writes, watches, the replica
+//!    session with its lease and leadership); `auth` keeps the API tokens in
+//!    the state directory or in etcd;
 //! 3. proxy configuration: `topology` is what Switchyard asks of a proxy,
 //!    rendered by `snapshot_builder` (xDS), `render` (static bootstraps;
 //!    `bootstrap` renders an ADS Envoy's bootstrap) and `istio` (Istio
@@ -18,6 +21,7 @@
 //!    routes a described request for it and the CLI),
 //!    `http_server` and `tls` serve it and xDS (TLS, limits for slow clients;
 //!    `log_limit` keeps client-caused log lines within a budget);
+//!    `replicas` is what the other replicas on etcd published (their Envoys);
 //!    `progressive` runs Canaries with steps (its plan and error test are
 //!    domain-level; its LRS service, driver and API serve), `metrics` renders
 //!    Prometheus text from the control plane;
@@ -33,7 +37,9 @@ pub mod clock;
 pub mod context_keys;
 pub mod credentials;
 pub mod daemon;
+pub mod etcd;
 pub mod explain;
+pub mod history;
 pub mod http_server;
 pub mod istio;
 pub mod load;
@@ -43,11 +49,13 @@ pub mod package;
 pub mod persist;
 pub mod progressive;
 pub mod render;
+pub mod replicas;
 pub mod rollout;
 pub mod scope;
 pub mod serve;
 pub mod snapshot_builder;
 pub mod state;
+pub mod state_store;
 pub mod tls;
 pub mod topology;
 pub mod xds;

@@ -97,8 +97,16 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Directory of the persisted state (state.json); none: in memory only.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "store")]
         state: Option<PathBuf>,
+        /// Keep the state, the API tokens and the replicas in etcd instead:
+        /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX. Run several replicas with the
+        /// same --store; each serves the same configuration to its Envoys.
+        #[arg(long)]
+        store: Option<switchyard::etcd::EtcdUrl>,
+        /// This replica's name among the replicas on etcd (default: --xds-addr).
+        #[arg(long, requires = "store")]
+        replica_id: Option<String>,
         #[arg(long, default_value = "127.0.0.1:18000")]
         xds_addr: std::net::SocketAddr,
         #[arg(long, default_value = "127.0.0.1:18001")]
@@ -300,7 +308,9 @@ enum RenderTarget {
         #[arg(long, required_unless_present = "ads")]
         config: Option<PathBuf>,
         /// Render the ADS bootstrap for `switchyard serve`'s xDS at HOST:PORT
-        /// (node, ADS cluster, admin) instead of a static one.
+        /// (node, ADS cluster, admin) instead of a static one. Several
+        /// replicas: HOST:PORT,HOST:PORT,... (the first healthy one is used;
+        /// when it dies the Envoy moves to the next).
         #[arg(long, conflicts_with_all = ["config", "internal_listen", "pull_from"])]
         ads: Option<String>,
         /// With --ads: delta xDS (`api_type: DELTA_GRPC`): on a change Envoy
@@ -503,6 +513,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             config,
             state,
+            store,
+            replica_id,
             xds_addr,
             api_addr,
             wasm,
@@ -526,6 +538,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = ServeOptions {
                 config,
                 state_dir: state,
+                etcd: store,
+                replica_id,
                 xds_addr,
                 api_addr,
                 auth: !insecure_no_auth,
@@ -866,7 +880,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let (Some(config), None) = (config, &ads) else {
                 let value = switchyard::bootstrap::render(&AdsBootstrap {
-                    ads: addr(ads.as_deref().unwrap_or_default())?,
+                    ads: ads
+                        .as_deref()
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(addr)
+                        .collect::<Result<_, _>>()?,
                     admin: addr(&admin)?,
                     node_id: node_id.unwrap_or_else(|| "switchyard-envoy".into()),
                     tls: xds_tls.then(|| XdsTls {
@@ -1319,6 +1338,24 @@ fn human_status(v: &Value) -> String {
             }
         }
     }
+    if let Some(replicas) = v["replicas"].as_array() {
+        out.push("Replicas (etcd)".into());
+        for r in replicas {
+            out.push(format!(
+                "  {}{}: xDS {}, API {}, config version {}, {} Envoys",
+                text(&r["id"]),
+                if r["leader"] == json!(true) {
+                    " (leader)"
+                } else {
+                    ""
+                },
+                text(&r["xdsAddr"]),
+                text(&r["apiAddr"]),
+                r["generation"],
+                r["envoys"]
+            ));
+        }
+    }
     let envoys = v["envoys"].as_array().cloned().unwrap_or_default();
     out.push("Envoys".into());
     if envoys.is_empty() {
@@ -1326,14 +1363,18 @@ fn human_status(v: &Value) -> String {
     }
     for e in &envoys {
         out.push(format!(
-            "  {} (cluster {}): {}",
+            "  {} (cluster {}): {}{}",
             text(&e["id"]),
             text(&e["cluster"]),
             if e["connected"] == json!(true) {
                 "connected"
             } else {
                 "disconnected"
-            }
+            },
+            e["replica"]
+                .as_str()
+                .map(|r| format!(" to replica {r}"))
+                .unwrap_or_default()
         ));
         let mut types = Vec::new();
         let mut nacks = Vec::new();

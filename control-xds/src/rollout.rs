@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::replicas::ReplicaView;
 use crate::xds::cache::now_unix_ms;
 use crate::xds::{NodeStatus, SnapshotCache};
 
@@ -50,6 +51,12 @@ pub enum EnvoyState {
 #[serde(rename_all = "camelCase")]
 pub struct EnvoyRollout {
     pub id: String,
+    /// The replica it is connected to (`serve --store etcd://…` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// How long after the wait began it was first seen live ([`wait_settled`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_after_ms: Option<u64>,
     #[serde(flatten)]
     pub state: EnvoyState,
 }
@@ -131,22 +138,62 @@ fn generation_of(version: &str) -> Option<u64> {
 
 /// Where `node` is with respect to `generation`.
 pub fn envoy_state(node: &NodeStatus, generation: u64) -> EnvoyState {
+    state_of(
+        node.types.iter().map(|(kind, t)| {
+            (
+                kind.short_name().to_string(),
+                t.acked_version.clone(),
+                t.last_nack
+                    .as_ref()
+                    .map(|n| (n.version.clone(), n.message.clone())),
+            )
+        }),
+        generation,
+    )
+}
+
+/// Where an Envoy of another replica is, from what that replica published
+/// (`crate::replicas`: the node as `status` shows it).
+pub fn remote_envoy_state(node: &serde_json::Value, generation: u64) -> EnvoyState {
+    let types = node["types"].as_object().cloned().unwrap_or_default();
+    state_of(
+        types.into_iter().map(|(kind, t)| {
+            let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
+            let nack = t["lastNack"].as_object().map(|n| {
+                (
+                    s(&n["version"]).unwrap_or_default(),
+                    s(&n["message"]).unwrap_or_default(),
+                )
+            });
+            (kind, s(&t["ackedVersion"]), nack)
+        }),
+        generation,
+    )
+}
+
+/// Per type (short name, ACKed version, last NACK's version and message).
+fn state_of(
+    types: impl Iterator<Item = (String, Option<String>, Option<(String, String)>)>,
+    generation: u64,
+) -> EnvoyState {
     let at_least = |v: Option<&str>| v.and_then(generation_of).is_some_and(|g| g >= generation);
     let mut waiting_for = Vec::new();
-    for (kind, t) in &node.types {
-        if at_least(t.acked_version.as_deref()) {
+    let mut any = false;
+    for (kind, acked, nack) in types {
+        any = true;
+        if at_least(acked.as_deref()) {
             continue;
         }
-        if let Some(nack) = t.last_nack.as_ref().filter(|n| at_least(Some(&n.version))) {
+        if let Some((version, message)) = nack.filter(|(v, _)| at_least(Some(v))) {
             return EnvoyState::Nacked {
-                kind: kind.short_name().to_string(),
-                version: nack.version.clone(),
-                message: nack.message.clone(),
+                kind,
+                version,
+                message,
             };
         }
-        waiting_for.push(kind.short_name().to_string());
+        waiting_for.push(kind);
     }
-    if waiting_for.is_empty() && !node.types.is_empty() {
+    if waiting_for.is_empty() && any {
         EnvoyState::Live
     } else {
         EnvoyState::Pending { waiting_for }
@@ -154,14 +201,20 @@ pub fn envoy_state(node: &NodeStatus, generation: u64) -> EnvoyState {
 }
 
 /// The rollout of `generation` over the connected nodes.
-pub fn rollout(nodes: &[NodeStatus], pollers: &Pollers, generation: u64) -> Rollout {
+pub fn rollout<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeStatus>,
+    pollers: &Pollers,
+    generation: u64,
+) -> Rollout {
     Rollout {
         generation,
         envoys: nodes
-            .iter()
+            .into_iter()
             .filter(|n| n.connected)
             .map(|n| EnvoyRollout {
                 id: n.id.clone(),
+                replica: None,
+                live_after_ms: None,
                 state: envoy_state(n, generation),
             })
             .collect(),
@@ -169,48 +222,108 @@ pub fn rollout(nodes: &[NodeStatus], pollers: &Pollers, generation: u64) -> Roll
     }
 }
 
+/// [`rollout`] over this replica's nodes and the connected Envoys the other
+/// replicas published (an Envoy connected here counts once, as this replica's).
+pub fn rollout_all<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeStatus>,
+    pollers: &Pollers,
+    replicas: Option<&ReplicaView>,
+    generation: u64,
+) -> Rollout {
+    let mut r = rollout(nodes, pollers, generation);
+    let Some(view) = replicas else {
+        return r;
+    };
+    for e in &mut r.envoys {
+        e.replica = Some(view.id.clone());
+    }
+    for (replica, n) in view.remote_envoys() {
+        let id = n["id"].as_str().unwrap_or_default();
+        if r.envoys.iter().any(|e| e.id == id) {
+            continue;
+        }
+        r.envoys.push(EnvoyRollout {
+            id: id.to_string(),
+            replica: Some(replica),
+            live_after_ms: None,
+            state: remote_envoy_state(&n, generation),
+        });
+    }
+    r
+}
+
 /// How long a completed wait gives Envoy's worker threads to take up a config
 /// its main thread ACKed (a posted update; normally well under a millisecond).
 pub const WORKER_GRACE: Duration = Duration::from_millis(20);
 
+/// The least time between two looks at the node table while waiting.
+const SETTLE_POLL: Duration = Duration::from_millis(2);
+
 /// Waits until every connected Envoy is live or NACKed for `generation`, or
-/// `timeout` passes; returns where they are then.
+/// `timeout` passes; returns where they are then, with when each was first
+/// seen live.
+/// With `replicas` (etcd), the Envoys of every replica are waited for.
 pub async fn wait_settled(
     cache: &SnapshotCache,
     pollers: &Pollers,
+    replicas: Option<&ReplicaView>,
     generation: u64,
     timeout: Duration,
 ) -> Rollout {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut changes = cache.watch_nodes();
+    let mut remote = replicas.map(ReplicaView::changes);
+    let mut first_live: BTreeMap<String, u64> = BTreeMap::new();
+    let look = |first_live: &mut BTreeMap<String, u64>| {
+        // read in place: with a thousand Envoys this runs on every burst of ACKs
+        let mut now =
+            cache.with_nodes(|nodes| rollout_all(nodes.values(), pollers, replicas, generation));
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for e in &mut now.envoys {
+            if e.state == EnvoyState::Live {
+                e.live_after_ms = Some(*first_live.entry(e.id.clone()).or_insert(ms));
+            }
+        }
+        now
+    };
     loop {
         changes.borrow_and_update();
-        // Cheap check first (no copy of the node table): with a thousand
-        // Envoys every ACK wakes this loop.
-        let settled = cache.with_nodes(|nodes| {
-            !nodes
-                .values()
-                .filter(|n| n.connected)
-                .any(|n| matches!(envoy_state(n, generation), EnvoyState::Pending { .. }))
-        });
-        if settled || Instant::now() >= deadline {
-            let now = rollout(&cache.nodes(), pollers, generation);
+        if let Some(r) = remote.as_mut() {
+            r.borrow_and_update();
+        }
+        let now = look(&mut first_live);
+        if now.settled() || Instant::now() >= deadline {
             if now.complete() && !now.envoys.is_empty() {
                 tokio::time::sleep(WORKER_GRACE).await;
             }
             return now;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, changes.changed()).await.is_err() {
-            return rollout(&cache.nodes(), pollers, generation);
+        let remote_changed = async {
+            match remote.as_mut() {
+                Some(r) => {
+                    if r.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let woke = tokio::time::timeout(left, async {
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = remote_changed => {}
+            }
+        })
+        .await;
+        if woke.is_err() {
+            return look(&mut first_live);
         }
         // let a burst of ACKs land before looking again
         tokio::time::sleep(SETTLE_POLL).await;
     }
 }
-
-/// The least time between two looks at the node table while waiting.
-const SETTLE_POLL: Duration = Duration::from_millis(2);
 
 #[cfg(test)]
 mod tests {

@@ -1,35 +1,45 @@
 //! `switchyard serve`: the running control plane. It owns the [`Store`], turns
 //! every accepted change into a snapshot for the [`SnapshotCache`] the ADS server
-//! streams from, and persists the store. The HTTP API ([`crate::api`]) is built
-//! on it, and [`crate::daemon`] wires both to listeners (layers, one way:
-//! state → serve → api → daemon).
+//! streams from, and saves the store where it is kept ([`StateBackend`]: the
+//! state file, or etcd). The HTTP API ([`crate::api`]) is built on it, and
+//! [`crate::daemon`] wires both to listeners (layers, one way: state →
+//! state_store → serve → api → daemon).
 //!
-//! A change goes store → snapshot → disk → cache, each step able to refuse it:
+//! A change goes store → snapshot → saved → cache, each step able to refuse it:
 //! the store validates it with the engine, the snapshot builder compiles it again
 //! the way the filter will and the snapshot is checked for consistency, then the
-//! state file is written; only then is the snapshot served and the new store
-//! kept. So an invalid snapshot is never served (the last good one stays) and
-//! what Envoys have always matches what a restart would load.
+//! store is saved (the state file; or an etcd transaction guarded by the revision
+//! the change was computed from — when another replica saved first, the change is
+//! computed again from its store); only then is the snapshot served and the new
+//! store kept. So an invalid snapshot is never served (the last good one stays)
+//! and what Envoys have always matches what a restart would load. With etcd,
+//! the stores other replicas save arrive through a watch ([`ControlPlane::adopt`])
+//! and are served the same way; the snapshot version is the store's generation,
+//! the same on every replica.
 //!
-//! Start-up: with `--state DIR` holding a state file, that state is used and
-//! `--config` is ignored (the state already contains every change made since
-//! the first start); otherwise the `--config` resources are the first state.
-//! Context-signing keys are generated on first start and kept in the state.
+//! Start-up: with `--state DIR` holding a state file (or etcd holding a state
+//! document), that state is used and `--config` is ignored (the state already
+//! contains every change made since the first start); otherwise the `--config`
+//! resources are the first state. Context-signing keys are generated on first
+//! start and kept in the state.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
 use crate::auth::AuthError;
 use crate::context_keys::{generate_context_key, new_kid};
+use crate::etcd::{EtcdError, EtcdUrl};
 use crate::load::{self, LoadErrors};
 use crate::persist::{self, PersistError};
 use crate::rollout::Pollers;
 use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
 use crate::state::{ChangeSummary, Store, StoreError};
+use crate::state_store::{BackendError, Commit, FileBackend, StateBackend};
 use crate::tls::{Refusals, TlsError, TlsFiles};
 use crate::xds::{References, ScopeBuilder, Snapshot, SnapshotCache};
 
@@ -44,7 +54,34 @@ pub enum ChangeError {
     /// The state file could not be written: nothing changed.
     #[error("the state could not be saved: {0}")]
     Persist(#[from] PersistError),
+    /// The store (etcd) cannot be reached: nothing changed; Envoys keep the
+    /// last snapshot.
+    #[error("the store is unavailable, nothing changed: {0}")]
+    Unavailable(EtcdError),
+    /// The resulting state document is larger than the store accepts.
+    #[error("nothing changed: {0}")]
+    TooLarge(EtcdError),
+    /// Other replicas kept writing first.
+    #[error("nothing changed: other replicas wrote first {0} times in a row; try again")]
+    Contended(usize),
+    /// The store holds something that is not a state document.
+    #[error("the state could not be saved: {0}")]
+    Corrupt(String),
 }
+
+impl From<BackendError> for ChangeError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Persist(e) => ChangeError::Persist(e),
+            BackendError::Etcd(e @ EtcdError::TooLarge { .. }) => ChangeError::TooLarge(e),
+            BackendError::Etcd(e) => ChangeError::Unavailable(e),
+            e @ BackendError::Corrupt { .. } => ChangeError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+/// How many times a change is computed again after other replicas wrote first.
+pub const MAX_TRIES: usize = 20;
 
 /// What `serve` needs to know.
 #[derive(Debug, Clone)]
@@ -62,21 +99,35 @@ pub struct ServeOptions {
     pub api_tls: Option<TlsFiles>,
     /// TLS for xDS (`--xds-tls-cert/-key`, mTLS with `--xds-client-ca`).
     pub xds_tls: Option<TlsFiles>,
+    /// `--store etcd://…`: the state, tokens and replicas in etcd instead of
+    /// `state_dir`.
+    pub etcd: Option<EtcdUrl>,
+    /// `--replica-id` (default: the xDS address).
+    pub replica_id: Option<String>,
 }
 
 struct Current {
     store: Store,
     index: Arc<Index>,
+    /// The backend's revision of `store` (etcd's `mod_revision`; `0` for the file).
+    revision: i64,
 }
 
 /// The running control plane, shared by the API handlers.
 pub struct ControlPlane {
     current: Mutex<Current>,
+    /// Serializes changes (held while a change is saved; readers use `current`).
+    writer: Mutex<()>,
     cache: SnapshotCache,
     pollers: Pollers,
     refusals: Refusals,
     build: BuildOptions,
-    state_dir: Option<PathBuf>,
+    backend: Arc<dyn StateBackend>,
+    /// Whether this replica runs singleton work (the canary driver): always
+    /// with the file store; the holder of the etcd lease otherwise.
+    leader: Arc<AtomicBool>,
+    /// The other replicas (etcd only).
+    replicas: OnceLock<crate::replicas::ReplicaView>,
     /// Progressive rollouts: LRS reports and what was measured.
     progressive: crate::progressive::driver::Progressive,
     /// Snapshots built and served since start (`/metrics`).
@@ -128,21 +179,36 @@ impl ControlPlane {
         build: BuildOptions,
         state_dir: Option<PathBuf>,
     ) -> Result<Self, ChangeError> {
+        let backend = FileBackend { dir: state_dir };
+        backend.commit(&store, 0)?;
+        Self::start_on(store, 0, cache, build, Arc::new(backend))
+    }
+
+    /// Builds the first snapshot from `store`, already saved in `backend` at
+    /// `revision`, and serves it through `cache`.
+    pub fn start_on(
+        store: Store,
+        revision: i64,
+        cache: SnapshotCache,
+        build: BuildOptions,
+        backend: Arc<dyn StateBackend>,
+    ) -> Result<Self, ChangeError> {
         let built = build_for(&build, &store)?;
-        if let Some(dir) = &state_dir {
-            persist::save_state(dir, &store)?;
-        }
         let index = built.serve(&cache)?;
         Ok(Self {
             current: Mutex::new(Current {
                 store,
                 index: Arc::new(index),
+                revision,
             }),
+            writer: Mutex::new(()),
             cache,
             pollers: Pollers::default(),
             refusals: Refusals::default(),
             build,
-            state_dir,
+            backend,
+            leader: Arc::new(AtomicBool::new(true)),
+            replicas: OnceLock::new(),
             progressive: Default::default(),
             served: std::sync::atomic::AtomicU64::new(1),
         })
@@ -153,38 +219,142 @@ impl ControlPlane {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies `change` to the store; if it changes anything, builds, persists
-    /// and serves the result. Changes are serialized.
+    /// Applies `change` to the store; if it changes anything, builds, saves
+    /// and serves the result. Changes are serialized within this process; when
+    /// another replica saved first, the newer store is served and `change` is
+    /// computed again from it (at most [`MAX_TRIES`] times). Readers are not
+    /// held up meanwhile: the served store is locked only to read or replace it.
     pub fn change(
         &self,
-        change: impl FnOnce(&Store) -> Result<(Store, ChangeSummary), StoreError>,
+        change: impl Fn(&Store) -> Result<(Store, ChangeSummary), StoreError>,
     ) -> Result<(ChangeSummary, u64), ChangeError> {
-        let mut current = self.lock();
-        let (next, summary) = change(&current.store)?;
-        if !summary.changed() {
-            return Ok((summary, current.store.generation));
+        let _one_at_a_time = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut base, mut read) = {
+            let current = self.lock();
+            (current.store.clone(), current.revision)
+        };
+        for attempt in 0..MAX_TRIES {
+            let (next, summary) = change(&base)?;
+            if !summary.changed() {
+                return Ok((summary, base.generation));
+            }
+            let built = build_for(&self.build, &next)?;
+            let latest = match self.backend.commit(&next, read)? {
+                Commit::Done(revision) => {
+                    let generation = next.generation;
+                    let mut current = self.lock();
+                    // (a newer store, saved by another replica right after this
+                    // one, may have been served already: it stays)
+                    if generation > current.store.generation {
+                        let index = built.serve(&self.cache)?;
+                        self.served
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        *current = Current {
+                            store: next,
+                            index: Arc::new(index),
+                            revision,
+                        };
+                    }
+                    drop(current);
+                    tracing::info!(
+                        generation,
+                        created = summary.created.len(),
+                        updated = summary.updated.len(),
+                        deleted = summary.deleted.len(),
+                        releases = summary.releases.len(),
+                        "new snapshot served"
+                    );
+                    return Ok((summary, generation));
+                }
+                Commit::Conflict(Some(latest)) => latest,
+                Commit::Conflict(None) => self.backend.load()?.ok_or_else(|| {
+                    ChangeError::Corrupt("the state document disappeared from the store".into())
+                })?,
+            };
+            tracing::debug!(
+                attempt,
+                "another replica saved first; computing the change again"
+            );
+            (base, read) = (latest.0.clone(), latest.1);
+            self.adopt(latest.0, latest.1)?;
+            // A short, varying pause so that two replicas do not meet again.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            std::thread::sleep(std::time::Duration::from_micros(
+                u64::from(nanos % 2000) + 500 * attempt as u64,
+            ));
         }
-        let built = build_for(&self.build, &next)?;
-        if let Some(dir) = &self.state_dir {
-            persist::save_state(dir, &next)?;
+        Err(ChangeError::Contended(MAX_TRIES))
+    }
+
+    /// [`Self::change`] on a blocking thread, for async callers (the API): a
+    /// change builds snapshots and, on etcd, waits for it.
+    pub async fn change_blocking(
+        self: &Arc<Self>,
+        change: impl Fn(&Store) -> Result<(Store, ChangeSummary), StoreError> + Send + 'static,
+    ) -> Result<(ChangeSummary, u64), ChangeError> {
+        let plane = self.clone();
+        tokio::task::spawn_blocking(move || plane.change(change))
+            .await
+            .unwrap_or_else(|e| Err(ChangeError::Snapshot(format!("the change failed: {e}"))))
+    }
+
+    /// Serves `store`, saved in the backend at `revision` by this or another
+    /// replica, if it is newer than the one served. Returns whether it was.
+    pub fn adopt(&self, store: Store, revision: i64) -> Result<bool, ChangeError> {
+        {
+            let mut current = self.lock();
+            if store.generation <= current.store.generation {
+                if store.generation == current.store.generation {
+                    current.revision = current.revision.max(revision);
+                }
+                return Ok(false);
+            }
+        }
+        let built = build_for(&self.build, &store)?;
+        let mut current = self.lock();
+        if store.generation <= current.store.generation {
+            return Ok(false);
         }
         let index = built.serve(&self.cache)?;
         self.served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
-            generation = next.generation,
-            created = summary.created.len(),
-            updated = summary.updated.len(),
-            deleted = summary.deleted.len(),
-            releases = summary.releases.len(),
-            "new snapshot served"
+            generation = store.generation,
+            "new snapshot served (from the store)"
         );
-        let generation = next.generation;
         *current = Current {
-            store: next,
+            store,
             index: Arc::new(index),
+            revision,
         };
-        Ok((summary, generation))
+        Ok(true)
+    }
+
+    /// Whether this replica runs singleton work (the canary driver).
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    /// The flag [`Self::is_leader`] reads (the etcd session sets it).
+    pub fn leader_flag(&self) -> Arc<AtomicBool> {
+        self.leader.clone()
+    }
+
+    /// The other replicas, when running on etcd.
+    pub fn replicas(&self) -> Option<&crate::replicas::ReplicaView> {
+        self.replicas.get()
+    }
+
+    /// Sets the view of the other replicas (once, at start).
+    pub fn set_replicas(&self, view: crate::replicas::ReplicaView) {
+        let _ = self.replicas.set(view);
+    }
+
+    /// Where the store is kept (for logs).
+    pub fn backend(&self) -> String {
+        self.backend.describe()
     }
 
     /// A copy of the store.
@@ -285,6 +455,38 @@ pub enum StartError {
     Auth(#[from] AuthError),
     #[error("TLS")]
     Tls(#[from] TlsError),
+    #[error("the store")]
+    Backend(#[from] BackendError),
+    #[error("etcd")]
+    Etcd(#[from] EtcdError),
+}
+
+/// The store `serve --store etcd://…` starts from, and its revision: the
+/// document in etcd if there is one, else the `--config` resources (with a new
+/// context key), written there unless another replica was first.
+pub fn initial_store_in(
+    opts: &ServeOptions,
+    backend: &dyn StateBackend,
+) -> Result<(Store, i64), StartError> {
+    if let Some(saved) = backend.load()? {
+        if let Some(config) = &opts.config {
+            tracing::info!(
+                store = %backend.describe(),
+                config = %config.display(),
+                "using the saved state; --config is only read on first start"
+            );
+        }
+        return Ok(saved);
+    }
+    let store = first_store(opts, None)?;
+    match backend.commit(&store, 0)? {
+        Commit::Done(revision) => Ok((store, revision)),
+        Commit::Conflict(Some(saved)) => Ok(saved),
+        Commit::Conflict(None) => Err(StartError::Backend(BackendError::Corrupt {
+            key: backend.describe(),
+            message: "the state was neither created nor found".into(),
+        })),
+    }
 }
 
 /// The store `serve` starts from: the state file if there is one, else the
@@ -294,6 +496,10 @@ pub fn initial_store(opts: &ServeOptions) -> Result<Store, StartError> {
         Some(dir) => persist::load_state(dir)?,
         None => None,
     };
+    first_store(opts, saved)
+}
+
+fn first_store(opts: &ServeOptions, saved: Option<Store>) -> Result<Store, StartError> {
     let mut store = match saved {
         Some(store) => {
             if let (Some(config), Some(dir)) = (&opts.config, &opts.state_dir) {
@@ -434,6 +640,8 @@ mod tests {
             auth: true,
             api_tls: None,
             xds_tls: None,
+            etcd: None,
+            replica_id: None,
         };
         let first = initial_store(&o).unwrap();
         assert_eq!(first.context_keys.len(), 1);

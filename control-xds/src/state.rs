@@ -1,5 +1,6 @@
 //! The control plane's store: the resources `switchyard serve` routes by, the
-//! release history and the context-signing keys, and the operations on them.
+//! release history ([`crate::history`]) and the context-signing keys
+//! ([`crate::context_keys`]), and the operations on them.
 //!
 //! Every change is computed on a copy ([`Store`] is a value): an operation returns
 //! the new store or an error, and the caller decides whether to keep it (after
@@ -36,6 +37,7 @@ use crate::load::{self, LoadError, LoadErrors, Located};
 // Moved to their own modules (one job each); re-exported for existing callers.
 pub use crate::clock::rfc3339;
 pub use crate::context_keys::{generate_context_key, new_kid};
+pub use crate::history::ReleaseRecord;
 
 /// Version of the state file's format.
 pub const STATE_FORMAT: u32 = 1;
@@ -55,29 +57,6 @@ pub enum StoreError {
     /// The request itself is malformed.
     #[error("{0}")]
     BadRequest(String),
-}
-
-/// One entry of a VE's release history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReleaseRecord {
-    /// The release id this change produced (the VE's `spec.release.id`).
-    pub id: String,
-    pub virtual_env: String,
-    pub app: String,
-    /// What the change released; `None` when it removed the app's release.
-    pub deployment: Option<String>,
-    /// What was released before.
-    pub previous: Option<String>,
-    /// `release`, `rollback` or `apply` (a VE applied with a different release).
-    pub action: String,
-    /// For a rollback: the id of the release it undid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub undoes: Option<String>,
-    pub who: String,
-    /// RFC 3339, UTC.
-    pub at: String,
-    pub at_unix_ms: u64,
 }
 
 /// What a change did, for the API's answer.
@@ -475,11 +454,7 @@ impl Store {
 
     /// A VE's history, oldest first.
     pub fn history_of(&self, ve: Option<&str>) -> Vec<ReleaseRecord> {
-        self.history
-            .iter()
-            .filter(|r| ve.is_none_or(|v| r.virtual_env == v))
-            .cloned()
-            .collect()
+        crate::history::of(&self.history, ve)
     }
 
     fn set_release(
@@ -522,16 +497,8 @@ impl Store {
         ))
     }
 
-    /// `VE-rN`, N one more than the VE's history entries.
     fn next_release_id(&self, ve: &str) -> String {
-        let n = self.history.iter().filter(|r| r.virtual_env == ve).count() + 1;
-        let mut id = format!("{ve}-r{n}");
-        let mut extra = n;
-        while self.history.iter().any(|r| r.id == id) {
-            extra += 1;
-            id = format!("{ve}-r{extra}");
-        }
-        id
+        crate::history::next_release_id(&self.history, ve)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -545,19 +512,16 @@ impl Store {
         action: &str,
         who: &str,
     ) -> ReleaseRecord {
-        let at_unix_ms = now_unix_ms();
-        let r = ReleaseRecord {
-            id: id.to_string(),
-            virtual_env: ve.to_string(),
-            app: app.to_string(),
+        let r = ReleaseRecord::new(
+            id,
+            ve,
+            app,
             deployment,
             previous,
-            action: action.to_string(),
-            undoes: None,
-            who: who.to_string(),
-            at: rfc3339(at_unix_ms),
-            at_unix_ms,
-        };
+            action,
+            who,
+            now_unix_ms(),
+        );
         self.history.push(r.clone());
         r
     }

@@ -146,7 +146,10 @@ def test_release_waits_until_live_and_the_next_request_sees_it(procs, bins, work
     assert j.code == 0, j.stderr
     live = j.json["live"]
     assert live["complete"] is True and (live["live"], live["connected"]) == (1, 1)
-    assert live["envoys"] == [{"id": world.node_id, "state": "live"}]
+    # (liveAfterMs: when the wait first saw it live)
+    assert live["envoys"] == [{"id": world.node_id, "state": "live",
+                               "liveAfterMs": live["envoys"][0]["liveAfterMs"]}]
+    assert 0 <= live["envoys"][0]["liveAfterMs"] <= live["elapsedMs"]
     assert live["generation"] == j.json["generation"]
     assert world.deployment() == MAIN
     print(f"\nrelease --wait: live on 1/1 Envoys in {times} ms")

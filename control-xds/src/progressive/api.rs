@@ -170,7 +170,10 @@ async fn command(
     let hooks = plan_of(&plane.store(), &b.name)
         .map(|p| p.webhooks)
         .unwrap_or_default();
-    let (summary, generation) = plane.change(|s| s.canary_command(&b.name, command, &who, now))?;
+    let name = b.name.clone();
+    let (summary, generation) = plane
+        .change_blocking(move |s| s.canary_command(&name, command, &who, now))
+        .await?;
     if summary.changed() {
         super::notify::after_change(&hooks, &plane.store(), &b.name);
     }

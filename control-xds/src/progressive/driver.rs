@@ -61,6 +61,12 @@ pub struct Progressive {
     pub reports: LoadReports,
     live: Mutex<BTreeMap<String, Live>>,
     started_ms: u64,
+    /// Replicas on etcd, not leading: every count the Envoys connected here
+    /// reported, summed since start (published for the leader, [`run`]).
+    forwarded: Mutex<BTreeMap<String, Counts>>,
+    /// Replicas on etcd, leading: what the other replicas' Envoys reported
+    /// since the last tick.
+    remote: Mutex<BTreeMap<String, Counts>>,
 }
 
 impl Default for Progressive {
@@ -69,6 +75,8 @@ impl Default for Progressive {
             reports: LoadReports::default(),
             live: Mutex::default(),
             started_ms: now_unix_ms(),
+            forwarded: Mutex::default(),
+            remote: Mutex::default(),
         }
     }
 }
@@ -127,6 +135,35 @@ impl Progressive {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Not leading: adds what this replica's Envoys reported to the counts
+    /// published for the leader.
+    pub fn forward(&self) {
+        let taken = self.reports.take();
+        let mut forwarded = self
+            .forwarded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (cluster, n) in taken {
+            forwarded.entry(cluster).or_default().add(n);
+        }
+    }
+
+    /// Every count forwarded since start, by cluster.
+    pub fn forwarded(&self) -> BTreeMap<String, Counts> {
+        self.forwarded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Leading: counts the other replicas' Envoys reported, for the next tick.
+    pub fn add_remote(&self, counts: BTreeMap<String, Counts>) {
+        let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
+        for (cluster, n) in counts {
+            remote.entry(cluster).or_default().add(n);
+        }
+    }
+
     /// What was measured for `canary`'s rollout, if it is live.
     pub fn live(&self, canary: &str) -> Option<Live> {
         self.lock().get(canary).cloned()
@@ -136,7 +173,12 @@ impl Progressive {
     pub fn tick(&self, plane: &ControlPlane, now_ms: u64) -> Vec<(String, String)> {
         let store = plane.store();
         let index = plane.index();
-        let counts = self.reports.take();
+        let mut counts = self.reports.take();
+        let remote =
+            std::mem::take(&mut *self.remote.lock().unwrap_or_else(PoisonError::into_inner));
+        for (cluster, n) in remote {
+            counts.entry(cluster).or_default().add(n);
+        }
         let mut wanted = BTreeSet::new();
         let mut decisions = Vec::new();
         // Every Canary with steps is reported on, started or not: Envoy drops the
@@ -283,14 +325,60 @@ impl Progressive {
     }
 }
 
-/// Runs the driver until `stop` says so.
+/// Runs the driver until `stop` says so. Only the leader drives rollouts
+/// (always so with the file store; with replicas on etcd, the holder of the
+/// lease, [`crate::etcd`]).
+///
+/// With replicas, every replica's Envoys report to their own replica: the
+/// others ask their Envoys for the clusters the leader wants and publish the
+/// sums of what they reported ([`crate::replicas`]); the leader adds what each
+/// sum grew by since it last looked. (A replica first seen, or seen again
+/// after a leadership change, only sets the baseline: its earlier counts were
+/// measured for another leader.)
 pub async fn run(plane: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut baselines: BTreeMap<String, BTreeMap<String, Counts>> = BTreeMap::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+        let others = plane.replicas().map(|v| v.others()).unwrap_or_default();
+        if !plane.is_leader() {
+            if let Some(leader) = others.iter().find(|r| r.leader) {
+                plane
+                    .progressive()
+                    .reports
+                    .want(leader.lrs_wanted.iter().cloned().collect());
+            }
+            plane.progressive().forward();
+            baselines.clear();
+            continue;
+        }
+        let mut grown: BTreeMap<String, Counts> = BTreeMap::new();
+        for r in others {
+            if let Some(before) = baselines.get(&r.id) {
+                for (cluster, now) in &r.lrs_counts {
+                    let was = before.get(cluster).copied().unwrap_or_default();
+                    // a replica that restarted counts from zero again
+                    let d = if now.requests >= was.requests && now.errors >= was.errors {
+                        Counts {
+                            requests: now.requests - was.requests,
+                            errors: now.errors - was.errors,
+                        }
+                    } else {
+                        *now
+                    };
+                    if d != Counts::default() {
+                        grown.entry(cluster.clone()).or_default().add(d);
+                    }
+                }
+            }
+            baselines.insert(r.id, r.lrs_counts);
+        }
+        if !grown.is_empty() {
+            plane.progressive().add_remote(grown);
         }
         let p = plane.clone();
         // store changes build snapshots: keep them off the async workers
