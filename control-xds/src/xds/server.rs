@@ -24,8 +24,10 @@
 //!   for byte) sends nothing for it, in both protocols: the Envoy already has
 //!   that version's resources, so once its last response of the type is ACKed
 //!   it is recorded as ACKed at the new version (`switchyard status` and the
-//!   CLI's `live` wait see every type at the new version). A release usually
-//!   changes only the filter's table (ECDS) and perhaps clusters.
+//!   CLI's `live` wait see every type at the new version). A per-type digest
+//!   of the snapshot finds this without comparing resources one by one. A
+//!   release usually changes only the filter's table (ECDS) and perhaps
+//!   clusters.
 //! - Make-before-break, per stream. A stream has a *target* snapshot (the
 //!   newest) and a *routable* one (the newest whose clusters this Envoy can
 //!   use). CDS and EDS are served from the target; ECDS, LDS and RDS — the
@@ -64,8 +66,11 @@
 //! of its bytes ([`super::snapshot::resource_version`]), and a response carries
 //! only the resources whose version the Envoy lacks plus, for wildcard types,
 //! `removed_resources`. A reconnecting Envoy's `initial_resource_versions` are
-//! what it has. A delta ACK carries no version: it ACKs
-//! the version sent with its nonce. Retiring clusters in delta: they are kept
+//! what it has. A delta ACK carries no version: it ACKs the version sent with
+//! its nonce. A delta request with a stale nonce still changes the
+//! subscription (Envoy sends subscription changes along with ACKs); only a
+//! type's first request is a new subscription, answered even when the Envoy
+//! already has everything. Retiring clusters in delta: they are kept
 //! out of `removed_resources` until the same point, then one response removes
 //! them. Named types (EDS, ECDS, RDS) never get removals: Envoy drops them when
 //! it unsubscribes.
