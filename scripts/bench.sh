@@ -172,12 +172,16 @@ if "large" in r:
         # against the real `switchyard serve`: 1,000 of them (200 in the smoke).
         clients=$([ $smoke = 1 ] && echo 200 || echo 1000)
         changes=$([ $smoke = 1 ] && echo 2 || echo 5)
-        if cargo bench -q -p switchyard --bench ads_fanout -- --clients "$clients" --changes "$changes" \
-            > "$out/ads_fanout.txt" 2>&1; then
-            grep -E '^(clients=|ADS fan-out)' "$out/ads_fanout.txt" | sed 's/^/- /'
-        else
-            echo "- ADS fan-out benchmark failed: $(tail -1 "$out/ads_fanout.txt")"
-        fi
+        # State of the world, then delta xDS.
+        for protocol in sotw delta; do
+            flag=$([ $protocol = delta ] && echo --delta || true)
+            if cargo bench -q -p switchyard --bench ads_fanout -- --clients "$clients" --changes "$changes" \
+                $flag > "$out/ads_fanout_$protocol.txt" 2>&1; then
+                grep -E '^(protocol=|ADS fan-out)' "$out/ads_fanout_$protocol.txt" | sed 's/^/- /'
+            else
+                echo "- ADS fan-out benchmark ($protocol) failed: $(tail -1 "$out/ads_fanout_$protocol.txt")"
+            fi
+        done
         # Progressive delivery: the analyzer's simulations, and crash → rollback end
         # to end (2 Envoys, LRS, keep-alive load; 20 trials, 3 in the smoke).
         if cargo bench -q -p switchyard --bench analyzer -- $([ $smoke = 1 ] && echo --smoke) \

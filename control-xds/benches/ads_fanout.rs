@@ -2,14 +2,20 @@
 //! `switchyard serve` and N ADS client streams that play Envoy's part of the
 //! protocol the way Envoy 1.40 does (CDS wildcard; EDS for the EDS clusters CDS
 //! names; LDS; ECDS and RDS for what the listeners load; every response ACKed at
-//! once). Releases are made through the HTTP API; per release it reports how long
-//! until 50% / 99% / all streams have every type at the new version, the bytes
-//! sent to all streams, and the server's CPU time; and the server's memory per
-//! stream.
+//! once). `--delta` makes the streams speak delta xDS (`DELTA_GRPC`) the way
+//! Envoy 1.40 does (CDS/LDS wildcard, EDS names subscribed and unsubscribed as
+//! EDS clusters come and go, ACK by nonce). Releases are made through the HTTP
+//! API; per release it reports how long until the server says every stream
+//! ACKed it for every type (`GET /v1/live`, what the CLI's wait uses:
+//! `live_ms`), when 50% / 99% / all streams received their last response of the
+//! release (up to that point), the bytes sent to all streams (including cluster
+//! removals up to 1.5 s later), and the server's CPU time; and the server's
+//! memory per stream.
 //!
 //! ```text
 //! cargo bench -p switchyard --bench ads_fanout -- [--clients 1000] [--changes 5]
 //!     [--config FILE] [--release DEP_A,DEP_B] [--virtual-env VE] [--scope ENV,ENV]
+//!     [--delta]
 //! ```
 //!
 //! `--scope` sends node metadata `switchyard.environments` (README "Sizing"):
@@ -25,7 +31,9 @@ use std::time::{Duration, Instant};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
 use envoy_types::pb::google::protobuf::{value, ListValue, Struct, Value};
 use prost::Message;
 use serde_json::json;
@@ -37,6 +45,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Set when the run is over: streams then end because the server stops.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What a client saw: one response of `kind` at `generation`, `bytes` long.
 struct Seen {
@@ -98,6 +109,24 @@ fn request(
     }
 }
 
+/// An ADS client, retrying refused connections a few times like Envoy does (a
+/// thousand connections at once can overflow the listen backlog).
+async fn connect(
+    addr: SocketAddr,
+) -> Result<AggregatedDiscoveryServiceClient<tonic::transport::Channel>, String> {
+    let mut attempt = 0;
+    loop {
+        match AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await {
+            Ok(c) => return Ok(c.max_decoding_message_size(256 << 20)),
+            Err(e) if attempt >= 10 => return Err(e.to_string()),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+        }
+    }
+}
+
 /// One fake Envoy, until the stream ends.
 async fn client(
     addr: SocketAddr,
@@ -105,10 +134,7 @@ async fn client(
     scope: Vec<String>,
     seen: mpsc::UnboundedSender<Seen>,
 ) -> Result<(), String> {
-    let mut ads = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
-        .await
-        .map_err(|e| e.to_string())?
-        .max_decoding_message_size(256 << 20);
+    let mut ads = connect(addr).await?;
     let (tx, requests) = mpsc::channel(16);
     let mut first = request(ResourceType::Cluster, None, &[]);
     first.node = Some(node(id, &scope));
@@ -173,6 +199,118 @@ async fn client(
             ResourceType::Route => out.push(request(kind, Some(&response), &rds_names)),
         }
         last.insert(kind, response);
+        for r in out {
+            if tx.send(r).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn delta_request(
+    kind: ResourceType,
+    nonce: Option<&str>,
+    subscribe: Vec<String>,
+    unsubscribe: Vec<String>,
+) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: kind.type_url().into(),
+        response_nonce: nonce.unwrap_or_default().to_string(),
+        resource_names_subscribe: subscribe,
+        resource_names_unsubscribe: unsubscribe,
+        ..Default::default()
+    }
+}
+
+/// One fake Envoy speaking delta xDS (`DELTA_GRPC`), until the stream ends:
+/// CDS and LDS wildcard; EDS subscribed and unsubscribed as EDS clusters come
+/// and go (the EDS request before the CDS ACK, like Envoy); ECDS and RDS for
+/// what the listener loads; every response ACKed by its nonce at once.
+async fn delta_client(
+    addr: SocketAddr,
+    id: usize,
+    scope: Vec<String>,
+    seen: mpsc::UnboundedSender<Seen>,
+) -> Result<(), String> {
+    let mut ads = connect(addr).await?;
+    let (tx, requests) = mpsc::channel(16);
+    let mut first = delta_request(ResourceType::Cluster, None, vec![], vec![]);
+    first.node = Some(node(id, &scope));
+    tx.send(first).await.map_err(|e| e.to_string())?;
+    let mut rx = ads
+        .delta_aggregated_resources(ReceiverStream::new(requests))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    // cluster name -> whether it is an EDS cluster
+    let mut clusters: BTreeMap<String, bool> = BTreeMap::new();
+    let mut eds_names: BTreeSet<String> = BTreeSet::new();
+    let mut listeners_subscribed = false;
+    let mut filters_subscribed = false;
+    while let Some(response) = rx.message().await.map_err(|e| e.to_string())? {
+        let response: DeltaDiscoveryResponse = response;
+        let Some(kind) = ResourceType::from_type_url(&response.type_url) else {
+            continue;
+        };
+        let _ = seen.send(Seen {
+            client: id,
+            kind,
+            generation: generation_of(&response.system_version_info),
+            bytes: response.encoded_len(),
+            at: Instant::now(),
+        });
+        let nonce = Some(response.nonce.as_str());
+        let mut out = Vec::new();
+        if kind == ResourceType::Cluster {
+            for r in &response.resources {
+                let eds = r
+                    .resource
+                    .as_ref()
+                    .and_then(|any| Cluster::decode(any.value.as_slice()).ok())
+                    .is_some_and(|c| c.eds_cluster_config.is_some());
+                clusters.insert(r.name.clone(), eds);
+            }
+            for name in &response.removed_resources {
+                clusters.remove(name);
+            }
+            let now: BTreeSet<String> = clusters
+                .iter()
+                .filter(|(_, eds)| **eds)
+                .map(|(n, _)| n.clone())
+                .collect();
+            if now != eds_names {
+                let subscribe = now.difference(&eds_names).cloned().collect();
+                let unsubscribe = eds_names.difference(&now).cloned().collect();
+                out.push(delta_request(
+                    ResourceType::Endpoint,
+                    None,
+                    subscribe,
+                    unsubscribe,
+                ));
+                eds_names = now;
+            }
+        }
+        out.push(delta_request(kind, nonce, vec![], vec![]));
+        if kind == ResourceType::Cluster && !listeners_subscribed {
+            listeners_subscribed = true;
+            out.push(delta_request(ResourceType::Listener, None, vec![], vec![]));
+        }
+        if kind == ResourceType::Listener && !filters_subscribed {
+            filters_subscribed = true;
+            out.push(delta_request(
+                ResourceType::ExtensionConfig,
+                None,
+                vec![GENESIS_FILTER.to_string()],
+                vec![],
+            ));
+            out.push(delta_request(
+                ResourceType::Route,
+                None,
+                vec![GENESIS_LISTENER.to_string()],
+                vec![],
+            ));
+        }
         for r in out {
             if tx.send(r).await.is_err() {
                 return Ok(());
@@ -293,6 +431,8 @@ async fn main() {
         .map(str::to_string)
         .collect();
     let ve = arg("--virtual-env").unwrap_or_else(|| "team-a".into());
+    let delta = std::env::args().any(|a| a == "--delta");
+    let protocol = if delta { "delta" } else { "sotw" };
     let scope: Vec<String> = arg("--scope")
         .map(|s| s.split(',').map(str::to_string).collect())
         .unwrap_or_default();
@@ -330,7 +470,27 @@ async fn main() {
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|i| tokio::spawn(client(addr, i, scope.clone(), seen_tx.clone())))
+        .map(|i| {
+            let (scope, seen) = (scope.clone(), seen_tx.clone());
+            // A broken stream is opened again, as Envoy does (a thousand
+            // connections at once can overflow the listen backlog).
+            tokio::spawn(async move {
+                for attempt in 1..=5u64 {
+                    let result = if delta {
+                        delta_client(addr, i, scope.clone(), seen.clone()).await
+                    } else {
+                        client(addr, i, scope.clone(), seen.clone()).await
+                    };
+                    if STOPPING.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Err(e) = result {
+                        eprintln!("client {i} (attempt {attempt}): {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            })
+        })
         .collect();
     let mut progress = Progress {
         by_client: vec![BTreeMap::new(); clients],
@@ -339,7 +499,7 @@ async fn main() {
     let (_, first_bytes) = until_all(&mut seen, &mut progress, 1, t0).await;
     let (_, rss_connected) = cpu_and_rss(pid);
     println!(
-        "clients={clients} scope={} connected_and_configured_ms={:.0} bytes_first_config={first_bytes} server_rss_idle_mib={:.1} server_rss_connected_mib={:.1} per_stream_kib={:.1}",
+        "protocol={protocol} clients={clients} scope={} connected_and_configured_ms={:.0} bytes_first_config={first_bytes} server_rss_idle_mib={:.1} server_rss_connected_mib={:.1} per_stream_kib={:.1}",
         if scope.is_empty() { "all".to_string() } else { scope.join(",") },
         t0.elapsed().as_secs_f64() * 1e3,
         rss_idle as f64 / 1024.0,
@@ -349,31 +509,86 @@ async fn main() {
 
     let mut p99s = Vec::new();
     let mut alls = Vec::new();
-    let mut seen_envs = BTreeSet::new();
+    let mut lives = Vec::new();
     for change in 0..changes {
         let dep = &deployments[change as usize % deployments.len()];
         let (cpu0, _) = cpu_and_rss(pid);
+        let bytes_before = progress.bytes;
         let since = Instant::now();
         let body = json!({"deployment": dep, "virtualEnv": ve, "who": "bench"});
         let url = api_url.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            Client::connect(&url, None, &Default::default())
-                .map_err(|e| e.to_string())?
+        // The release, then the server's own wait until every stream has ACKed
+        // it for every type (`GET /v1/live`, what the CLI's wait uses).
+        let live = tokio::task::spawn_blocking(move || {
+            let client =
+                Client::connect(&url, None, &Default::default()).map_err(|e| e.to_string())?;
+            let answer = client
                 .post("/v1/release", &body)
-                .map_err(|e| e.to_string())
-        })
+                .map_err(|e| e.to_string())?;
+            let generation = answer["generation"].as_u64().ok_or("no generation")?;
+            let live = client
+                .get_with_timeout(
+                    "/v1/live",
+                    &[
+                        ("generation", &generation.to_string()),
+                        ("timeoutMs", "120000"),
+                    ],
+                    TIMEOUT,
+                )
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((generation, live, Instant::now()))
+        });
+        tokio::pin!(live);
+        // Per client, when its last response of this release arrived before
+        // the server reported the release live.
+        let mut last: Vec<Option<Instant>> = vec![None; clients];
+        let mut pending: Vec<Seen> = Vec::new();
+        let (generation, answer, live_at) = loop {
+            tokio::select! {
+                done = &mut live => break done.expect("release task").expect("release and live"),
+                Some(s) = seen.recv() => pending.push(s),
+            }
+        };
+        while let Ok(s) = seen.try_recv() {
+            pending.push(s);
+        }
+        for s in pending {
+            progress.bytes += s.bytes;
+            if s.generation >= generation && s.at <= live_at {
+                let t = &mut last[s.client];
+                *t = Some(t.map_or(s.at, |t| t.max(s.at)));
+            }
+        }
+        assert_eq!(
+            answer["complete"].as_bool(),
+            Some(true),
+            "release {generation} not live on every stream: {}",
+            answer["live"]
+        );
+        // what follows the release (cluster removals) counts to its bytes
+        let settle = Instant::now() + Duration::from_millis(1500);
+        while let Ok(Some(s)) = tokio::time::timeout(
+            settle.saturating_duration_since(Instant::now()),
+            seen.recv(),
+        )
         .await
-        .expect("release task")
-        .expect("release accepted");
-        let generation = answer["generation"].as_u64().expect("a generation");
-        let (times, bytes) = until_all(&mut seen, &mut progress, generation, since).await;
+        {
+            progress.bytes += s.bytes;
+        }
         let (cpu1, rss) = cpu_and_rss(pid);
+        let mut times: Vec<Duration> = last
+            .iter()
+            .map(|t| t.map_or(Duration::ZERO, |t| t.saturating_duration_since(since)))
+            .collect();
+        times.sort();
+        let bytes = progress.bytes - bytes_before;
         let (p50, p99, all) = (pct(&times, 50), pct(&times, 99), pct(&times, 100));
+        let live_ms = live_at.saturating_duration_since(since).as_secs_f64() * 1e3;
         p99s.push(p99);
         alls.push(all);
-        seen_envs.insert(dep.clone());
+        lives.push(live_ms);
         println!(
-            "release {dep} (generation {generation}): p50_ms={p50:.0} p99_ms={p99:.0} all_ms={all:.0} bytes={bytes} bytes_per_stream={} server_cpu_ms={} server_rss_mib={:.1}",
+            "release {dep} (generation {generation}): p50_ms={p50:.0} p99_ms={p99:.0} all_ms={all:.0} live_ms={live_ms:.0} bytes={bytes} bytes_per_stream={} server_cpu_ms={} server_rss_mib={:.1}",
             bytes / clients,
             (cpu1 - cpu0) * 10,
             rss as f64 / 1024.0
@@ -381,12 +596,16 @@ async fn main() {
     }
     p99s.sort_by(f64::total_cmp);
     alls.sort_by(f64::total_cmp);
+    lives.sort_by(f64::total_cmp);
     println!(
-        "ADS fan-out {clients} streams p99: {:.0} ms (median over {changes} releases; all streams: median {:.0} ms, max {:.0} ms)",
+        "ADS fan-out {clients} streams p99: {:.0} ms (median over {changes} releases; all streams: median {:.0} ms, max {:.0} ms; live on all (GET /v1/live): median {:.0} ms, max {:.0} ms; {protocol})",
         p99s[p99s.len() / 2],
         alls[alls.len() / 2],
-        alls[alls.len() - 1]
+        alls[alls.len() - 1],
+        lives[lives.len() / 2],
+        lives[lives.len() - 1],
     );
+    STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in tasks {
         t.abort();
     }

@@ -2,7 +2,10 @@
 //! gets everything over ADS from `switchyard serve` (node, the ADS cluster,
 //! load reports (LRS) to the same server, admin — as `envoy/bootstrap-ads.yaml`), optionally over TLS: the server's
 //! certificate is verified against a CA and its name or IP, and a client
-//! certificate is presented for xDS mTLS (`serve --xds-client-ca`).
+//! certificate is presented for xDS mTLS (`serve --xds-client-ca`); with
+//! `--delta` the ADS stream speaks delta xDS (`DELTA_GRPC`). Every other xDS
+//! config source in the bootstrap and in the resources served is `ads: {}`
+//! (resource API V3), so it follows the ADS stream's protocol.
 
 use serde_json::{json, Value};
 
@@ -24,6 +27,10 @@ pub struct AdsBootstrap {
     pub admin: (String, u16),
     pub node_id: String,
     pub tls: Option<XdsTls>,
+    /// Delta xDS (`api_type: DELTA_GRPC`) instead of state of the world: on a
+    /// change Envoy is sent only the resources that changed (README
+    /// "Configuration delivery").
+    pub delta: bool,
 }
 
 fn socket(host: &str, port: u16) -> Value {
@@ -163,7 +170,7 @@ pub fn render(opts: &AdsBootstrap) -> Value {
         "node": {"id": opts.node_id, "cluster": "switchyard"},
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": if opts.delta { "DELTA_GRPC" } else { "GRPC" },
                 "transport_api_version": "V3",
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]
             },
@@ -197,8 +204,32 @@ mod tests {
             admin: ("127.0.0.1".into(), 9901),
             node_id: "switchyard-envoy".into(),
             tls: None,
+            delta: false,
         });
         assert_eq!(rendered, checked_in);
+    }
+
+    #[test]
+    fn delta_changes_only_the_ads_api_type() {
+        let opts = |delta| AdsBootstrap {
+            ads: vec![("127.0.0.1".into(), 18000)],
+            admin: ("127.0.0.1".into(), 9901),
+            node_id: "n".into(),
+            tls: None,
+            delta,
+        };
+        let (sotw, mut delta) = (render(&opts(false)), render(&opts(true)));
+        let ads = &delta["dynamic_resources"]["ads_config"];
+        assert_eq!(ads["api_type"], "DELTA_GRPC");
+        assert_eq!(ads["transport_api_version"], "V3");
+        for source in ["cds_config", "lds_config"] {
+            assert_eq!(
+                delta["dynamic_resources"][source],
+                json!({"resource_api_version": "V3", "ads": {}})
+            );
+        }
+        delta["dynamic_resources"]["ads_config"]["api_type"] = json!("GRPC");
+        assert_eq!(delta, sotw);
     }
 
     #[test]
@@ -212,6 +243,7 @@ mod tests {
             admin: ("127.0.0.1".into(), 9901),
             node_id: "n".into(),
             tls: None,
+            delta: false,
         });
         let c = &b["static_resources"]["clusters"][0];
         let eps = c["load_assignment"]["endpoints"].as_array().unwrap();
@@ -238,6 +270,7 @@ mod tests {
             admin: ("127.0.0.1".into(), 9901),
             node_id: "n".into(),
             tls: Some(tls),
+            delta: false,
         });
         let ctx = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
         let sans =
@@ -258,6 +291,7 @@ mod tests {
             admin: ("127.0.0.1".into(), 9901),
             node_id: "n".into(),
             tls: Some(tls),
+            delta: false,
         });
         let socket = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
         assert_eq!(socket["sni"], "cp.example");

@@ -313,6 +313,10 @@ enum RenderTarget {
         /// when it dies the Envoy moves to the next).
         #[arg(long, conflicts_with_all = ["config", "internal_listen", "pull_from"])]
         ads: Option<String>,
+        /// With --ads: delta xDS (`api_type: DELTA_GRPC`): on a change Envoy
+        /// is sent only the resources that changed.
+        #[arg(long, requires = "ads")]
+        delta: bool,
         /// ADS over TLS: verify the control plane's certificate against
         /// --xds-ca (and its IP or name); with --xds-cert/--xds-key present a
         /// client certificate (mTLS, `serve --xds-client-ca`).
@@ -857,6 +861,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 RenderTarget::Envoy {
                     config,
                     ads,
+                    delta,
                     xds_tls,
                     xds_ca,
                     xds_cert,
@@ -887,6 +892,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         ca: xds_ca.unwrap_or_default(),
                         client_cert: xds_cert.zip(xds_key),
                     }),
+                    delta,
                 });
                 return print_bootstrap(cli.output, &value);
             };

@@ -201,11 +201,15 @@ fn state_of(
 }
 
 /// The rollout of `generation` over the connected nodes.
-pub fn rollout(nodes: &[NodeStatus], pollers: &Pollers, generation: u64) -> Rollout {
+pub fn rollout<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeStatus>,
+    pollers: &Pollers,
+    generation: u64,
+) -> Rollout {
     Rollout {
         generation,
         envoys: nodes
-            .iter()
+            .into_iter()
             .filter(|n| n.connected)
             .map(|n| EnvoyRollout {
                 id: n.id.clone(),
@@ -220,8 +224,8 @@ pub fn rollout(nodes: &[NodeStatus], pollers: &Pollers, generation: u64) -> Roll
 
 /// [`rollout`] over this replica's nodes and the connected Envoys the other
 /// replicas published (an Envoy connected here counts once, as this replica's).
-pub fn rollout_all(
-    nodes: &[NodeStatus],
+pub fn rollout_all<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeStatus>,
     pollers: &Pollers,
     replicas: Option<&ReplicaView>,
     generation: u64,
@@ -252,6 +256,9 @@ pub fn rollout_all(
 /// its main thread ACKed (a posted update; normally well under a millisecond).
 pub const WORKER_GRACE: Duration = Duration::from_millis(20);
 
+/// The least time between two looks at the node table while waiting.
+const SETTLE_POLL: Duration = Duration::from_millis(2);
+
 /// Waits until every connected Envoy is live or NACKed for `generation`, or
 /// `timeout` passes; returns where they are then, with when each was first
 /// seen live.
@@ -269,7 +276,9 @@ pub async fn wait_settled(
     let mut remote = replicas.map(ReplicaView::changes);
     let mut first_live: BTreeMap<String, u64> = BTreeMap::new();
     let look = |first_live: &mut BTreeMap<String, u64>| {
-        let mut now = rollout_all(&cache.nodes(), pollers, replicas, generation);
+        // read in place: with a thousand Envoys this runs on every burst of ACKs
+        let mut now =
+            cache.with_nodes(|nodes| rollout_all(nodes.values(), pollers, replicas, generation));
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         for e in &mut now.envoys {
             if e.state == EnvoyState::Live {
@@ -311,6 +320,8 @@ pub async fn wait_settled(
         if woke.is_err() {
             return look(&mut first_live);
         }
+        // let a burst of ACKs land before looking again
+        tokio::time::sleep(SETTLE_POLL).await;
     }
 }
 

@@ -1,17 +1,17 @@
-//! The ADS server over a real gRPC connection, driven by a tonic client that
-//! plays Envoy's part of the state-of-the-world protocol.
+//! The ADS server over a real gRPC connection, driven by tonic clients that
+//! play Envoy's part of the state-of-the-world and the delta protocol.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
@@ -187,21 +187,71 @@ fn route(name: &str) -> (String, Any) {
     (name.into(), to_any(&r))
 }
 
-/// A snapshot whose every type has `version`, with EDS clusters `clusters`.
+/// A snapshot whose every type has `version`, with EDS clusters `clusters`;
+/// every resource's content names the version, so every type changes with it.
 fn snapshot(version: &str, clusters: &[&str]) -> (Snapshot, References) {
+    build_snapshot(version, clusters, version)
+}
+
+/// Like [`snapshot`], but only the listener's content changes with the
+/// version (its stat prefix): clusters, assignments and the route stay the
+/// same bytes.
+fn stable_snapshot(version: &str, clusters: &[&str]) -> (Snapshot, References) {
+    build_snapshot(version, clusters, "")
+}
+
+fn build_snapshot(version: &str, clusters: &[&str], tag: &str) -> (Snapshot, References) {
+    let tagged = |(name, any): (String, Any), kind: ResourceType| -> (String, Any) {
+        if tag.is_empty() {
+            return (name, any);
+        }
+        let any = match kind {
+            ResourceType::Cluster => {
+                let mut c = Cluster::decode(&*any.value).unwrap();
+                c.alt_stat_name = tag.into();
+                to_any(&c)
+            }
+            ResourceType::Endpoint => {
+                let mut c = ClusterLoadAssignment::decode(&*any.value).unwrap();
+                c.endpoints = vec![LocalityLbEndpoints {
+                    locality: Some(Locality {
+                        zone: tag.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }];
+                to_any(&c)
+            }
+            ResourceType::Route => {
+                let mut r = RouteConfiguration::decode(&*any.value).unwrap();
+                r.internal_only_headers = vec![tag.into()];
+                to_any(&r)
+            }
+            _ => any,
+        };
+        (name, any)
+    };
     let snap = Snapshot::new()
         .with(
             ResourceType::Cluster,
             version,
-            clusters.iter().map(|c| eds_cluster(c)),
+            clusters
+                .iter()
+                .map(|c| tagged(eds_cluster(c), ResourceType::Cluster)),
         )
         .with(
             ResourceType::Endpoint,
             version,
-            clusters.iter().map(|c| cla(c)),
+            clusters
+                .iter()
+                .map(|c| tagged(cla(c), ResourceType::Endpoint)),
         )
         .with(ResourceType::Listener, version, [listener("main", version)])
-        .with(ResourceType::Route, version, [route("main")]);
+        .with(
+            ResourceType::Route,
+            version,
+            [tagged(route("main"), ResourceType::Route)],
+        );
     let refs = References {
         clusters: clusters.iter().map(|c| c.to_string()).collect(),
         eds_clusters: clusters.iter().map(|c| c.to_string()).collect(),
@@ -584,9 +634,285 @@ async fn first_request_without_node_and_delta_are_refused() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
-    let err = client
-        .delta_aggregated_resources(tokio_stream::iter([DeltaDiscoveryRequest::default()]))
+    let mut rx = client
+        .delta_aggregated_resources(tokio_stream::iter([DeltaDiscoveryRequest {
+            type_url: ResourceType::Cluster.type_url().into(),
+            ..Default::default()
+        }]))
         .await
+        .unwrap()
+        .into_inner();
+    let err = tokio::time::timeout(WAIT, rx.message())
+        .await
+        .unwrap()
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+/// State of the world: a snapshot that changes only the listener sends only
+/// the listener, and the node status has every type at the new version.
+#[tokio::test]
+async fn sotw_does_not_resend_unchanged_types() {
+    let server = start().await;
+    let (snap, refs) = stable_snapshot("v1", &["a"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let mut envoy = FakeEnvoy::connect(server.addr, "node-1").await;
+    envoy.subscribe(ResourceType::Cluster, &[]).await;
+    envoy.subscribe(ResourceType::Endpoint, &["a"]).await;
+    envoy.subscribe(ResourceType::Listener, &[]).await;
+    let (cds, eds) = (envoy.next().await, envoy.next().await);
+    envoy.ack(&cds, &[]).await;
+    envoy.ack(&eds, &["a"]).await;
+    let lds = envoy.next().await;
+    envoy.ack(&lds, &[]).await;
+    envoy.subscribe(ResourceType::Route, &["main"]).await;
+    let rds = envoy.next().await;
+    envoy.ack(&rds, &["main"]).await;
+
+    let (snap, refs) = stable_snapshot("v2", &["a"]);
+    server.cache.set_snapshot(snap, &refs).unwrap();
+    let lds = envoy.next().await;
+    assert_eq!(
+        (kind(&lds), lds.version_info.as_str()),
+        (ResourceType::Listener, "v2")
+    );
+    envoy.ack(&lds, &[]).await;
+    envoy.nothing_for(Duration::from_millis(200)).await;
+    wait_until(&server.cache, "every type at v2", |c| {
+        [
+            ResourceType::Cluster,
+            ResourceType::Endpoint,
+            ResourceType::Listener,
+            ResourceType::Route,
+        ]
+        .iter()
+        .all(|k| acked(c, "node-1", *k).as_deref() == Some("v2"))
+    })
+    .await;
+    // a request that changes names is answered even when nothing changed
+    envoy.ack(&rds, &["main", "other"]).await;
+    let again = envoy.next().await;
+    assert_eq!(
+        (kind(&again), again.version_info.as_str()),
+        (ResourceType::Route, "v2")
+    );
+}
+
+/// Plays Envoy on a delta xDS stream.
+struct DeltaEnvoy {
+    node: String,
+    tx: mpsc::Sender<DeltaDiscoveryRequest>,
+    rx: Streaming<DeltaDiscoveryResponse>,
+    sent_node: bool,
+}
+
+impl DeltaEnvoy {
+    async fn connect(addr: SocketAddr, node: &str) -> Self {
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let (tx, requests) = mpsc::channel(16);
+        let rx = client
+            .delta_aggregated_resources(ReceiverStream::new(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        Self {
+            node: node.into(),
+            tx,
+            rx,
+            sent_node: false,
+        }
+    }
+
+    async fn send(&mut self, mut request: DeltaDiscoveryRequest) {
+        if !self.sent_node {
+            request.node = Some(Node {
+                id: self.node.clone(),
+                cluster: "test".into(),
+                ..Default::default()
+            });
+            self.sent_node = true;
+        }
+        self.tx.send(request).await.unwrap();
+    }
+
+    async fn subscribe(&mut self, kind: ResourceType, names: &[&str]) {
+        self.send(DeltaDiscoveryRequest {
+            type_url: kind.type_url().into(),
+            resource_names_subscribe: names.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    async fn answer(&mut self, response: &DeltaDiscoveryResponse, error: Option<&str>) {
+        self.send(DeltaDiscoveryRequest {
+            type_url: response.type_url.clone(),
+            response_nonce: response.nonce.clone(),
+            error_detail: error.map(|message| RpcStatus {
+                code: 3,
+                message: message.into(),
+                details: vec![],
+            }),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    async fn next(&mut self) -> DeltaDiscoveryResponse {
+        tokio::time::timeout(WAIT, self.rx.message())
+            .await
+            .expect("a response within 5s")
+            .unwrap()
+            .expect("stream open")
+    }
+
+    async fn nothing_for(&mut self, wait: Duration) {
+        if let Ok(message) = tokio::time::timeout(wait, self.rx.message()).await {
+            panic!("unexpected message: {message:?}");
+        }
+    }
+}
+
+fn delta_kind(r: &DeltaDiscoveryResponse) -> ResourceType {
+    ResourceType::from_type_url(&r.type_url).unwrap()
+}
+
+fn delta_names(r: &DeltaDiscoveryResponse) -> Vec<&str> {
+    r.resources.iter().map(|x| x.name.as_str()).collect()
+}
+
+/// Delta: only what changed is sent, removals wait until nothing routes to the
+/// removed cluster, types without changes are still at the new version in the
+/// node status, and a reconnect with `initial_resource_versions` gets only the
+/// difference.
+#[tokio::test]
+async fn delta_protocol_sends_changes_only_and_keeps_the_push_order() {
+    let server = start().await;
+    let (s1, r1) = stable_snapshot("1", &["a", "b"]);
+    server.cache.set_snapshot(s1, &r1).unwrap();
+    let node = "delta-1";
+    let mut envoy = DeltaEnvoy::connect(server.addr, node).await;
+    envoy.subscribe(ResourceType::Cluster, &[]).await;
+    let cds = envoy.next().await;
+    assert_eq!(
+        (delta_kind(&cds), cds.system_version_info.as_str()),
+        (ResourceType::Cluster, "1")
+    );
+    assert_eq!(delta_names(&cds), ["a", "b"]);
+    assert!(cds.resources.iter().all(|r| !r.version.is_empty()));
+    // like Envoy: the EDS subscription for the new clusters, then the CDS ACK
+    envoy.subscribe(ResourceType::Endpoint, &["a", "b"]).await;
+    envoy.answer(&cds, None).await;
+    let eds = envoy.next().await;
+    assert_eq!(delta_kind(&eds), ResourceType::Endpoint);
+    assert_eq!(delta_names(&eds), ["a", "b"]);
+    envoy.answer(&eds, None).await;
+    envoy.subscribe(ResourceType::Listener, &[]).await;
+    let lds = envoy.next().await;
+    assert_eq!(delta_names(&lds), ["main"]);
+    envoy.answer(&lds, None).await;
+    envoy.subscribe(ResourceType::Route, &["main"]).await;
+    let rds = envoy.next().await;
+    assert_eq!(delta_names(&rds), ["main"]);
+    envoy.answer(&rds, None).await;
+    wait_until(&server.cache, "every type ACKed at 1", |c| {
+        [
+            ResourceType::Cluster,
+            ResourceType::Endpoint,
+            ResourceType::Listener,
+            ResourceType::Route,
+        ]
+        .iter()
+        .all(|k| acked(c, node, *k).as_deref() == Some("1"))
+    })
+    .await;
+
+    // b goes, c comes; the listener changes (its stat prefix is the version),
+    // the route does not.
+    let (s2, r2) = stable_snapshot("2", &["a", "c"]);
+    server.cache.set_snapshot(s2, &r2).unwrap();
+    let cds = envoy.next().await;
+    assert_eq!(delta_kind(&cds), ResourceType::Cluster);
+    assert_eq!(cds.system_version_info, "2+retiring");
+    assert_eq!(delta_names(&cds), ["c"], "only the new cluster");
+    assert!(cds.removed_resources.is_empty(), "b is removed later");
+    // EDS: a's assignment did not change and c is not subscribed yet: nothing
+    envoy.subscribe(ResourceType::Endpoint, &["c"]).await;
+    envoy.answer(&cds, None).await;
+    let eds = envoy.next().await;
+    assert_eq!(delta_kind(&eds), ResourceType::Endpoint);
+    assert_eq!(delta_names(&eds), ["c"]);
+    envoy.answer(&eds, None).await;
+    // routable: the changed listener; the unchanged route is not re-sent
+    let lds = envoy.next().await;
+    assert_eq!(delta_kind(&lds), ResourceType::Listener);
+    assert_eq!(lds.system_version_info, "2");
+    envoy.answer(&lds, None).await;
+    // now nothing routes to b: its removal
+    let cds = envoy.next().await;
+    assert_eq!(
+        (delta_kind(&cds), cds.system_version_info.as_str()),
+        (ResourceType::Cluster, "2")
+    );
+    assert!(cds.resources.is_empty());
+    assert_eq!(cds.removed_resources, ["b"]);
+    envoy.answer(&cds, None).await;
+    envoy.nothing_for(Duration::from_millis(200)).await;
+    wait_until(
+        &server.cache,
+        "every type at 2, RDS without a response",
+        |c| {
+            [
+                ResourceType::Cluster,
+                ResourceType::Endpoint,
+                ResourceType::Listener,
+                ResourceType::Route,
+            ]
+            .iter()
+            .all(|k| acked(c, node, *k).as_deref() == Some("2"))
+        },
+    )
+    .await;
+
+    // a NACK is recorded with the version it rejected
+    let (s3, r3) = stable_snapshot("3", &["a", "c", "d"]);
+    server.cache.set_snapshot(s3, &r3).unwrap();
+    let cds = envoy.next().await;
+    assert_eq!(delta_names(&cds), ["d"]);
+    envoy.answer(&cds, Some("bad cluster d")).await;
+    wait_until(&server.cache, "the NACK", |c| {
+        c.node(node)
+            .and_then(|n| n.types.get(&ResourceType::Cluster)?.last_nack.clone())
+            .is_some_and(|n| n.version == "3" && n.message == "bad cluster d")
+    })
+    .await;
+    // a NACKed CDS holds the rest of the push back
+    envoy.nothing_for(Duration::from_millis(200)).await;
+
+    // a reconnecting Envoy says what it has: only the difference comes
+    drop(envoy);
+    let mut again = DeltaEnvoy::connect(server.addr, "delta-2").await;
+    let have: std::collections::HashMap<String, String> = {
+        let snap = server.cache.snapshot().unwrap();
+        let versions = &snap.resources(ResourceType::Cluster).versions;
+        [
+            ("a".to_string(), versions["a"].clone()),
+            ("c".to_string(), "stale".to_string()),
+            ("b".to_string(), "old".to_string()),
+        ]
+        .into()
+    };
+    again
+        .send(DeltaDiscoveryRequest {
+            type_url: ResourceType::Cluster.type_url().into(),
+            initial_resource_versions: have,
+            ..Default::default()
+        })
+        .await;
+    let cds = again.next().await;
+    assert_eq!(cds.system_version_info, "3");
+    assert_eq!(delta_names(&cds), ["c", "d"], "a is current; c is stale");
+    assert_eq!(cds.removed_resources, ["b"]);
 }

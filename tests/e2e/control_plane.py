@@ -23,9 +23,14 @@ from harness import LOCALHOST, ROOT
 ADS_BOOTSTRAP = ROOT / "envoy" / "bootstrap-ads.yaml"
 
 
-def ads_bootstrap(path: Path, xds_port: int, admin_port: int, node_id: str = "switchyard-envoy") -> Path:
-    """envoy/bootstrap-ads.yaml with the test's xDS and admin ports and node id, written to `path`."""
+def ads_bootstrap(path: Path, xds_port: int, admin_port: int, node_id: str = "switchyard-envoy",
+                  delta: bool = False) -> Path:
+    """envoy/bootstrap-ads.yaml with the test's xDS and admin ports and node id, written to
+    `path`; with `delta`, ADS speaks delta xDS (`api_type: DELTA_GRPC`, what
+    `switchyard render envoy --ads ... --delta` renders)."""
     cfg = yaml.safe_load(ADS_BOOTSTRAP.read_text())
+    if delta:
+        cfg["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
     cfg["node"]["id"] = node_id
     cfg["admin"]["address"]["socket_address"]["port_value"] = admin_port
     for c in cfg["static_resources"]["clusters"]:
@@ -208,11 +213,12 @@ class World:
 
 
 def start_world(procs: harness.Processes, bins: harness.Binaries, work: Path,
-                node_id: str = "switchyard-envoy", internal: bool = False) -> World:
+                node_id: str = "switchyard-envoy", internal: bool = False,
+                delta: bool = False) -> World:
     """Upstreams, `switchyard serve --config hello-world --state`, and an Envoy on the
     ADS bootstrap; returns once /dev/hello is served. With `internal`, Envoy also
     gets the internal listener (`World.internal_url`) and frontends call backends
-    through it."""
+    through it. With `delta`, the Envoy speaks delta xDS."""
     xds, api, listen, admin, internal_port = harness.free_ports(5)
     internal_url = f"http://{LOCALHOST}:{internal_port}"
     hello = harness.start_hello_world(procs, bins, work, call_backend=internal_url if internal else None)
@@ -222,7 +228,7 @@ def start_world(procs: harness.Processes, bins: harness.Binaries, work: Path,
                          extra_args=extra)
     procs.add(plane.start())
     plane.wait_ready()
-    boot = ads_bootstrap(work / "bootstrap-ads.yaml", xds, admin, node_id)
+    boot = ads_bootstrap(work / "bootstrap-ads.yaml", xds, admin, node_id, delta=delta)
     envoy = harness.start_envoy(procs, bins.envoy, boot, "envoy-ads")
     world = World(bins, procs, work, hello, plane, envoy, state_dir, node_id)
     world.internal_url = internal_url

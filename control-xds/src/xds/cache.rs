@@ -184,6 +184,11 @@ impl SnapshotCache {
         self.node_changes.subscribe()
     }
 
+    /// Runs `f` over the status table (by node id) without copying it.
+    pub fn with_nodes<R>(&self, f: impl FnOnce(&BTreeMap<String, NodeStatus>) -> R) -> R {
+        f(&self.table())
+    }
+
     /// Status of one node.
     pub fn node(&self, id: &str) -> Option<NodeStatus> {
         self.table().get(id).cloned()

@@ -102,6 +102,23 @@ pub struct Resources {
     pub version: String,
     /// Resources by name; names are unique within a type.
     pub items: BTreeMap<String, Any>,
+    /// Per resource, a version that changes exactly when its encoded bytes do
+    /// (a hash, computed once per snapshot): delta xDS sends a resource only
+    /// when the version the stream's Envoy has differs.
+    pub versions: BTreeMap<String, String>,
+    /// A hash of every name and version: equal digests, equal resources. A
+    /// stream whose last response of a type was computed from the same digest
+    /// (and the same subscription) has nothing to send for it.
+    pub digest: u64,
+}
+
+/// The version of one resource: a hash of its encoded bytes.
+pub fn resource_version(any: &Any) -> String {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(any.type_url.as_bytes());
+    h.write(&any.value);
+    format!("{:016x}-{}", h.finish(), any.value.len())
 }
 
 /// Names one resource refers to in another type, supplied by the snapshot
@@ -212,11 +229,24 @@ impl Snapshot {
         version: impl Into<String>,
         items: impl IntoIterator<Item = (String, Any)>,
     ) {
+        let items: BTreeMap<String, Any> = items.into_iter().collect();
+        let versions: BTreeMap<String, String> = items
+            .iter()
+            .map(|(name, any)| (name.clone(), resource_version(any)))
+            .collect();
+        let digest = {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            versions.hash(&mut h);
+            h.finish()
+        };
         self.by_type.insert(
             kind,
             Resources {
                 version: version.into(),
-                items: items.into_iter().collect(),
+                items,
+                versions,
+                digest,
             },
         );
     }
@@ -226,6 +256,8 @@ impl Snapshot {
         static EMPTY: Resources = Resources {
             version: String::new(),
             items: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            digest: 0,
         };
         self.by_type.get(&kind).unwrap_or(&EMPTY)
     }
