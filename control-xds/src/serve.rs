@@ -412,21 +412,7 @@ mod tests {
     use crate::xds::ResourceType;
     use std::path::Path;
 
-    use crate::test_fixtures::{WEB_V1, WEB_V2};
-
-    /// web-v1 released in team-a, and web-v2 published.
-    fn resources() -> String {
-        format!("{WEB_V1}---\n{WEB_V2}")
-    }
-
-    fn opts() -> BuildOptions {
-        BuildOptions {
-            wasm_path: "/filter.wasm".into(),
-            genesis_listen: ("127.0.0.1".into(), 8080),
-            internal_listen: None,
-            context_keys: Vec::new(),
-        }
-    }
+    use crate::test_fixtures::{build_options as opts, web_v1_and_v2 as resources};
 
     fn store() -> Store {
         let docs = load::parse_text(Path::new("r.yaml"), &resources()).unwrap();

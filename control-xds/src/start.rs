@@ -150,21 +150,8 @@ fn first_store(opts: &ServeOptions, saved: Option<Store>) -> Result<Store, Start
 mod tests {
     use super::*;
     use crate::serve::ControlPlane;
-    use crate::test_fixtures::{WEB_V1, WEB_V2};
+    use crate::test_fixtures::{build_options as opts, web_v1_and_v2 as resources};
     use crate::xds::SnapshotCache;
-
-    fn resources() -> String {
-        format!("{WEB_V1}---\n{WEB_V2}")
-    }
-
-    fn opts() -> BuildOptions {
-        BuildOptions {
-            wasm_path: "/filter.wasm".into(),
-            genesis_listen: ("127.0.0.1".into(), 8080),
-            internal_listen: None,
-            context_keys: Vec::new(),
-        }
-    }
 
     #[test]
     fn saved_state_wins_over_config_and_keys_are_generated_once() {

@@ -44,11 +44,27 @@ pub fn plane_with(text: &str) -> crate::serve::ControlPlane {
     let docs = crate::load::parse_text(std::path::Path::new("r.yaml"), text).unwrap();
     let (mut store, _) = crate::state::Store::new().apply(&docs, "t").unwrap();
     store.context_keys = vec![crate::state::generate_context_key("k1").unwrap()];
-    let opts = crate::snapshot_builder::BuildOptions {
+    crate::serve::ControlPlane::start(
+        store,
+        crate::xds::SnapshotCache::new(),
+        build_options(),
+        None,
+    )
+    .unwrap()
+}
+
+/// web-v1 released in team-a, and web-v2 published.
+pub fn web_v1_and_v2() -> String {
+    format!("{WEB_V1}---\n{WEB_V2}")
+}
+
+/// The snapshot builder's options of the unit tests: genesis on 127.0.0.1:8080,
+/// no internal listener, the filter at `/filter.wasm`.
+pub fn build_options() -> crate::snapshot_builder::BuildOptions {
+    crate::snapshot_builder::BuildOptions {
         wasm_path: "/filter.wasm".into(),
         genesis_listen: ("127.0.0.1".into(), 8080),
         internal_listen: None,
         context_keys: Vec::new(),
-    };
-    crate::serve::ControlPlane::start(store, crate::xds::SnapshotCache::new(), opts, None).unwrap()
+    }
 }
