@@ -52,7 +52,7 @@ use crate::auth::{AuthError, Identity, Role, Tokens};
 use crate::etcd::EtcdError;
 use crate::load::{self, Located};
 use crate::serve::{snapshot_version, ChangeError, ControlPlane};
-use crate::state::{ChangeSummary, StoreError};
+use crate::state::{ChangeSummary, Store, StoreError};
 use crate::xds::NodeStatus;
 
 /// The largest request body accepted (resource files come in one body).
@@ -676,15 +676,28 @@ pub(crate) fn who(caller: &Caller, said: Option<String>) -> String {
     }
 }
 
+/// A store operation over resource documents (`apply`, `publish`).
+type DocumentsChange = fn(&Store, &[Located], &str) -> Result<(Store, ChangeSummary), StoreError>;
+
+/// `apply` and `publish`: the body's documents through `change`, by the caller.
+async fn change_documents(
+    plane: Arc<ControlPlane>,
+    caller: Caller,
+    body: Bytes,
+    change: DocumentsChange,
+) -> Result<Json<Value>, ApiError> {
+    let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
+    let who = who(&caller, said);
+    let (summary, generation) = plane.change_blocking(move |s| change(s, &docs, &who)).await?;
+    Ok(changed(summary, generation))
+}
+
 async fn apply(
     State(plane): Plane,
     caller: Caller,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
-    let who = who(&caller, said);
-    let (summary, generation) = plane.change_blocking(move |s| s.apply(&docs, &who)).await?;
-    Ok(changed(summary, generation))
+    change_documents(plane, caller, body, Store::apply).await
 }
 
 async fn publish(
@@ -692,12 +705,7 @@ async fn publish(
     caller: Caller,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
-    let who = who(&caller, said);
-    let (summary, generation) = plane
-        .change_blocking(move |s| s.publish(&docs, &who))
-        .await?;
-    Ok(changed(summary, generation))
+    change_documents(plane, caller, body, Store::publish).await
 }
 
 #[derive(Deserialize)]
