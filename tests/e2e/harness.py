@@ -18,10 +18,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import requests
 import yaml
@@ -554,3 +555,54 @@ def start_switchyard_static(procs: Processes, bins: Binaries, resources_path: Pa
     e = start_envoy(procs, bins.envoy, cfg, name, timeout)
     e.url = f"http://{LOCALHOST}:{listen}"
     return e
+
+
+class Answer(NamedTuple):
+    """One request of a [`KeepAliveLoad`]."""
+    at: float  # time.monotonic() when it was sent
+    status: int
+    path: str
+    body: str | None  # kf-deployment of a 200, else the start of the body
+
+
+class KeepAliveLoad:
+    """Keep-alive clients looping over `paths` of `url` until the `with` block
+    ends (bounded by `limit` s): every answer in `results`, every exception in
+    `errors`."""
+
+    def __init__(self, url: str, paths: list[str], clients: int = 3, limit: float = 120.0):
+        self.url, self.paths, self.limit = url, paths, limit
+        self.results: list[Answer] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(clients)]
+
+    def run(self, i: int) -> None:
+        deadline = time.monotonic() + self.limit
+        with requests.Session() as s:
+            n = i
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                path = self.paths[n % len(self.paths)]
+                n += 1
+                started = time.monotonic()
+                try:
+                    r = s.get(self.url + path, timeout=10)
+                    body = (r.json().get("kf", {}).get("kf-deployment") if r.status_code == 200
+                            else r.text[:200])
+                    self.results.append(Answer(started, r.status_code, path, body))
+                except Exception as e:  # noqa: BLE001 - every failure is reported
+                    self.errors.append(f"{path} at +{started - self.t0:.2f}s: {e!r}")
+
+    def bad(self) -> list[Answer]:
+        return [a for a in self.results if a.status != 200]
+
+    def __enter__(self) -> "KeepAliveLoad":
+        self.t0 = time.monotonic()
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(20)

@@ -87,8 +87,8 @@ def test_new_versions_and_removed_clusters_under_load_fail_no_request(procs, bin
         cp.wait_for("the last release serves", lambda: world.deployment() == last, timeout=20)
         time.sleep(0.5)
     assert not load.errors, load.errors[:5]
-    bad = [x for x in load.results if x[0] != 200]
-    served = {d for s, _, d in load.results if s == 200}
+    bad = load.bad()
+    served = {x.body for x in load.results if x.status == 200}
     after = no_cluster(world.envoy)
     print(f"\n{len(load.results)} requests during {rounds} publish+release+delete rounds (delta): "
           f"{len(bad)} not 200; no_cluster {before} → {after}; {len(served)} deployments served")

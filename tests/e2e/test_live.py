@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import pytest
-import requests
 
 import control_plane as cp
 import harness
@@ -44,41 +42,7 @@ spec:
 """
 
 
-class Load:
-    """Keep-alive clients looping over paths until stopped (bounded by `limit` s)."""
-
-    def __init__(self, url: str, paths: list[str], clients: int = 3, limit: float = 120.0):
-        self.url, self.paths, self.limit = url, paths, limit
-        self.results: list[tuple[int, str, str | None]] = []
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(clients)]
-
-    def run(self, i: int) -> None:
-        deadline = time.monotonic() + self.limit
-        with requests.Session() as s:
-            n = i
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                path = self.paths[n % len(self.paths)]
-                n += 1
-                started = time.monotonic()
-                try:
-                    r = s.get(self.url + path, timeout=10)
-                    dep = r.json().get("kf", {}).get("kf-deployment") if r.status_code == 200 else None
-                    self.results.append((r.status_code, path, dep if r.status_code == 200 else r.text[:200]))
-                except Exception as e:  # noqa: BLE001 - every failure is reported
-                    self.errors.append(f"{path} at +{started - self.t0:.2f}s: {e!r}")
-
-    def __enter__(self) -> "Load":
-        self.t0 = time.monotonic()
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
+Load = harness.KeepAliveLoad
 
 
 def no_cluster(envoy: harness.Envoy) -> dict[str, int]:
@@ -116,8 +80,8 @@ def test_twenty_new_versions_under_load_fail_no_request(procs, bins, work_dir):
                     timeout=15)
         time.sleep(0.5)
     assert not load.errors, load.errors[:5]
-    bad = [x for x in load.results if x[0] != 200]
-    served = {d for s, _, d in load.results if s == 200}
+    bad = load.bad()
+    served = {x.body for x in load.results if x.status == 200}
     after = no_cluster(world.envoy)
     print(f"\n{len(load.results)} requests during 20 publish+release pairs: "
           f"{len(bad)} not 200; no_cluster {before} → {after}; "

@@ -142,41 +142,9 @@ def start_replicas(procs, bins, work: Path, n: int = 3,
     return w
 
 
-class Load:
-    """Keep-alive clients on /dev/hello until stopped (bounded by `limit` s)."""
-
-    def __init__(self, url: str, clients: int = 6, limit: float = 240.0):
-        self.url, self.limit = url, limit
-        self.results: list[tuple[float, int, str | None]] = []
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
-
-    def run(self) -> None:
-        deadline = time.monotonic() + self.limit
-        with requests.Session() as s:
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                t = time.monotonic()
-                try:
-                    r = s.get(self.url + "/dev/hello", timeout=10)
-                    dep = r.json()["kf"].get("kf-deployment") if r.status_code == 200 else r.text[:200]
-                    self.results.append((t, r.status_code, dep))
-                except Exception as e:  # noqa: BLE001 - every failure is reported
-                    self.errors.append(f"+{t - self.t0:.2f}s: {e!r}")
-
-    def __enter__(self) -> "Load":
-        self.t0 = time.monotonic()
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(20)
-
-    def bad(self) -> list:
-        return [r for r in self.results if r[1] != 200]
+def Load(url: str) -> harness.KeepAliveLoad:
+    """Six keep-alive clients on /dev/hello (bounded by 240 s)."""
+    return harness.KeepAliveLoad(url, ["/dev/hello"], clients=6, limit=240.0)
 
 
 def filter_config(envoy: harness.Envoy) -> str:
@@ -236,7 +204,7 @@ def test_a_release_through_one_replica_is_served_by_both_envoys(procs, bins, wor
         assert live["complete"] and live["connected"] == 2, live
         assert {e["id"]: e["replica"] for e in live["envoys"]} == holders, live
         per_envoy = {e["id"]: e["liveAfterMs"] for e in live["envoys"]}
-        cp.wait_for("requests see v3", lambda: load.results and load.results[-1][2] == V3, 15)
+        cp.wait_for("requests see v3", lambda: load.results and load.results[-1].body == V3, 15)
         time.sleep(0.5)
     for e in w.envoys:
         assert released_in(e, V3), e.name
@@ -271,7 +239,7 @@ def test_killing_the_replica_of_an_envoy_fails_no_request(procs, bins, work_dir)
         r = w.cli(w.replicas[2], "-o", "json", "release", V3, "--virtual-env", "team-a")
         assert r.code == 0, r.stderr
         assert r.json["live"]["complete"] and r.json["live"]["connected"] == 2, r.json["live"]
-        cp.wait_for("requests see v3", lambda: load.results and load.results[-1][2] == V3, 15)
+        cp.wait_for("requests see v3", lambda: load.results and load.results[-1].body == V3, 15)
         time.sleep(0.5)
     assert n["replica"] in ("r1", "r2"), n
     assert released_in(w.envoys[0], V3)
@@ -399,8 +367,8 @@ def test_etcd_members_down_and_back(procs, bins, work_dir):
         cli_refused = w.cli(w.replicas[0], "release", MAIN, "--virtual-env", "team-a")
         assert cli_refused.code != 0 and "unavailable" in cli_refused.stderr, cli_refused
         time.sleep(1.0)
-        served_while_down = [x for x in load.results if x[0] > down_at]
-        assert served_while_down and all(x[1] == 200 and x[2] == V3 for x in served_while_down)
+        served_while_down = [x for x in load.results if x.at > down_at]
+        assert served_while_down and all(x.status == 200 and x.body == V3 for x in served_while_down)
 
         # etcd back
         w.etcd.restart_all()
@@ -408,7 +376,7 @@ def test_etcd_members_down_and_back(procs, bins, work_dir):
         r2 = release_until_it_works(w, w.replicas[2], MAIN)
         recovered = time.monotonic() - back
         assert r2.json["live"]["complete"] and r2.json["live"]["connected"] == 2, r2.json["live"]
-        cp.wait_for("requests see main", lambda: load.results[-1][2] == MAIN, 15)
+        cp.wait_for("requests see main", lambda: load.results[-1].body == MAIN, 15)
         time.sleep(0.5)
     assert not load.errors, load.errors[:5]
     assert not load.bad(), load.bad()[:5]
@@ -448,7 +416,7 @@ def test_every_replica_restarted_state_comes_back_from_etcd(procs, bins, work_di
         r2 = w.cli(w.replicas[1], "-o", "json", "release", MAIN, "--virtual-env", "team-a")
         assert r2.code == 0, r2.stderr
         assert r2.json["live"]["complete"] and r2.json["live"]["connected"] == 2, r2.json["live"]
-        cp.wait_for("requests see main", lambda: load.results[-1][2] == MAIN, 15)
+        cp.wait_for("requests see main", lambda: load.results[-1].body == MAIN, 15)
         time.sleep(0.5)
     assert not load.errors, load.errors[:5]
     assert not load.bad(), load.bad()[:5]
