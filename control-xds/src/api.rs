@@ -688,7 +688,9 @@ async fn change_documents(
 ) -> Result<Json<Value>, ApiError> {
     let (docs, said) = parse::<ApplyBody>(&body)?.documents()?;
     let who = who(&caller, said);
-    let (summary, generation) = plane.change_blocking(move |s| change(s, &docs, &who)).await?;
+    let (summary, generation) = plane
+        .change_blocking(move |s| change(s, &docs, &who))
+        .await?;
     Ok(changed(summary, generation))
 }
 
