@@ -532,8 +532,10 @@ fn redact_secrets(resource: &mut Value) {
         .and_then(Value::as_array_mut)
     {
         for k in keys {
-            if let Some(secret) = k.get_mut("secret") {
-                *secret = json!("(redacted)");
+            for field in ["secret", "secretBase64"] {
+                if let Some(secret) = k.get_mut(field) {
+                    *secret = json!("(redacted)");
+                }
             }
         }
     }
@@ -1102,13 +1104,17 @@ mod tests {
 
     #[test]
     fn resources_never_show_secrets() {
-        let env = "kind: Environment\nmetadata: {name: dev}\nspec:\n  subPath: dev\n  defaultVirtualEnvironment: team-a\n  jwt:\n    keys: [{kid: k, alg: HS256, secret: this-hmac-secret-is-longer-than-32-bytes}]\n";
+        let env = "kind: Environment\nmetadata: {name: dev}\nspec:\n  subPath: dev\n  defaultVirtualEnvironment: team-a\n  jwt:\n    keys: [{kid: k, alg: HS256, secret: this-hmac-secret-is-longer-than-32-bytes}, {kid: b, alg: HS256, secretBase64: QmluYXJ5LWhtYWMta2V5LWJ5dGVzLWxvbmdlci10aGFuLTMy}]\n";
         let c = Client::new(&server());
         c.post("/v1/apply", &json!({"filename": "e.yaml", "text": env}))
             .unwrap();
         let all = c.get("/v1/resources", &[]).unwrap().to_string();
         assert!(
             !all.contains("this-hmac-secret-is-longer-than-32-bytes"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("QmluYXJ5LWhtYWMta2V5LWJ5dGVzLWxvbmdlci10aGFuLTMy"),
             "{all}"
         );
         assert!(all.contains("(redacted)"), "{all}");
