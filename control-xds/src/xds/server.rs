@@ -38,6 +38,16 @@
 //!   below), and, for clusters of DNS names, a further [`DNS_WARMUP`]. Pushes go
 //!   CDS → EDS, then (once routable) ECDS → LDS → RDS.
 //!
+//! The two filter tables in order: when one ECDS response would change both
+//! the internal listener's table and the genesis table (a publish and its
+//! release in one push), the internal table goes alone first and the genesis
+//! table only once that response is ACKed ([`AdsStream::internal_first`]), in
+//! both protocols. Envoy's workers take ECDS updates at their own pace, so
+//! otherwise a request could be routed by the new genesis table to a new
+//! deployment whose calls meet an internal table from before the publish (403
+//! `component_not_in_deployment`). The first response's version is
+//! `<v>+internal-first`.
+//!
 //! When a cluster is routable in Envoy 1.40: a new EDS cluster is added to the
 //! *warming* set when its CDS response is processed (Envoy pauses EDS while it
 //! does, then asks for the new names in one EDS request, and ACKs CDS); it
@@ -100,6 +110,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::cache::{now_unix_ms, Nack, Served, SnapshotCache};
 use super::snapshot::{ResourceType, Snapshot};
+use crate::topology::{GENESIS_FILTER, INTERNAL_FILTER};
 
 /// Nonces are unique across all streams, so a nonce from an earlier stream can
 /// never match a response of a later one.
@@ -665,8 +676,11 @@ impl AdsStream {
             }
         }
         let sent_version = state.sent_version.clone();
+        let outstanding = state.outstanding;
         if let Some(snapshot) = self.source(kind) {
-            let behind = sent_version.as_deref() != Some(snapshot.version(kind));
+            // A response still unanswered is followed up when its answer comes
+            // (delta: a stale nonce does not count as one).
+            let behind = sent_version.as_deref() != Some(snapshot.version(kind)) && !outstanding;
             if fresh || names_changed || behind {
                 // a state-of-the-world request that changes names is answered
                 // even when nothing changed; delta only answers what changed
@@ -899,6 +913,24 @@ impl AdsStream {
         }
         let mut resources = self.selected(kind, snapshot);
         let mut wire_version = version.clone();
+        let genesis_had = self
+            .types
+            .get(&kind)
+            .and_then(|s| s.have.get(GENESIS_FILTER).cloned());
+        if self.internal_first(kind, &mut resources) {
+            let staged = format!("{version}+internal-first");
+            self.respond(kind, staged.clone(), staged, &resources, forced)
+                .await?;
+            // Envoy keeps the genesis table it has (state of the world's
+            // bookkeeping dropped it), and the next response is computed afresh.
+            if let Some(state) = self.types.get_mut(&kind) {
+                state.basis = None;
+                if let Some(old) = genesis_had {
+                    state.have.insert(GENESIS_FILTER.to_string(), old);
+                }
+            }
+            return Ok(());
+        }
         if kind == ResourceType::Cluster {
             let dropped: BTreeMap<String, Arc<Snapshot>> = self
                 .sent_clusters
@@ -923,6 +955,40 @@ impl AdsStream {
             }
         }
         Ok(())
+    }
+
+    /// Whether `resources` (of `kind`) would change both filter tables that
+    /// Envoy already has; if so, leaves only the internal one in them: it goes
+    /// first, and the genesis table follows once Envoy ACKs it (the response's
+    /// version is not the snapshot's, so the ACK finds this type behind).
+    /// Envoy's named ECDS watches keep a table a response does not carry.
+    fn internal_first(&self, kind: ResourceType, resources: &mut Picked) -> bool {
+        if kind != ResourceType::ExtensionConfig {
+            return false;
+        }
+        let Some(state) = self.types.get(&kind) else {
+            return false;
+        };
+        let changes = |name: &str| {
+            let new = resources
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(n, from)| resource_in(kind, n, from).1);
+            match (new, state.have.get(name)) {
+                (Some(new), Some(old)) => new != old,
+                _ => false,
+            }
+        };
+        if state.nacked || !changes(GENESIS_FILTER) || !changes(INTERNAL_FILTER) {
+            return false;
+        }
+        let only: BTreeSet<String> = resources
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| n != GENESIS_FILTER)
+            .collect();
+        resources.only = Some(Arc::new(only));
+        true
     }
 
     /// Records, then writes, one response. State of the world: every resource
