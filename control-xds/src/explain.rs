@@ -1,17 +1,64 @@
 //! `switchyard explain`: route a described request with the real engine and say why.
+//!
+//! In HCMs Switchyard renders or serves, Envoy leaves the path to the filter
+//! (README "Paths"), so the engine's answer is the request's answer — except
+//! for what Envoy refuses before any filter runs, which is said as such.
 
 use std::process::ExitCode;
 
 use serde_json::json;
 use switchyard_engine::{Index, Request};
 
+/// Why Envoy (1.40) refuses a request target before any filter runs: a `#`
+/// anywhere in it (a fragment is never sent to a server) gets Envoy's own 400
+/// with an empty body, whatever its connection manager's path settings.
+const FRAGMENT_REFUSED_BY_ENVOY: &str =
+    "Envoy refuses a request target with '#' (a fragment) before any filter: 400, empty body";
+
+/// Why Envoy (1.40) refuses to forward a routed request: characters its
+/// upstream HTTP/1 encoder does not send, in the path (`<`, `>`, `` ` ``) or in
+/// the query (`"`, `<`, `>`); the client gets Envoy's 400 with an empty body.
+const TARGET_REFUSED_BY_ENVOY: &str = "Envoy refuses to send '<', '>' or '`' in a path, or '\"', '<' or '>' in a query, upstream: 400, empty body";
+
+/// Whether Envoy refuses to send `target` (path and query) upstream.
+fn refused_upstream(target: &str) -> bool {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    path.contains(['<', '>', '`']) || query.contains(['"', '<', '>'])
+}
+
+/// Envoy's own 400 (empty body) instead of the filter's answer.
+fn refused_by_envoy(
+    request: &Request<'_>,
+    why: &str,
+    print: impl FnOnce(&serde_json::Value, String),
+) -> ExitCode {
+    let value = json!({"routed": false, "status": 400, "error": "rejected_by_envoy",
+        "by": "envoy", "message": why});
+    print(
+        &value,
+        format!(
+            "{} {} → refused 400 by Envoy: {why}",
+            request.method, request.path
+        ),
+    );
+    ExitCode::from(2)
+}
+
 /// Routes `request` and hands the result to `print` as JSON and as human text.
+/// What Envoy itself refuses, before the filter or after it, is said so
+/// (`"error": "rejected_by_envoy"`, `"by": "envoy"`).
 pub fn explain(
     index: &Index,
     request: &Request<'_>,
     print: impl FnOnce(&serde_json::Value, String),
 ) -> ExitCode {
+    if request.path.contains('#') {
+        return refused_by_envoy(request, FRAGMENT_REFUSED_BY_ENVOY, print);
+    }
     match index.route(request) {
+        Ok(d) if refused_upstream(d.rewritten_path.as_deref().unwrap_or(request.path)) => {
+            refused_by_envoy(request, TARGET_REFUSED_BY_ENVOY, print)
+        }
         Ok(d) => {
             let vars: serde_json::Map<String, serde_json::Value> = d
                 .vars
