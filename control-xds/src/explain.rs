@@ -119,3 +119,63 @@ pub fn explain(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> Index {
+        Index::from_json(
+            r#"{"resources": [
+              {"kind": "Environment", "metadata": {"name": "dev"},
+               "spec": {"subPath": "dev", "defaultVirtualEnvironment": "team-a"}},
+              {"kind": "VirtualEnvironment", "metadata": {"name": "team-a"},
+               "spec": {"environment": "dev", "release": {"apps": {"web": "web-v1"}}}},
+              {"kind": "AppDeployment", "metadata": {"name": "web-v1"},
+               "spec": {"app": "web", "version": "v1", "components": {"frontend": {
+                 "version": "f1", "endpoints": ["127.0.0.1:9101"],
+                 "routes": [{"match": {"pathPrefix": "/hello"}}]}}}}
+            ]}"#,
+        )
+        .unwrap()
+    }
+
+    fn explained(path: &str) -> serde_json::Value {
+        let request = Request {
+            method: "GET",
+            path,
+            headers: &[],
+            source_address: None,
+            now_unix_seconds: 0,
+        };
+        let mut out = serde_json::Value::Null;
+        explain(&index(), &request, |v, _| out = v.clone());
+        out
+    }
+
+    #[test]
+    fn what_envoy_refuses_itself_is_said_so() {
+        for path in [
+            "/dev/hello#x",
+            "/dev/hello?a#",
+            "/nowhere#x",
+            "/dev/hello/a<b",
+            "/dev/hello/a`b",
+            "/dev/hello?q=\"",
+            "/dev/hello?q=>",
+        ] {
+            let v = explained(path);
+            assert_eq!(
+                (&v["status"], &v["error"], &v["by"]),
+                (&json!(400), &json!("rejected_by_envoy"), &json!("envoy")),
+                "{path}: {v}"
+            );
+        }
+        // Not routed upstream: the filter's own answer stands.
+        assert_eq!(explained("/nowhere/a<b")["error"], "environment_not_found");
+        // Allowed by Envoy's upstream encoder.
+        for path in ["/dev/hello/a\"b", "/dev/hello?q=`", "/dev/hello/{|}^"] {
+            assert_eq!(explained(path)["routed"], true, "{path}");
+        }
+    }
+}
