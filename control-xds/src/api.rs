@@ -845,9 +845,7 @@ impl ExplainBody {
 async fn explain(State(plane): Plane, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: ExplainBody = parse(&body)?;
     let headers = b.headers()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::now_unix_seconds();
     let request = b.request(&headers, now);
     let index = plane.index();
     let mut out = Value::Null;

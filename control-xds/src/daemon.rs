@@ -82,7 +82,7 @@ fn replicate(
             api_addr: api.clone(),
             leader,
             generation,
-            at_unix_ms: crate::xds::cache::now_unix_ms(),
+            at_unix_ms: crate::clock::now_unix_ms(),
             envoys: c
                 .nodes()
                 .iter()
@@ -235,7 +235,9 @@ pub async fn run(
     };
     // ADS and LRS (the load reports that judge progressive rollouts) share
     // the xDS port and its TLS.
-    let ads = AdsServer::new(cache).into_service();
+    let ads = AdsServer::new(cache)
+        .scoped_by(crate::scope::scope_of)
+        .into_service();
     let lrs = plane.progressive().reports.service();
     let xds = match xds_tls {
         Some(acceptor) => {

@@ -704,9 +704,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .filter_map(|h| h.split_once(':'))
                 .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
                 .collect();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = switchyard::clock::now_unix_seconds();
             let request = Request {
                 method: &method,
                 path: &path,
@@ -1074,9 +1072,7 @@ fn change_and_wait(
 
 /// One line per pull-mode Envoy: it has no ACK, only its last poll.
 fn pulling_lines(pulling: &Value) -> Vec<String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = switchyard::clock::now_unix_ms();
     pulling
         .as_array()
         .into_iter()

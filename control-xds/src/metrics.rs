@@ -164,7 +164,7 @@ pub fn render(plane: &ControlPlane) -> String {
             .set(f64::from(ppm) / 1_000_000.0);
         step.get_or_create(&labels(&[("canary", name)]))
             .set(rollout.map_or(0, |r| r.step as i64 + 1));
-        if let Some(live) = plane.progressive().live(name) {
+        if let Some(live) = plane.progressive().measured(name) {
             for (v, c) in [("canary", live.canary), ("stable", live.stable)] {
                 requests
                     .get_or_create(&labels(&[("canary", name), ("version", v)]))
@@ -223,7 +223,7 @@ pub fn render(plane: &ControlPlane) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::progressive::store_ops::Command;
+    use crate::state::rollout_ops::Command;
     use crate::test_fixtures::{plane_with, WEB_V1, WEB_V2};
 
     #[test]

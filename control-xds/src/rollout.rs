@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::clock::now_unix_ms;
 use crate::replicas::ReplicaView;
-use crate::xds::cache::now_unix_ms;
 use crate::xds::{NodeStatus, SnapshotCache};
 
 /// Where one ADS-connected Envoy is with respect to a generation.

@@ -96,8 +96,8 @@ pub struct ControlPlane {
     leader: Leadership,
     /// The other replicas (etcd only).
     replicas: OnceLock<crate::replicas::ReplicaView>,
-    /// Progressive rollouts: LRS reports and what was measured.
-    progressive: crate::progressive::driver::Progressive,
+    /// Progressive rollouts: LRS reports and what the driver measured.
+    progressive: crate::progressive::observed::Observed,
     /// Snapshots built and served since start (`/metrics`).
     served: std::sync::atomic::AtomicU64,
 }
@@ -246,9 +246,7 @@ impl ControlPlane {
             (base, read) = (latest.0.clone(), latest.1);
             self.adopt(latest.0, latest.1)?;
             // A short, varying pause so that two replicas do not meet again.
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
+            let nanos = crate::clock::subsec_nanos();
             std::thread::sleep(std::time::Duration::from_micros(
                 u64::from(nanos % 2000) + 500 * attempt as u64,
             ));
@@ -348,7 +346,7 @@ impl ControlPlane {
     }
 
     /// Progressive rollouts (LRS reports, measurements).
-    pub fn progressive(&self) -> &crate::progressive::driver::Progressive {
+    pub fn progressive(&self) -> &crate::progressive::observed::Observed {
         &self.progressive
     }
 

@@ -39,6 +39,8 @@ pub use crate::clock::rfc3339;
 pub use crate::context_keys::{generate_context_key, new_kid};
 pub use crate::history::ReleaseRecord;
 
+pub mod rollout_ops;
+
 /// Version of the state file's format.
 pub const STATE_FORMAT: u32 = 1;
 

@@ -15,11 +15,11 @@ use switchyard_engine::Resource;
 use super::analyzer::H_SHIFT;
 use super::machine::Phase;
 use super::spec::Plan;
-use super::store_ops::{plan_of, released, Command};
 use crate::api::{changed, parse, who, ApiError, Caller};
+use crate::clock::now_unix_ms;
 use crate::serve::ControlPlane;
+use crate::state::rollout_ops::{plan_of, released, Command};
 use crate::state::Store;
-use crate::xds::cache::now_unix_ms;
 
 type Plane = State<Arc<ControlPlane>>;
 
@@ -56,7 +56,7 @@ fn status(plane: &ControlPlane, store: &Store, name: &str, now_ms: u64) -> Optio
         (None, Some(c)) => c.spec.weight.clone().unwrap_or_else(|| "0%".into()),
         _ => "0%".into(),
     };
-    let live = plane.progressive().live(name);
+    let live = plane.progressive().measured(name);
     let mut v = json!({
         "name": name,
         "virtualEnv": ve,

@@ -13,11 +13,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
 use super::snapshot::{References, ResourceType, Snapshot, SnapshotError};
+use crate::clock::now_unix_ms;
 
 /// Builds the snapshot of one scope (a set of environment names) from what the
 /// snapshot being served was built from.
@@ -247,13 +247,6 @@ impl SnapshotCache {
     pub(crate) fn touch(&self, node: &str) {
         self.update(node, |_| {});
     }
-}
-
-pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -6,11 +6,15 @@
 //! each Envoy and records, per node, what was sent, ACKed and NACKed.
 
 pub mod cache;
+mod make_before_break;
+mod request;
 pub mod server;
 pub mod snapshot;
+mod stream;
+mod subscription;
 
 pub use cache::{Nack, NodeStatus, ScopeBuilder, Served, SnapshotCache, TypeStatus};
-pub use server::{AdsServer, ServeError};
+pub use server::{AdsServer, NodeScope, ServeError};
 pub use snapshot::{
     to_any, Inconsistency, References, ResourceType, Resources, Snapshot, SnapshotError,
 };

@@ -1,4 +1,4 @@
-//! Rollout changes as store operations: each returns a new [`Store`] (the
+//! A Canary's rollout changes as store operations: each returns a new [`Store`] (the
 //! Canary's served weight and match rules, the rollout record, and for a
 //! success the release) or an error, like every other change, so a rollout's
 //! move is validated, persisted atomically with everything else and served as
@@ -6,8 +6,8 @@
 
 use switchyard_engine::Resource;
 
-use super::machine::{weight_text, Action, Event, Phase, Rollout, MAX_EVENTS};
-use super::spec::Plan;
+use crate::progressive::machine::{weight_text, Action, Event, Phase, Rollout, MAX_EVENTS};
+use crate::progressive::spec::Plan;
 use crate::state::{rfc3339, ChangeSummary, Store, StoreError};
 
 /// A human's command on a rollout.
