@@ -6,7 +6,6 @@
 //! each Envoy and records, per node, what was sent, ACKed and NACKed.
 
 pub mod cache;
-mod make_before_break;
 mod request;
 pub mod server;
 pub mod snapshot;

@@ -99,7 +99,7 @@ use super::snapshot::ResourceType;
 use super::stream::AdsStream;
 use super::subscription::Picked;
 
-pub use super::make_before_break::DNS_WARMUP;
+pub use super::stream::DNS_WARMUP;
 
 /// Responses buffered per stream before the stream task waits for the client.
 const STREAM_BUFFER: usize = 16;
