@@ -244,8 +244,8 @@ pub fn explain_subset(index: &Index, namespace: &str, key: &str) -> Option<Value
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_engine::context::ContextKey;
     use serde_json::json;
+    use switchyard_engine::context::ContextKey;
 
     fn compile(components: Value) -> (PluginConfig, Index) {
         let config: PluginConfig = serde_json::from_value(json!({"resources": [
