@@ -219,6 +219,61 @@ impl Store {
         next.rollout_change(r)
     }
 
+    /// `canary start`: a new rollout at its first step.
+    fn canary_start(
+        &self,
+        name: &str,
+        plan: &Plan,
+        who: &str,
+        now_ms: u64,
+    ) -> Result<(Store, ChangeSummary), StoreError> {
+        let current = self.rollouts.get(name).cloned();
+        let conflict = |what: &str| StoreError::Conflict(format!("Canary/{name}: {what}"));
+        if let Some(r) = current.as_ref().filter(|r| !r.phase.terminal()) {
+            return Err(conflict(&format!(
+                "the rollout is already {}",
+                r.phase.as_str()
+            )));
+        }
+        let mut next = self.clone();
+        let Some(Resource::Canary(c)) = self.get("Canary", name) else {
+            return Err(StoreError::NotFound(format!("Canary/{name}")));
+        };
+        let stable = released(self, &c.spec.virtual_environment, &c.spec.app).ok_or_else(|| {
+            conflict("its virtual environment has no release of the app to compare with")
+        })?;
+        let mut events = current.map(|r| r.events).unwrap_or_default();
+        let restore = self
+            .rollouts
+            .get(name)
+            .map(|r| r.saved_match.clone())
+            .filter(|m| !m.is_empty());
+        if let Some(rules) = restore {
+            next.set_canary(name, "0%", Some(rules))?;
+        }
+        events.truncate(MAX_EVENTS);
+        let mut r = Rollout {
+            canary: name.to_string(),
+            virtual_env: c.spec.virtual_environment.clone(),
+            app: c.spec.app.clone(),
+            deployment: c.spec.deployment.clone(),
+            stable,
+            steps: plan.steps.clone(),
+            phase: Phase::Progressing,
+            step: 0,
+            weight: String::new(),
+            step_started_ms: now_ms,
+            started_ms: now_ms,
+            reason: String::new(),
+            failed: false,
+            saved_match: Vec::new(),
+            events,
+        };
+        next.enter_step(&mut r, plan, 0, now_ms)?;
+        event(&mut r, "started", who, now_ms);
+        next.rollout_change(r)
+    }
+
     /// A human's command.
     pub fn canary_command(
         &self,
@@ -233,53 +288,7 @@ impl Store {
         let conflict = |what: &str| StoreError::Conflict(format!("Canary/{name}: {what}"));
         let mut next = self.clone();
         match command {
-            Command::Start => {
-                if let Some(r) = active {
-                    return Err(conflict(&format!(
-                        "the rollout is already {}",
-                        r.phase.as_str()
-                    )));
-                }
-                let Some(Resource::Canary(c)) = self.get("Canary", name) else {
-                    return Err(StoreError::NotFound(format!("Canary/{name}")));
-                };
-                let stable =
-                    released(self, &c.spec.virtual_environment, &c.spec.app).ok_or_else(|| {
-                        conflict(
-                            "its virtual environment has no release of the app to compare with",
-                        )
-                    })?;
-                let mut events = current.map(|r| r.events).unwrap_or_default();
-                let restore = self
-                    .rollouts
-                    .get(name)
-                    .map(|r| r.saved_match.clone())
-                    .filter(|m| !m.is_empty());
-                if let Some(rules) = restore {
-                    next.set_canary(name, "0%", Some(rules))?;
-                }
-                events.truncate(MAX_EVENTS);
-                let mut r = Rollout {
-                    canary: name.to_string(),
-                    virtual_env: c.spec.virtual_environment.clone(),
-                    app: c.spec.app.clone(),
-                    deployment: c.spec.deployment.clone(),
-                    stable,
-                    steps: plan.steps.clone(),
-                    phase: Phase::Progressing,
-                    step: 0,
-                    weight: String::new(),
-                    step_started_ms: now_ms,
-                    started_ms: now_ms,
-                    reason: String::new(),
-                    failed: false,
-                    saved_match: Vec::new(),
-                    events,
-                };
-                next.enter_step(&mut r, &plan, 0, now_ms)?;
-                event(&mut r, "started", who, now_ms);
-                next.rollout_change(r)
-            }
+            Command::Start => self.canary_start(name, &plan, who, now_ms),
             Command::Abort => {
                 let r = active
                     .cloned()
