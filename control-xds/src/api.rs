@@ -587,7 +587,7 @@ struct LiveQuery {
 
 async fn live(State(plane): Plane, Query(q): Query<LiveQuery>) -> Json<Value> {
     let timeout = std::time::Duration::from_millis(q.timeout_ms).min(MAX_LIVE_WAIT);
-    let rollout = crate::rollout::wait_settled(
+    let rollout = crate::propagation::wait_settled(
         plane.cache(),
         plane.pollers(),
         plane.replicas(),

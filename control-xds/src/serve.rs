@@ -2,8 +2,7 @@
 //! every accepted change into a snapshot for the [`SnapshotCache`] the ADS server
 //! streams from, and saves the store where it is kept ([`StateBackend`]: the
 //! state file, or etcd). The HTTP API ([`crate::api`]) is built on it, and
-//! [`crate::daemon`] wires both to listeners (layers, one way: state →
-//! state_store → serve → api → daemon).
+//! [`crate::daemon`] wires both, and the canary driver, to listeners.
 //!
 //! A change goes store → snapshot → saved → cache, each step able to refuse it:
 //! the store validates it with the engine, the snapshot builder compiles it again
@@ -27,7 +26,7 @@ use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
 use crate::etcd::{EtcdError, Leadership};
 use crate::persist::PersistError;
-use crate::rollout::Pollers;
+use crate::propagation::Pollers;
 use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
 use crate::state::{ChangeSummary, Store, StoreError};
 use crate::state_store::{BackendError, Commit, FileBackend, StateBackend};

@@ -63,7 +63,6 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "serve",
             "propagation",
-            "rollout",
             "tls",
             "http_server",
             "progressive::lrs",

@@ -1,7 +1,8 @@
 //! The snapshot cache: the snapshot being served and what each Envoy has.
 //!
-//! One snapshot is served to every node; a node that declares a scope (see
-//! [`crate::scope`]) gets the snapshot of its scope instead, built on demand by
+//! One snapshot is served to every node; a node with a scope (a set of names,
+//! read by the server's [`NodeScope`](super::NodeScope)) gets the snapshot of
+//! its scope instead, built on demand by
 //! the [`ScopeBuilder`] set with the snapshot and memoized per scope. Setting a
 //! snapshot checks it first: an inconsistent snapshot is refused and the last
 //! good one keeps being served. Streams watch the cache through a
