@@ -551,7 +551,9 @@ async fn history(
 ) -> Result<Json<Value>, ApiError> {
     let store = plane.store();
     if let Some(ve) = &q.virtual_env {
-        if store.get("VirtualEnvironment", ve).is_none()
+        if store
+            .get(crate::kind::Kind::VirtualEnvironment, ve)
+            .is_none()
             && !store.history.iter().any(|r| &r.virtual_env == ve)
         {
             return Err(StoreError::NotFound(format!("VirtualEnvironment/{ve}")).into());

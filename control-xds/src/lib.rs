@@ -52,6 +52,7 @@ pub mod explain;
 pub mod history;
 pub mod http_server;
 pub mod istio;
+pub mod kind;
 pub mod load;
 pub mod log_limit;
 pub mod metrics;

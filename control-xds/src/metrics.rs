@@ -27,6 +27,7 @@ use std::sync::atomic::AtomicU64;
 use switchyard_engine::canary::weight::parse_weight;
 use switchyard_engine::Resource;
 
+use crate::kind::Kind;
 use crate::progressive::machine::Phase;
 use crate::serve::{snapshot_version, ControlPlane};
 use crate::state::Store;
@@ -173,7 +174,7 @@ fn canary_metrics(r: &mut Registry, plane: &ControlPlane, store: &Store) {
                 .get_or_create(&labels(&[("canary", name), ("phase", p.as_str())]))
                 .set(i64::from(p == current));
         }
-        let w = match (rollout, store.get("Canary", name)) {
+        let w = match (rollout, store.get(Kind::Canary, name)) {
             (Some(r), _) => r.weight.clone(),
             (None, Some(Resource::Canary(c))) => c.spec.weight.clone().unwrap_or_default(),
             _ => String::new(),

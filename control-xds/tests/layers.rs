@@ -28,7 +28,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // Resource files and what they mean (parse, validate, scope, explain).
-    ("resources", &["load", "scope", "topology", "explain"]),
+    (
+        "resources",
+        &["kind", "load", "scope", "topology", "explain"],
+    ),
     // The store, its operations and where it is kept.
     (
         "store",

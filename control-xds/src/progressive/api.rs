@@ -17,6 +17,7 @@ use super::machine::Phase;
 use super::spec::Plan;
 use crate::api::{changed, parse, who, ApiError, Caller};
 use crate::clock::now_unix_ms;
+use crate::kind::Kind;
 use crate::serve::ControlPlane;
 use crate::state::rollout_ops::{plan_of, released, Command};
 use crate::state::Store;
@@ -32,7 +33,7 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
 
 /// The status of `name`'s rollout: its Canary (if it still exists) and record.
 fn status(plane: &ControlPlane, store: &Store, name: &str, now_ms: u64) -> Option<Value> {
-    let canary = match store.get("Canary", name) {
+    let canary = match store.get(Kind::Canary, name) {
         Some(Resource::Canary(c)) if !c.spec.steps.is_empty() => Some(c),
         _ => None,
     };

@@ -19,6 +19,7 @@ use switchyard_engine::{Index, Resource};
 use super::analyzer::{Analyzer, Counts, Criterion, Statistic, Verdict};
 use super::machine::{decide, Action, Phase, Rollout, StepProgress};
 use super::spec::Plan;
+use crate::kind::Kind;
 use crate::state::rollout_ops::{pending_rollout, plan_of, released};
 use crate::state::Store;
 
@@ -98,7 +99,7 @@ fn own_clusters(
     other: Option<&str>,
 ) -> Vec<String> {
     let versions = |name: &str| -> BTreeSet<(String, String, String)> {
-        match store.get("AppDeployment", name) {
+        match store.get(Kind::AppDeployment, name) {
             Some(Resource::AppDeployment(d)) => d
                 .spec
                 .components
@@ -211,7 +212,7 @@ impl Assessor {
             });
         for rollout in active {
             let name = rollout.canary.clone();
-            let Some(Resource::Canary(canary)) = store.get("Canary", &name) else {
+            let Some(Resource::Canary(canary)) = store.get(Kind::Canary, &name) else {
                 out.moves.push(Move::End { canary: name });
                 continue;
             };

@@ -6,6 +6,7 @@
 
 use switchyard_engine::Resource;
 
+use crate::kind::Kind;
 use crate::progressive::machine::{weight_text, Action, Event, Phase, Rollout, MAX_EVENTS};
 use crate::progressive::spec::Plan;
 use crate::state::{rfc3339, ChangeSummary, Store, StoreError};
@@ -38,7 +39,7 @@ impl Command {
 
 /// The Canary's plan, if it has steps.
 pub fn plan_of(store: &Store, canary: &str) -> Result<Plan, StoreError> {
-    let Some(Resource::Canary(c)) = store.get("Canary", canary) else {
+    let Some(Resource::Canary(c)) = store.get(Kind::Canary, canary) else {
         return Err(StoreError::NotFound(format!("Canary/{canary}")));
     };
     match Plan::of(&format!("Canary/{canary}"), &c.spec) {
@@ -52,7 +53,7 @@ pub fn plan_of(store: &Store, canary: &str) -> Result<Plan, StoreError> {
 
 /// The release of `app` in `ve`.
 pub fn released(store: &Store, ve: &str, app: &str) -> Option<String> {
-    match store.get("VirtualEnvironment", ve) {
+    match store.get(Kind::VirtualEnvironment, ve) {
         Some(Resource::VirtualEnvironment(v)) => v.spec.release.as_ref()?.apps.get(app).cloned(),
         _ => None,
     }
@@ -64,7 +65,7 @@ pub fn pending_rollout(store: &Store, name: &str) -> Option<Rollout> {
     if store.rollouts.contains_key(name) {
         return None;
     }
-    let Some(Resource::Canary(c)) = store.get("Canary", name) else {
+    let Some(Resource::Canary(c)) = store.get(Kind::Canary, name) else {
         return None;
     };
     if c.spec.steps.is_empty() {
@@ -114,7 +115,7 @@ impl Store {
         weight: &str,
         match_rules: Option<Vec<switchyard_engine::resources::MatchRule>>,
     ) -> Result<(), StoreError> {
-        let key = ("Canary".to_string(), name.to_string());
+        let key = (Kind::Canary.as_str().to_string(), name.to_string());
         let Some(Resource::Canary(c)) = self.resources.get_mut(&key) else {
             return Err(StoreError::NotFound(format!("Canary/{name}")));
         };
@@ -187,7 +188,7 @@ impl Store {
         // one change, one generation: the release and the Canary's end together
         next.generation = self.generation;
         next.resources
-            .remove(&("Canary".to_string(), r.canary.clone()));
+            .remove(&(Kind::Canary.as_str().to_string(), r.canary.clone()));
         let name = r.canary.clone();
         r.phase = Phase::Succeeded;
         r.weight = "100%".into();
@@ -207,7 +208,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(Store, ChangeSummary), StoreError> {
         let mut next = self.clone();
-        if let Some(Resource::Canary(c)) = self.get("Canary", &r.canary) {
+        if let Some(Resource::Canary(c)) = self.get(Kind::Canary, &r.canary) {
             if !c.spec.match_rules.is_empty() {
                 r.saved_match = c.spec.match_rules.clone();
             }
@@ -236,7 +237,7 @@ impl Store {
             )));
         }
         let mut next = self.clone();
-        let Some(Resource::Canary(c)) = self.get("Canary", name) else {
+        let Some(Resource::Canary(c)) = self.get(Kind::Canary, name) else {
             return Err(StoreError::NotFound(format!("Canary/{name}")));
         };
         let stable = released(self, &c.spec.virtual_environment, &c.spec.app).ok_or_else(|| {
@@ -483,7 +484,7 @@ spec:
     }
 
     fn served(s: &Store) -> (Option<String>, usize) {
-        match s.get("Canary", "c") {
+        match s.get(Kind::Canary, "c") {
             Some(Resource::Canary(c)) => (c.spec.weight.clone(), c.spec.match_rules.len()),
             _ => (None, 0),
         }
@@ -521,7 +522,7 @@ spec:
             )
             .unwrap();
         assert_eq!(s.generation, generation + 1, "one change");
-        assert!(s.get("Canary", "c").is_none());
+        assert!(s.get(Kind::Canary, "c").is_none());
         assert_eq!(released(&s, "team-a", "web").as_deref(), Some("web-v2"));
         assert_eq!(sum.releases.len(), 1);
         assert_eq!(s.rollouts["c"].phase, Phase::Succeeded);
