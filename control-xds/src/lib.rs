@@ -3,7 +3,8 @@
 //! Layers, from the ground up; a module names only modules of its own layer
 //! or below (`tests/layers.rs` holds this table as code and fails on any
 //! import that points up, naming the file, the line and both layers):
-//! 1. base: `clock` (the one wall clock), `context_keys`, `log_limit`;
+//! 1. base: `clock` (the one wall clock), `context_keys`, `log_limit`, and
+//!    `views` (the API's answers as types, the wire contract);
 //! 2. xds: the xDS protocol — snapshots, the cache, the ADS server — knowing
 //!    nothing of Switchyard (a node's scope is read by a function it is given);
 //! 3. canary rules: `progressive`'s plan (`spec`), error test (`analyzer`),

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 /// From the ground up: a layer, and the modules (a module path names it and
 /// every module under it; the longest match wins) that it holds.
 const LAYERS: &[(&str, &[&str])] = &[
-    // Time, keys, log budgets: no Switchyard knowledge.
-    ("base", &["clock", "context_keys", "log_limit"]),
+    // Time, keys, log budgets, and the API's answers as types (`views`: the
+    // wire contract, depending on nothing of the control plane).
+    ("base", &["clock", "context_keys", "log_limit", "views"]),
     // The xDS protocol: snapshots, the cache, the ADS server.
     ("xds", &["xds"]),
     // The Canary's plan, error test, state machine and simulations (pure;
