@@ -5,52 +5,23 @@
 //!   kind) applies every rule of [`rules`] and collects every problem it finds
 //!   instead of stopping at the first; it produces an [`Index`] only when there
 //!   is none.
-//! - [`table`] holds the entries a request reads, addressed by the ids of [`ids`].
-//! - This module holds the [`Index`] itself and its lookups by name.
+//! - [`table`] holds the [`Index`] and the entries a request reads, addressed by
+//!   the ids of [`ids`].
+//! - This module is the index's face: building it, and its lookups by name.
 
 mod compile;
 mod ids;
 pub mod rules;
 mod table;
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-
-use crate::canary::CompiledCanary;
 use crate::config::{PluginConfig, Settings};
-use crate::context::ContextKeys;
 use crate::error::ConfigError;
-use crate::name_map::NameMap;
 
 pub(crate) use self::ids::{
-    CanaryId, ClusterId, ComponentId, DeploymentId, DeploymentRoute, Entries, EnvironmentId, Id,
-    VirtualEnvironmentId,
+    ClusterId, ComponentId, DeploymentId, DeploymentRoute, EnvironmentId, Id, VirtualEnvironmentId,
 };
-pub use self::table::{cluster_name, ClusterSpec};
-pub(crate) use self::table::{
-    ContextFor, ContextMemo, DeploymentEntry, EnvironmentEntry, HashedOn, RouteEntry,
-    VirtualEnvironmentEntry,
-};
-
-/// The routing table. Build with [`Index::from_json`] or [`Index::compile`].
-#[derive(Debug)]
-pub struct Index {
-    pub(crate) settings: Settings,
-    pub(crate) environments: Entries<EnvironmentId, EnvironmentEntry>,
-    env_by_sub_path: NameMap<String, EnvironmentId>,
-    pub(crate) ves: Entries<VirtualEnvironmentId, VirtualEnvironmentEntry>,
-    ve_by_name: NameMap<String, VirtualEnvironmentId>,
-    pub(crate) deployments: Entries<DeploymentId, DeploymentEntry>,
-    dep_by_name: NameMap<String, DeploymentId>,
-    pub(crate) clusters: Entries<ClusterId, ClusterSpec>,
-    pub(crate) canaries: Entries<CanaryId, CompiledCanary>,
-    pub(crate) context_keys: Option<ContextKeys>,
-    /// Signed contexts of the current expiry second (see `issue_context`).
-    pub(crate) context_memo: Mutex<ContextMemo>,
-    /// Istio mode: every component name of every deployment (internal mode
-    /// leaves calls to other hosts alone). Empty otherwise.
-    pub(crate) mesh_components: HashSet<String>,
-}
+pub use self::table::{cluster_name, ClusterSpec, Index};
+pub(crate) use self::table::{ContextFor, HashedOn, RouteEntry};
 
 impl Index {
     /// Parses and compiles a plugin configuration (JSON).

@@ -201,10 +201,10 @@ pub fn canary_slot(ve: &str, app: &str, released: bool, has_canary: bool) -> Res
     Ok(())
 }
 
-/// Internal mode verifies `kf-context`, so it needs context keys (unless they
-/// arrive with a pulled table).
-pub fn internal_mode_keys(internal: bool, keys: bool, pulled: bool) -> Result<(), String> {
-    match internal && !keys && !pulled {
+/// Internal mode verifies `kf-context`, so it needs context keys, unless they
+/// arrive with a pulled table. Checked when the settings give none.
+pub fn internal_mode_keys(internal: bool, pulled: bool) -> Result<(), String> {
+    match internal && !pulled {
         true => Err("internal mode needs context keys to verify kf-context".to_string()),
         false => Ok(()),
     }

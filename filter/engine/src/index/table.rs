@@ -1,17 +1,42 @@
-//! The entries of the compiled table: what the index keeps of each resource, in
+//! The compiled table: the [`Index`] and what it keeps of each resource, in
 //! the shape a request reads it (ids instead of names, routes sorted, clusters
 //! distilled), plus the per-request matching of a route and the release's route
 //! buckets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 
 use super::ids::{
-    CanaryId, ClusterId, ComponentId, DeploymentId, DeploymentRoute, EnvironmentId, Id, RouteId,
-    VirtualEnvironmentId,
+    CanaryId, ClusterId, ComponentId, DeploymentId, DeploymentRoute, Entries, EnvironmentId, Id,
+    RouteId, VirtualEnvironmentId,
 };
+use crate::canary::CompiledCanary;
+use crate::config::Settings;
+use crate::context::ContextKeys;
 use crate::name_map::NameMap;
 use crate::resources::{Protocol, ReleasePolicyType};
 use crate::route_options::LbPolicy;
+
+/// The routing table. Build with [`Index::from_json`] or [`Index::compile`]; the
+/// requests' steps (`route.rs`, `internal.rs`, `deliver.rs`) read it.
+#[derive(Debug)]
+pub struct Index {
+    pub(crate) settings: Settings,
+    pub(crate) environments: Entries<EnvironmentId, EnvironmentEntry>,
+    pub(super) env_by_sub_path: NameMap<String, EnvironmentId>,
+    pub(crate) ves: Entries<VirtualEnvironmentId, VirtualEnvironmentEntry>,
+    pub(super) ve_by_name: NameMap<String, VirtualEnvironmentId>,
+    pub(crate) deployments: Entries<DeploymentId, DeploymentEntry>,
+    pub(super) dep_by_name: NameMap<String, DeploymentId>,
+    pub(crate) clusters: Entries<ClusterId, ClusterSpec>,
+    pub(crate) canaries: Entries<CanaryId, CompiledCanary>,
+    pub(crate) context_keys: Option<ContextKeys>,
+    /// Signed contexts of the current expiry second (see `issue_context`).
+    pub(crate) context_memo: Mutex<ContextMemo>,
+    /// Istio mode: every component name of every deployment (internal mode
+    /// leaves calls to other hosts alone). Empty otherwise.
+    pub(crate) mesh_components: HashSet<String>,
+}
 
 /// A distilled upstream: one per distinct (app, component, component version, LB policy).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use super::ids::{CanaryId, ClusterId, DeploymentId, Entries, EnvironmentId, VirtualEnvironmentId};
 use super::rules::{self, FirstDefinition};
-use super::table::{DeploymentEntry, EnvironmentEntry, VirtualEnvironmentEntry};
-use super::{ClusterSpec, Index};
+use super::table::{
+    ClusterSpec, DeploymentEntry, EnvironmentEntry, Index, VirtualEnvironmentEntry,
+};
 use crate::canary::{CompiledCanary, EnvironmentTrust};
 use crate::config::{Mode, PluginConfig, Settings};
 use crate::context::ContextKeys;
@@ -112,7 +113,7 @@ impl Builder {
         if s.context_keys.is_empty() {
             // In pull mode the keys arrive with the pulled table (until then
             // internal calls are refused: no context keys configured).
-            let rule = rules::internal_mode_keys(s.mode == Mode::Internal, false, s.pull.is_some());
+            let rule = rules::internal_mode_keys(s.mode == Mode::Internal, s.pull.is_some());
             self.check("settings", "contextKeys", rule);
             return None;
         }
