@@ -66,22 +66,22 @@ impl Builder {
         routes: &mut Vec<RouteEntry>,
     ) -> ComponentEntry {
         let (id, field) = (at.id, &at.field);
-        self.check(id, field, validate::check_name(at.component));
+        self.check(id, field.as_str(), validate::check_name(at.component));
         let version = rules::component_version(&comp.version);
-        self.check(id, format!("{field}.version"), version);
+        self.check(id, || format!("{field}.version"), version);
         let endpoints = rules::has_endpoints(&comp.endpoints);
-        self.check(id, format!("{field}.endpoints"), endpoints);
+        self.check(id, || format!("{field}.endpoints"), endpoints);
         for (i, e) in comp.endpoints.iter().enumerate() {
             let endpoint = validate::check_endpoint(e);
-            self.check(id, format!("{field}.endpoints[{i}]"), endpoint);
+            self.check(id, || format!("{field}.endpoints[{i}]"), endpoint);
         }
         self.share_upstream(at, comp);
         for (i, v) in comp.vars.iter().enumerate() {
-            self.check(id, format!("{field}.vars[{i}]"), rules::var_name(v));
+            self.check(id, || format!("{field}.vars[{i}]"), rules::var_name(v));
         }
         for (i, d) in comp.dependencies.iter().enumerate() {
             let rule = rules::dependency(d, at.component, &at.dep.spec.components);
-            self.check(id, format!("{field}.dependencies[{i}]"), rule);
+            self.check(id, || format!("{field}.dependencies[{i}]"), rule);
         }
         let ofield = format!("{field}.options");
         let options = self.checked_options(id, &ofield, comp.options.as_ref());
@@ -142,10 +142,10 @@ impl Builder {
         let (id, rfield) = (at.id, format!("{}.routes[{i}]", at.field));
         let prefix = &route.route_match.path_prefix;
         let rule = validate::check_path_prefix(prefix);
-        self.check(id, format!("{rfield}.match.pathPrefix"), rule);
+        self.check(id, || format!("{rfield}.match.pathPrefix"), rule);
         for (mi, m) in route.route_match.methods.iter().enumerate() {
             let rule = validate::check_method(m);
-            self.check(id, format!("{rfield}.match.methods[{mi}]"), rule);
+            self.check(id, || format!("{rfield}.match.methods[{mi}]"), rule);
         }
         let rofield = format!("{rfield}.options");
         let served = match self.checked_options(id, &rofield, route.options.as_ref()) {

@@ -39,6 +39,24 @@ pub(super) fn compile(config: &PluginConfig) -> Result<Index, ConfigError> {
     }
 }
 
+/// Where a problem is: a field name, or a closure that formats one (so that a
+/// rule that holds costs no allocation).
+trait FieldName {
+    fn name(self) -> String;
+}
+
+impl FieldName for &str {
+    fn name(self) -> String {
+        self.to_string()
+    }
+}
+
+impl<F: FnOnce() -> String> FieldName for F {
+    fn name(self) -> String {
+        self()
+    }
+}
+
 /// The table under construction, with the name lookups compiling needs.
 #[derive(Default)]
 struct Builder {
@@ -65,10 +83,11 @@ impl Builder {
             .push(ValidationError::new(resource, field, reason));
     }
 
-    /// Records the reason of a broken rule at `field`.
-    fn check(&mut self, resource: &str, field: impl Into<String>, rule: Result<(), String>) {
+    /// Records the reason of a broken rule at `field` (a name, or a closure that
+    /// formats one only when the rule is broken).
+    fn check(&mut self, resource: &str, field: impl FieldName, rule: Result<(), String>) {
         if let Err(reason) = rule {
-            self.err(resource, field, reason);
+            self.err(resource, field.name(), reason);
         }
     }
 
@@ -76,9 +95,12 @@ impl Builder {
     fn resources(&mut self, resources: &[Resource]) {
         let mut seen: NameMap<(&str, &str), ()> = NameMap::default();
         for r in resources {
-            self.check(&r.id(), "metadata.name", validate::check_name(r.name()));
             let again = seen.insert((r.kind(), r.name()), ()).is_some();
-            self.check(&r.id(), "metadata.name", rules::unique_name(again));
+            for rule in [validate::check_name(r.name()), rules::unique_name(again)] {
+                if let Err(reason) = rule {
+                    self.err(&r.id(), "metadata.name", reason);
+                }
+            }
         }
         for r in resources {
             if let Resource::Environment(env) = r {
