@@ -110,7 +110,7 @@ fn replicate(
 /// the server that has it).
 fn publish_admin(opts: &ServeOptions, admin: Option<&str>) {
     match admin {
-        Some(admin) => match crate::cli::credentials::publish(opts.api_addr, admin) {
+        Some(admin) => match crate::credentials::publish(opts.api_addr, admin) {
             Ok(path) => tracing::info!(
                 credential = %path.display(),
                 "the admin credential for the CLI on this machine"

@@ -30,8 +30,9 @@
 //! 5. the process: `start` is what `serve` starts from (options, the first
 //!    store), `daemon` wires the control plane, the API and xDS to their
 //!    listeners (on etcd also the replica's watch, session and election);
-//!    `cli` is the command line: its grammar, the client of the API (with
-//!    the credentials `serve` leaves for it) and the printers of `views`.
+//!    `credentials` is where `serve` leaves the admin token and the CLI
+//!    finds it; `cli` is the command line: its grammar, the client of the API
+//!    and the printers of `views`.
 
 pub mod api;
 pub mod atomic_file;
@@ -40,6 +41,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod clock;
 pub mod context_keys;
+pub mod credentials;
 pub mod daemon;
 pub mod etcd;
 pub mod explain;

@@ -32,7 +32,7 @@ pub enum ClientError {
     },
     /// The credential could not be read.
     #[error(transparent)]
-    Credential(Box<super::credentials::CredentialError>),
+    Credential(Box<crate::credentials::CredentialError>),
     /// A TLS file given (CA, client certificate or key) could not be used.
     #[error("cannot use the TLS file {path}: {reason}")]
     Tls { path: String, reason: String },
@@ -118,7 +118,7 @@ impl Client {
     }
 
     /// The CLI's client for `server`: its TLS files and the credential
-    /// [`super::credentials::resolve`] finds.
+    /// [`crate::credentials::resolve`] finds.
     pub fn connect(
         server: &str,
         token_file: Option<&std::path::Path>,
@@ -129,7 +129,7 @@ impl Client {
         } else {
             Self::new(server)
         };
-        let token = super::credentials::resolve(server, token_file)
+        let token = crate::credentials::resolve(server, token_file)
             .map_err(|e| ClientError::Credential(Box::new(e)))?;
         Ok(client.with_token(token))
     }

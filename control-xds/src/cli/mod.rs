@@ -12,7 +12,6 @@
 
 pub mod canary;
 pub mod client;
-pub mod credentials;
 pub mod flow;
 pub mod keys;
 pub mod output;
