@@ -1,5 +1,5 @@
 //! What every handler shares: the token check (a route's role is given by
-//! the route table, [`super::ROUTES`]), the body and query extractors with
+//! the route table, [`super::routes`]), the body and query extractors with
 //! their limits, the error answer and how domain errors map to it, and the
 //! answer of every change.
 

@@ -1,13 +1,13 @@
 //! The `switchyard` CLI: the clap grammar, one module per verb family, the
 //! client flow and the human printers.
 //!
-//! [`Cli`] holds the options every command shares; [`Command`] gathers the
+//! [`Cli`] holds the options every command shares; `Command` gathers the
 //! families' verbs (each family's enum is flattened into it): `serve`
 //! ([`serve`]); `apply`, `publish`, `delete`, `validate`, `explain`
 //! ([`resources`]); `release`, `rollback`, `status`, `history` ([`releases`]);
 //! `canary` ([`canary`]); `keys`, `token` ([`keys`]); `render`, `package`
 //! ([`render`]). A family parses its arguments, calls the API through
-//! [`flow`] (the client, credentials, change-and-wait) and prints with
+//! [`flow`] (the client with its credential, change-and-wait) and prints with
 //! [`output`] (`--output human|json|yaml`) and its own human printer.
 
 pub mod canary;
