@@ -17,8 +17,10 @@
 //!    down for Envoys that serve only some environments;
 //! 4. serving: `xds` streams snapshots to Envoys over ADS, `serve` is the
 //!    control plane (store → snapshot → disk → cache), `rollout` says when a
-//!    change is live on every Envoy, `api` is the HTTP API over it (`explain`
-//!    routes a described request for it and the CLI),
+//!    change is live on every Envoy, `api` is the HTTP API over it (a table
+//!    of routes with their roles, handlers by area; its answers are the types
+//!    of `views`, which depend on nothing else), `explain` routes a described
+//!    request for it and the CLI,
 //!    `http_server` and `tls` serve it and xDS (TLS, limits for slow clients;
 //!    `log_limit` keeps client-caused log lines within a budget);
 //!    `replicas` is what the other replicas on etcd published (their Envoys);
@@ -27,13 +29,16 @@
 //!    Prometheus text from the control plane;
 //! 5. the process: `start` is what `serve` starts from (options, the first
 //!    store), `daemon` wires the control plane, the API and xDS to their
-//!    listeners (on etcd also the replica's watch, session and election); `client` and `credentials` are the CLI's side of the API.
+//!    listeners (on etcd also the replica's watch, session and election);
+//!    `credentials` is where `serve` leaves the admin token and the CLI
+//!    finds it; `cli` is the command line: its grammar, the client of the API
+//!    and the printers of `views`.
 
 pub mod api;
 pub mod atomic_file;
 pub mod auth;
 pub mod bootstrap;
-pub mod client;
+pub mod cli;
 pub mod clock;
 pub mod context_keys;
 pub mod credentials;
@@ -60,6 +65,7 @@ pub mod state;
 pub mod state_store;
 pub mod tls;
 pub mod topology;
+pub mod views;
 pub mod xds;
 
 #[cfg(test)]

@@ -5,12 +5,10 @@
 //! test, `sim` simulates rollouts for it, `machine` is the rollout's state
 //! machine, `store_ops` its moves as store changes. Serving: `lrs` receives
 //! the Envoys' load reports, `driver` ties reports, analyzer and machine to the
-//! control plane, `notify` posts webhooks, `api` and `cli` are the API routes
-//! and the CLI's human output.
+//! control plane, `notify` posts webhooks. (Its API routes are
+//! `crate::api::canaries`, its CLI `crate::cli::canary`.)
 
 pub mod analyzer;
-pub mod api;
-pub mod cli;
 pub mod driver;
 pub mod lrs;
 pub mod machine;
