@@ -87,7 +87,7 @@ fn replicate(
                 .nodes()
                 .iter()
                 .filter(|n| n.connected)
-                .map(crate::api::node_json)
+                .map(crate::api::node_view)
                 .collect(),
             lrs_wanted: if leader {
                 plane_.progressive().reports.wanted().into_iter().collect()

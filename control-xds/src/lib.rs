@@ -43,7 +43,7 @@ pub mod api;
 pub mod atomic_file;
 pub mod auth;
 pub mod bootstrap;
-pub mod client;
+pub mod cli;
 pub mod clock;
 pub mod context_keys;
 pub mod credentials;
@@ -71,6 +71,7 @@ pub mod state;
 pub mod state_store;
 pub mod tls;
 pub mod topology;
+pub mod views;
 pub mod xds;
 
 #[cfg(test)]

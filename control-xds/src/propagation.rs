@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::clock::now_unix_ms;
 use crate::replicas::ReplicaView;
+use crate::views::NodeView;
 use crate::xds::{NodeStatus, SnapshotCache};
 
 /// Where one ADS-connected Envoy is with respect to a generation.
@@ -155,18 +156,14 @@ pub fn envoy_state(node: &NodeStatus, generation: u64) -> EnvoyState {
 
 /// Where an Envoy of another replica is, from what that replica published
 /// (`crate::replicas`: the node as `status` shows it).
-pub fn remote_envoy_state(node: &serde_json::Value, generation: u64) -> EnvoyState {
-    let types = node["types"].as_object().cloned().unwrap_or_default();
+pub fn remote_envoy_state(node: &NodeView, generation: u64) -> EnvoyState {
     state_of(
-        types.into_iter().map(|(kind, t)| {
-            let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
-            let nack = t["lastNack"].as_object().map(|n| {
-                (
-                    s(&n["version"]).unwrap_or_default(),
-                    s(&n["message"]).unwrap_or_default(),
-                )
-            });
-            (kind, s(&t["ackedVersion"]), nack)
+        node.types.iter().map(|(kind, t)| {
+            let nack = t
+                .last_nack
+                .as_ref()
+                .map(|n| (n.version.clone(), n.message.clone()));
+            (kind.clone(), t.acked_version.clone(), nack)
         }),
         generation,
     )
@@ -239,12 +236,11 @@ pub fn propagation_all<'a>(
         e.replica = Some(view.id.clone());
     }
     for (replica, n) in view.remote_envoys() {
-        let id = n["id"].as_str().unwrap_or_default();
-        if r.envoys.iter().any(|e| e.id == id) {
+        if r.envoys.iter().any(|e| e.id == n.id) {
             continue;
         }
         r.envoys.push(EnvoyPropagation {
-            id: id.to_string(),
+            id: n.id.clone(),
             replica: Some(replica),
             live_after_ms: None,
             state: remote_envoy_state(&n, generation),

@@ -7,13 +7,11 @@
 //! changes are the store's, `state::rollout_ops`); `assess` judges the
 //! reports against a store (pure); `lrs` receives the Envoys' load reports,
 //! `observed` holds them and what was measured, `notify` posts webhooks;
-//! `api` and `cli` are the API routes and the CLI's human output; `driver`
-//! gathers, assesses and applies, run by the process (`daemon`).
+//! `driver` gathers, assesses and applies, run by the process (`daemon`).
+//! (Its API routes are `crate::api::canaries`, its CLI `crate::cli::canary`.)
 
 pub mod analyzer;
-pub mod api;
 pub mod assess;
-pub mod cli;
 pub mod driver;
 pub mod lrs;
 pub mod machine;
