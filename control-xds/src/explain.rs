@@ -1,13 +1,13 @@
-//! `switchyard explain`: route a described request with the real engine and say why.
+//! `switchyard explain` and `POST /v1/explain`: route a described request with
+//! the real engine and say why.
 //!
 //! In HCMs Switchyard renders or serves, Envoy leaves the path to the filter
 //! (README "Paths"), so the engine's answer is the request's answer — except
 //! for what Envoy refuses before any filter runs, which is said as such.
 
-use std::process::ExitCode;
+use switchyard_engine::{DecisionKind, Index, Request};
 
-use serde_json::json;
-use switchyard_engine::{Index, Request};
+use crate::views::{ExplainOutcome, ExplainView, RefusedView, RoutedView};
 
 /// Why Envoy (1.40) refuses a request target before any filter runs: a `#`
 /// anywhere in it (a fragment is never sent to a server) gets Envoy's own 400
@@ -27,63 +27,38 @@ fn refused_upstream(target: &str) -> bool {
 }
 
 /// Envoy's own 400 (empty body) instead of the filter's answer.
-fn refused_by_envoy(
-    request: &Request<'_>,
-    why: &str,
-    print: impl FnOnce(&serde_json::Value, String),
-) -> ExitCode {
-    let value = json!({"routed": false, "status": 400, "error": "rejected_by_envoy",
-        "by": "envoy", "message": why});
-    print(
-        &value,
-        format!(
+fn refused_by_envoy(request: &Request<'_>, why: &str) -> ExplainView {
+    ExplainView {
+        outcome: ExplainOutcome::Refused(RefusedView {
+            routed: false,
+            status: 400,
+            error: "rejected_by_envoy".to_string(),
+            message: why.to_string(),
+            by: Some("envoy".to_string()),
+        }),
+        istio: None,
+        human: Some(format!(
             "{} {} → refused 400 by Envoy: {why}",
             request.method, request.path
-        ),
-    );
-    ExitCode::from(2)
+        )),
+    }
 }
 
-/// Routes `request` and hands the result to `print` as JSON and as human text.
-/// What Envoy itself refuses, before the filter or after it, is said so
+/// Routes `request`: the decision or the refusal, with its human form. What
+/// Envoy itself refuses, before the filter or after it, is said so
 /// (`"error": "rejected_by_envoy"`, `"by": "envoy"`).
-pub fn explain(
-    index: &Index,
-    request: &Request<'_>,
-    print: impl FnOnce(&serde_json::Value, String),
-) -> ExitCode {
+pub fn explain(index: &Index, request: &Request<'_>) -> ExplainView {
     if request.path.contains('#') {
-        return refused_by_envoy(request, FRAGMENT_REFUSED_BY_ENVOY, print);
+        return refused_by_envoy(request, FRAGMENT_REFUSED_BY_ENVOY);
     }
-    match index.route(request) {
+    let (outcome, human) = match index.route(request) {
         Ok(d) if refused_upstream(d.rewritten_path.as_deref().unwrap_or(request.path)) => {
-            refused_by_envoy(request, TARGET_REFUSED_BY_ENVOY, print)
+            return refused_by_envoy(request, TARGET_REFUSED_BY_ENVOY);
         }
         Ok(d) => {
-            let vars: serde_json::Map<String, serde_json::Value> = d
-                .vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v)))
-                .collect();
-            let value = json!({
-                "routed": true,
-                "environment": d.environment,
-                "virtualEnvironment": d.virtual_env,
-                "app": d.app,
-                "deployment": d.deployment,
-                "component": d.component,
-                "componentVersion": d.component_version,
-                "cluster": d.cluster,
-                "decision": d.kind.to_string(),
-                "vars": vars,
-                "forwardedPath": d.rewritten_path.as_deref().unwrap_or(request.path),
-                "strippedHeaders": d.strip_headers,
-            });
             let why = match d.kind {
-                switchyard_engine::DecisionKind::Explicit => {
-                    "kf-dep selected the deployment".to_string()
-                }
-                switchyard_engine::DecisionKind::Release => {
+                DecisionKind::Explicit => "kf-dep selected the deployment".to_string(),
+                DecisionKind::Release => {
                     format!("the release of virtual environment {}", d.virtual_env)
                 }
                 k => format!("canary decision {k}"),
@@ -99,30 +74,59 @@ pub fn explain(
                 d.component_version,
                 d.cluster
             );
-            print(&value, human);
-            ExitCode::SUCCESS
+            let routed = RoutedView {
+                routed: true,
+                environment: d.environment.to_string(),
+                virtual_environment: d.virtual_env.to_string(),
+                app: d.app.to_string(),
+                deployment: d.deployment.to_string(),
+                component: d.component.to_string(),
+                component_version: d.component_version.to_string(),
+                cluster: d.cluster.to_string(),
+                decision: d.kind.to_string(),
+                vars: d
+                    .vars
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                forwarded_path: d
+                    .rewritten_path
+                    .clone()
+                    .unwrap_or_else(|| request.path.to_string()),
+                stripped_headers: d.strip_headers.iter().map(|h| h.to_string()).collect(),
+            };
+            (ExplainOutcome::Routed(Box::new(routed)), human)
         }
         Err(e) => {
-            let value = json!({"routed": false, "status": e.code.status(), "error": e.code.as_str(), "message": e.message});
-            print(
-                &value,
-                format!(
-                    "{} {} → refused {} {}: {}",
-                    request.method,
-                    request.path,
-                    e.code.status(),
-                    e.code.as_str(),
-                    e.message
-                ),
+            let human = format!(
+                "{} {} → refused {} {}: {}",
+                request.method,
+                request.path,
+                e.code.status(),
+                e.code.as_str(),
+                e.message
             );
-            ExitCode::from(2)
+            let refused = RefusedView {
+                routed: false,
+                status: e.code.status(),
+                error: e.code.as_str().to_string(),
+                message: e.message.to_string(),
+                by: None,
+            };
+            (ExplainOutcome::Refused(refused), human)
         }
+    };
+    ExplainView {
+        outcome,
+        istio: None,
+        human: Some(human),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn index() -> Index {
         Index::from_json(
@@ -148,9 +152,7 @@ mod tests {
             source_address: None,
             now_unix_seconds: 0,
         };
-        let mut out = serde_json::Value::Null;
-        explain(&index(), &request, |v, _| out = v.clone());
-        out
+        serde_json::to_value(explain(&index(), &request)).unwrap()
     }
 
     #[test]

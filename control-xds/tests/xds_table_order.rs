@@ -59,7 +59,9 @@ fn tables(cache: &SnapshotCache, version: &str, genesis: &str, internal: &str) {
             ECDS,
             version,
             [table(GENESIS, genesis), table(INTERNAL, internal)],
-        );
+        )
+        // As `build_snapshot` orders Switchyard's two filter tables.
+        .with_extension_order(INTERNAL, GENESIS);
     cache.set_snapshot(snap, &References::default()).unwrap();
 }
 
