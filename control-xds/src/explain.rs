@@ -33,8 +33,8 @@ fn refused_by_envoy(request: &Request<'_>, why: &str) -> ExplainView {
             routed: false,
             status: 400,
             error: "rejected_by_envoy".to_string(),
-            message: why.to_string(),
             by: Some("envoy".to_string()),
+            message: why.to_string(),
         }),
         istio: None,
         human: Some(format!(
@@ -110,8 +110,8 @@ pub fn explain(index: &Index, request: &Request<'_>) -> ExplainView {
                 routed: false,
                 status: e.code.status(),
                 error: e.code.as_str().to_string(),
-                message: e.message.to_string(),
                 by: None,
+                message: e.message.to_string(),
             };
             (ExplainOutcome::Refused(refused), human)
         }

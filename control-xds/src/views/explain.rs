@@ -60,11 +60,11 @@ pub struct RefusedView {
     pub routed: bool,
     pub status: u32,
     pub error: String,
-    pub message: String,
     /// `envoy` when Envoy itself refuses the request (`error`:
     /// `rejected_by_envoy`), before the filter or instead of forwarding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    pub message: String,
 }
 
 /// Istio's view of a routed request: selection header, host, subset, cluster.
