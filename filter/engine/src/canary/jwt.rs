@@ -82,7 +82,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ValidationError;
 use crate::request::Request;
-use crate::resources::JwtSettings;
+use crate::resources::{JwtKey, JwtSettings};
 
 /// Longer tokens are refused before any parsing (`jwt_oversized`).
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -224,126 +224,153 @@ pub(crate) fn valid_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Checks the settings other than the keys; returns the token header, the
+/// trusted payload header (both lower-case) and the clock skew.
+fn check_settings(
+    resource: &str,
+    s: &JwtSettings,
+    errors: &mut Vec<ValidationError>,
+) -> (String, Option<String>, u64) {
+    let mut err = |field: String, reason: String| {
+        errors.push(ValidationError::new(resource, field, reason));
+    };
+    let header = s.header.to_ascii_lowercase();
+    if !valid_header_name(&header) {
+        err(
+            "spec.jwt.header".into(),
+            format!("'{}' is not a header name", s.header),
+        );
+    }
+    let payload_header = s
+        .trusted_payload_header
+        .as_ref()
+        .map(|h| h.to_ascii_lowercase());
+    if let Some(h) = &payload_header {
+        if !valid_header_name(h) {
+            err(
+                "spec.jwt.trustedPayloadHeader".into(),
+                format!("'{h}' is not a header name"),
+            );
+        }
+    }
+    if s.keys.is_empty() && payload_header.is_none() {
+        err(
+            "spec.jwt.keys".into(),
+            "at least one key is needed to verify tokens (or set trustedPayloadHeader)".into(),
+        );
+    }
+    for (i, v) in s.issuers.iter().enumerate() {
+        if v.is_empty() {
+            err(format!("spec.jwt.issuers[{i}]"), "must not be empty".into());
+        }
+    }
+    for (i, v) in s.audiences.iter().enumerate() {
+        if v.is_empty() {
+            err(
+                format!("spec.jwt.audiences[{i}]"),
+                "must not be empty".into(),
+            );
+        }
+    }
+    let skew = s.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
+    if skew > 3600 {
+        err(
+            "spec.jwt.clockSkewSeconds".into(),
+            format!("{skew} seconds is more than the 3600 allowed"),
+        );
+    }
+    (header, payload_header, skew)
+}
+
+/// Compiles `keys[i]` (its kid checked against the keys before it), or
+/// reports why it cannot be used.
+fn compile_key(
+    resource: &str,
+    keys: &[JwtKey],
+    i: usize,
+    errors: &mut Vec<ValidationError>,
+) -> Option<Key> {
+    let k = &keys[i];
+    let mut err = |f: &str, reason: String| {
+        errors.push(ValidationError::new(
+            resource,
+            format!("spec.jwt.keys[{i}].{f}"),
+            reason,
+        ));
+    };
+    if let Some(kid) = &k.kid {
+        if kid.is_empty() {
+            err("kid", "must not be empty".into());
+        } else if keys[..i].iter().any(|o| o.kid.as_deref() == Some(kid)) {
+            err("kid", format!("kid '{kid}' is used by another key"));
+        }
+    }
+    let Some(alg) = ALGORITHMS.iter().find(|a| **a == k.alg).copied() else {
+        let reason = if k.alg.eq_ignore_ascii_case("none") {
+            "'none' is not allowed: unsigned tokens are never trusted".to_string()
+        } else {
+            format!("'{}' is not one of {}", k.alg, ALGORITHMS.join(", "))
+        };
+        err("alg", reason);
+        return None;
+    };
+    // `Ed25519` is the newer name of `EdDSA` with Ed25519 keys; both verify the same.
+    let alg = if alg == "Ed25519" { "EdDSA" } else { alg };
+    match key_kind(alg, k) {
+        Ok(kind) => Some(Key {
+            kid: k.kid.clone(),
+            alg,
+            cost: Key::cost(&kind),
+            kind,
+        }),
+        Err((f, reason)) => {
+            err(f, reason);
+            None
+        }
+    }
+}
+
+/// The verifying key of `k` for `alg` (a known algorithm), or the field at
+/// fault and why.
+fn key_kind(alg: &'static str, k: &JwtKey) -> Result<KeyKind, (&'static str, String)> {
+    let min = match alg {
+        "HS256" => Some(32),
+        "HS384" => Some(48),
+        "HS512" => Some(64),
+        _ => None,
+    };
+    if let Some(min) = min {
+        let bytes = hmac_secret(alg, min, k)?;
+        return Ok(match alg {
+            "HS256" => KeyKind::Hs256(HS256Key::from_bytes(&bytes)),
+            "HS384" => KeyKind::Hs384(HS384Key::from_bytes(&bytes)),
+            _ => KeyKind::Hs512(HS512Key::from_bytes(&bytes)),
+        });
+    }
+    if let Some(f) = [
+        ("secret", k.secret.is_some()),
+        ("secretBase64", k.secret_base64.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(f, set)| set.then_some(f))
+    {
+        return Err((f, format!("{alg} keys take a 'pem', not a '{f}'")));
+    }
+    let Some(pem) = &k.pem else {
+        return Err(("pem", format!("{alg} needs a public key 'pem'")));
+    };
+    parse_key(alg, pem).map_err(|e| ("pem", format!("not a valid {alg} key: {e}")))
+}
+
 impl JwtVerifier {
-    /// Parses the keys; `resource` is `Environment/name`.
+    /// Parses the keys; `resource` is `Environment/name`. Every problem is
+    /// reported, not just the first.
     pub fn compile(resource: &str, s: &JwtSettings) -> Result<Self, Vec<ValidationError>> {
         let mut errors = Vec::new();
-        let mut err = |field: String, reason: String| {
-            errors.push(ValidationError::new(resource, field, reason));
-        };
-        let header = s.header.to_ascii_lowercase();
-        if !valid_header_name(&header) {
-            err(
-                "spec.jwt.header".into(),
-                format!("'{}' is not a header name", s.header),
-            );
-        }
-        let payload_header = s
-            .trusted_payload_header
-            .as_ref()
-            .map(|h| h.to_ascii_lowercase());
-        if let Some(h) = &payload_header {
-            if !valid_header_name(h) {
-                err(
-                    "spec.jwt.trustedPayloadHeader".into(),
-                    format!("'{h}' is not a header name"),
-                );
-            }
-        }
-        if s.keys.is_empty() && payload_header.is_none() {
-            err(
-                "spec.jwt.keys".into(),
-                "at least one key is needed to verify tokens (or set trustedPayloadHeader)".into(),
-            );
-        }
-        for (i, v) in s.issuers.iter().enumerate() {
-            if v.is_empty() {
-                err(format!("spec.jwt.issuers[{i}]"), "must not be empty".into());
-            }
-        }
-        for (i, v) in s.audiences.iter().enumerate() {
-            if v.is_empty() {
-                err(
-                    format!("spec.jwt.audiences[{i}]"),
-                    "must not be empty".into(),
-                );
-            }
-        }
-        let skew = s.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
-        if skew > 3600 {
-            err(
-                "spec.jwt.clockSkewSeconds".into(),
-                format!("{skew} seconds is more than the 3600 allowed"),
-            );
-        }
-        let mut keys = Vec::new();
-        for (i, k) in s.keys.iter().enumerate() {
-            let field = |f: &str| format!("spec.jwt.keys[{i}].{f}");
-            if let Some(kid) = &k.kid {
-                if kid.is_empty() {
-                    err(field("kid"), "must not be empty".into());
-                } else if s.keys[..i].iter().any(|o| o.kid.as_deref() == Some(kid)) {
-                    err(field("kid"), format!("kid '{kid}' is used by another key"));
-                }
-            }
-            let Some(alg) = ALGORITHMS.iter().find(|a| **a == k.alg).copied() else {
-                let reason = if k.alg.eq_ignore_ascii_case("none") {
-                    "'none' is not allowed: unsigned tokens are never trusted".to_string()
-                } else {
-                    format!("'{}' is not one of {}", k.alg, ALGORITHMS.join(", "))
-                };
-                err(field("alg"), reason);
-                continue;
-            };
-            // `Ed25519` is the newer name of `EdDSA` with Ed25519 keys; both verify the same.
-            let alg = if alg == "Ed25519" { "EdDSA" } else { alg };
-            let kind = if let Some(min) = match alg {
-                "HS256" => Some(32),
-                "HS384" => Some(48),
-                "HS512" => Some(64),
-                _ => None,
-            } {
-                match hmac_secret(alg, min, k) {
-                    Ok(bytes) => match alg {
-                        "HS256" => KeyKind::Hs256(HS256Key::from_bytes(&bytes)),
-                        "HS384" => KeyKind::Hs384(HS384Key::from_bytes(&bytes)),
-                        _ => KeyKind::Hs512(HS512Key::from_bytes(&bytes)),
-                    },
-                    Err((f, reason)) => {
-                        err(field(f), reason);
-                        continue;
-                    }
-                }
-            } else {
-                if let Some(f) = [
-                    ("secret", k.secret.is_some()),
-                    ("secretBase64", k.secret_base64.is_some()),
-                ]
-                .into_iter()
-                .find_map(|(f, set)| set.then_some(f))
-                {
-                    err(field(f), format!("{alg} keys take a 'pem', not a '{f}'"));
-                    continue;
-                }
-                let Some(pem) = &k.pem else {
-                    err(field("pem"), format!("{alg} needs a public key 'pem'"));
-                    continue;
-                };
-                match parse_key(alg, pem) {
-                    Ok(kind) => kind,
-                    Err(e) => {
-                        err(field("pem"), format!("not a valid {alg} key: {e}"));
-                        continue;
-                    }
-                }
-            };
-            keys.push(Key {
-                kid: k.kid.clone(),
-                alg,
-                cost: Key::cost(&kind),
-                kind,
-            });
-        }
+        let (header, payload_header, skew) = check_settings(resource, s, &mut errors);
+        let keys: Vec<Key> = (0..s.keys.len())
+            .filter_map(|i| compile_key(resource, &s.keys, i, &mut errors))
+            .collect();
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -660,11 +687,7 @@ fn json_object(part: &str) -> Result<Map<String, Value>, &'static str> {
 
 /// An HMAC key's bytes from `secret` (text) or `secretBase64`, exactly one of
 /// them, at least `min` bytes; or the field at fault and why.
-fn hmac_secret(
-    alg: &str,
-    min: usize,
-    k: &crate::resources::JwtKey,
-) -> Result<Vec<u8>, (&'static str, String)> {
+fn hmac_secret(alg: &str, min: usize, k: &JwtKey) -> Result<Vec<u8>, (&'static str, String)> {
     if k.pem.is_some() {
         return Err((
             "pem",
