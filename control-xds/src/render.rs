@@ -150,13 +150,11 @@ fn listener(model: &ListenerModel, filter: Value) -> Value {
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": name,
-                // As in the snapshot builder's listener: Envoy normalizes the path
-                // and rejects encoded slashes (unescaping them would create new
-                // segment boundaries, i.e. another environment; the filter
-                // refuses them anyway).
-                "normalize_path": true,
-                "merge_slashes": true,
-                "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                // As in the snapshot builder's listener: the filter is the one
+                // normalizer, Envoy leaves the path as sent (README "Paths").
+                "normalize_path": false,
+                "merge_slashes": false,
+                "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
                 "route_config": route_config(name, &model.route),
                 "http_filters": [filter, router(&model.route.hash_key_header)]
             }

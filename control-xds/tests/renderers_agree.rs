@@ -244,8 +244,8 @@ fn ads_view(resources: &[Resource]) -> View {
             panic!("no removal")
         };
         let path_action = match hcm.path_with_escaped_slashes_action() {
-            http_connection_manager::PathWithEscapedSlashesAction::RejectRequest => {
-                "REJECT_REQUEST"
+            http_connection_manager::PathWithEscapedSlashesAction::KeepUnchanged => {
+                "KEEP_UNCHANGED"
             }
             _ => "other",
         };

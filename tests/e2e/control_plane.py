@@ -214,11 +214,12 @@ class World:
 
 def start_world(procs: harness.Processes, bins: harness.Binaries, work: Path,
                 node_id: str = "switchyard-envoy", internal: bool = False,
-                delta: bool = False) -> World:
+                delta: bool = False, concurrency: int = 1) -> World:
     """Upstreams, `switchyard serve --config hello-world --state`, and an Envoy on the
     ADS bootstrap; returns once /dev/hello is served. With `internal`, Envoy also
     gets the internal listener (`World.internal_url`) and frontends call backends
-    through it. With `delta`, the Envoy speaks delta xDS."""
+    through it. With `delta`, the Envoy speaks delta xDS; `concurrency` is its
+    number of worker threads."""
     xds, api, listen, admin, internal_port = harness.free_ports(5)
     internal_url = f"http://{LOCALHOST}:{internal_port}"
     hello = harness.start_hello_world(procs, bins, work, call_backend=internal_url if internal else None)
@@ -229,7 +230,7 @@ def start_world(procs: harness.Processes, bins: harness.Binaries, work: Path,
     procs.add(plane.start())
     plane.wait_ready()
     boot = ads_bootstrap(work / "bootstrap-ads.yaml", xds, admin, node_id, delta=delta)
-    envoy = harness.start_envoy(procs, bins.envoy, boot, "envoy-ads")
+    envoy = harness.start_envoy(procs, bins.envoy, boot, "envoy-ads", concurrency=concurrency)
     world = World(bins, procs, work, hello, plane, envoy, state_dir, node_id)
     world.internal_url = internal_url
     wait_for("the genesis listener serves /dev/hello", lambda: world.deployment() is not None, 30)

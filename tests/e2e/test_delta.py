@@ -68,13 +68,8 @@ def test_new_versions_and_removed_clusters_under_load_fail_no_request(procs, bin
             name = f"hello-world-mbb{n}"
             path = work_dir / f"{name}.yaml"
             path.write_text(deployment_yaml(name, n, f1, b1))
-            # The publish is waited for: a release that lands in the same push
-            # as its publish changes both filter tables (genesis and internal)
-            # at once, and Envoy's workers apply the two at their own pace — a
-            # frontend's call can meet an internal table older than the
-            # publish (403 component_not_in_deployment): seen in ~1 of 4 runs
-            # with delta, none in 6 with state of the world, whose single ECDS
-            # response carries both tables just the same (README "Not done yet").
+            # The publish is waited for here; publish and release in one push
+            # (both without waiting) are test_table_order.py's subject.
             r = world.cli("publish", "-f", str(path))
             assert r.code == 0, r.stderr
             wait = ["--no-wait"] if n % 2 else []

@@ -23,15 +23,18 @@ pub async fn resources(State(state): Plane) -> Json<ResourcesView> {
     Json(ResourcesView { resources })
 }
 
-/// Replaces the HMAC secrets of an Environment's JWT keys by `(redacted)`:
+/// Replaces the HMAC secrets of an Environment's JWT keys (`secret`,
+/// `secretBase64`) by `(redacted)`:
 /// only the pull role (`/v1/config`) gets secrets.
 fn redact_secrets(resource: &mut Resource) {
     let Resource::Environment(env) = resource else {
         return;
     };
     for key in env.spec.jwt.iter_mut().flat_map(|jwt| jwt.keys.iter_mut()) {
-        if key.secret.is_some() {
-            key.secret = Some("(redacted)".into());
+        for secret in [&mut key.secret, &mut key.secret_base64] {
+            if secret.is_some() {
+                *secret = Some("(redacted)".into());
+            }
         }
     }
 }

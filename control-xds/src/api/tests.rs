@@ -175,13 +175,17 @@ fn bodies_are_limited_and_bad_input_is_a_json_error() {
 
 #[test]
 fn resources_never_show_secrets() {
-    let env = "kind: Environment\nmetadata: {name: dev}\nspec:\n  subPath: dev\n  defaultVirtualEnvironment: team-a\n  jwt:\n    keys: [{kid: k, alg: HS256, secret: this-hmac-secret-is-longer-than-32-bytes}]\n";
+    let env = "kind: Environment\nmetadata: {name: dev}\nspec:\n  subPath: dev\n  defaultVirtualEnvironment: team-a\n  jwt:\n    keys: [{kid: k, alg: HS256, secret: this-hmac-secret-is-longer-than-32-bytes}, {kid: b, alg: HS256, secretBase64: QmluYXJ5LWhtYWMta2V5LWJ5dGVzLWxvbmdlci10aGFuLTMy}]\n";
     let c = Client::new(&server());
     c.post::<Value, _>("/v1/apply", &json!({"filename": "e.yaml", "text": env}))
         .unwrap();
     let all = c.get::<Value>("/v1/resources", &[]).unwrap().to_string();
     assert!(
         !all.contains("this-hmac-secret-is-longer-than-32-bytes"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("QmluYXJ5LWhtYWMta2V5LWJ5dGVzLWxvbmdlci10aGFuLTMy"),
         "{all}"
     );
     assert!(all.contains("(redacted)"), "{all}");

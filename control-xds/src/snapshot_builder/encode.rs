@@ -220,15 +220,14 @@ pub fn listener(model: &ListenerModel) -> Listener {
                 ..Default::default()
             },
         ],
-        // Envoy normalizes the path before any filter or route sees it (the
-        // filter normalizes again, for HCMs Switchyard does not own). Encoded
-        // slashes are rejected, not unescaped and redirected: the filter refuses
-        // them anyway, and unescaping `%2F` would create new segment boundaries,
-        // so the redirected path could name a different environment.
-        normalize_path: Some(BoolValue { value: true }),
-        merge_slashes: true,
+        // The filter is the one normalizer (README "Paths"): Envoy leaves the
+        // path as sent, so a request gets exactly what `switchyard explain`
+        // says — Envoy's own normalization would resolve `..;` and `\`, clamp
+        // climbs at the root and answer `%2F` with its own plain-text 400.
+        normalize_path: Some(BoolValue { value: false }),
+        merge_slashes: false,
         path_with_escaped_slashes_action:
-            http_connection_manager::PathWithEscapedSlashesAction::RejectRequest as i32,
+            http_connection_manager::PathWithEscapedSlashesAction::KeepUnchanged as i32,
         ..Default::default()
     };
     Listener {

@@ -129,7 +129,11 @@ pub fn build_snapshot(
         .with(ResourceType::Endpoint, version, assignments)
         .with(ResourceType::ExtensionConfig, version, extension_configs)
         .with(ResourceType::Listener, version, listener_resources)
-        .with(ResourceType::Route, version, route_resources);
+        .with(ResourceType::Route, version, route_resources)
+        // A publish and its release in one push: the internal table first
+        // (README "ADS"), so a request routed by the new genesis table never
+        // meets an internal table from before the publish.
+        .with_extension_order(INTERNAL_FILTER, GENESIS_FILTER);
     Ok((snapshot, refs, index))
 }
 

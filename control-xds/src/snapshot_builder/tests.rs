@@ -336,12 +336,12 @@ fn listeners_load_filter_by_ecds_and_routes_by_rds() {
         };
         let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
         assert_eq!(hcm.stat_prefix, name);
-        // Path normalization in Envoy, encoded slashes rejected.
-        assert_eq!(hcm.normalize_path, Some(BoolValue { value: true }));
-        assert!(hcm.merge_slashes);
+        // No path normalization in Envoy: the filter is the one normalizer.
+        assert_eq!(hcm.normalize_path, Some(BoolValue { value: false }));
+        assert!(!hcm.merge_slashes);
         assert_eq!(
             hcm.path_with_escaped_slashes_action(),
-            http_connection_manager::PathWithEscapedSlashesAction::RejectRequest
+            http_connection_manager::PathWithEscapedSlashesAction::KeepUnchanged
         );
         assert_eq!(
             hcm.route_specifier,

@@ -60,6 +60,10 @@ pub struct RefusedView {
     pub routed: bool,
     pub status: u32,
     pub error: String,
+    /// `envoy` when Envoy itself refuses the request (`error`:
+    /// `rejected_by_envoy`), before the filter or instead of forwarding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     pub message: String,
 }
 
@@ -91,5 +95,7 @@ mod tests {
         assert_round_trip::<ExplainView>(refused.clone());
         let view: ExplainView = serde_json::from_value(refused).unwrap();
         assert!(!view.routed());
+        assert_round_trip::<ExplainView>(json!({"routed": false, "status": 400,
+            "error": "rejected_by_envoy", "by": "envoy", "message": "Envoy refuses …"}));
     }
 }

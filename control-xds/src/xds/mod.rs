@@ -20,5 +20,6 @@ mod subscription;
 pub use cache::{Nack, NodeStatus, ScopeBuilder, Served, SnapshotCache, TypeStatus};
 pub use server::{AdsServer, NodeScope, ServeError};
 pub use snapshot::{
-    to_any, Inconsistency, References, ResourceType, Resources, Snapshot, SnapshotError,
+    to_any, ExtensionOrder, Inconsistency, References, ResourceType, Resources, Snapshot,
+    SnapshotError,
 };

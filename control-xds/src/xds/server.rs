@@ -38,6 +38,16 @@
 //!   below), and, for clusters of DNS names, a further [`DNS_WARMUP`]. Pushes go
 //!   CDS → EDS, then (once routable) ECDS → LDS → RDS.
 //!
+//! The two filter tables in order: when one ECDS response would change both
+//! the internal listener's table and the genesis table (a publish and its
+//! release in one push), the internal table goes alone first and the genesis
+//! table only once that response is ACKed (the snapshot's `ExtensionOrder`), in
+//! both protocols. Envoy's workers take ECDS updates at their own pace, so
+//! otherwise a request could be routed by the new genesis table to a new
+//! deployment whose calls meet an internal table from before the publish (403
+//! `component_not_in_deployment`). The first response's version is
+//! `<v>+internal-first`.
+//!
 //! When a cluster is routable in Envoy 1.40: a new EDS cluster is added to the
 //! *warming* set when its CDS response is processed (Envoy pauses EDS while it
 //! does, then asks for the new names in one EDS request, and ACKs CDS); it

@@ -203,6 +203,15 @@ fn join(problems: &[Inconsistency]) -> String {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     by_type: BTreeMap<ResourceType, Resources>,
+    extension_order: Option<ExtensionOrder>,
+}
+
+/// Two ECDS resources that must reach Envoy in order: when one response would
+/// change both, `first` goes alone and `then` only once Envoy ACKs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionOrder {
+    pub first: String,
+    pub then: String,
 }
 
 impl Snapshot {
@@ -220,6 +229,24 @@ impl Snapshot {
     ) -> Self {
         self.set(kind, version, items);
         self
+    }
+
+    /// Orders two ECDS resources ([`ExtensionOrder`]; builder style).
+    pub fn with_extension_order(
+        mut self,
+        first: impl Into<String>,
+        then: impl Into<String>,
+    ) -> Self {
+        self.extension_order = Some(ExtensionOrder {
+            first: first.into(),
+            then: then.into(),
+        });
+        self
+    }
+
+    /// The ECDS resources that must reach Envoy in order, if any.
+    pub fn extension_order(&self) -> Option<&ExtensionOrder> {
+        self.extension_order.as_ref()
     }
 
     /// Replaces the resources of one type.

@@ -4,6 +4,8 @@
 //! from the newest snapshot (the *target*), the types that route to clusters
 //! (ECDS, LDS, RDS, in [`ResourceType::PUSH_ORDER`]) only once the target is
 //! *routable* ([`AdsStream::progress`]); see [`super::server`] for the rules.
+//! Of the two filter tables, the internal one goes first when a response would
+//! change both ([`AdsStream::first_alone`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,8 +179,11 @@ impl AdsStream {
             }
         }
         let sent_version = state.sent_version.clone();
+        let outstanding = state.outstanding;
         if let Some(snapshot) = self.source(kind) {
-            let behind = sent_version.as_deref() != Some(snapshot.version(kind));
+            // A response still unanswered is followed up when its answer comes
+            // (delta: a stale nonce does not count as one).
+            let behind = sent_version.as_deref() != Some(snapshot.version(kind)) && !outstanding;
             if fresh || names_changed || behind {
                 // a state-of-the-world request that changes names is answered
                 // even when nothing changed; delta only answers what changed
@@ -271,6 +276,18 @@ impl AdsStream {
         }
         let mut resources = self.selected(kind, snapshot);
         let mut wire_version = version.clone();
+        if let Some(held) = self.first_alone(kind, snapshot, &mut resources) {
+            let staged = format!("{version}+internal-first");
+            self.respond(kind, staged.clone(), staged, &resources, forced)
+                .await?;
+            // Envoy keeps the held-back resource it has (state of the world's
+            // bookkeeping dropped it), and the next response is computed afresh.
+            if let Some(state) = self.types.get_mut(&kind) {
+                state.basis = None;
+                state.have.insert(held.0, held.1);
+            }
+            return Ok(());
+        }
         if kind == ResourceType::Cluster {
             let dropped: BTreeMap<String, Arc<Snapshot>> = self
                 .sent_clusters
@@ -295,6 +312,46 @@ impl AdsStream {
             }
         }
         Ok(())
+    }
+
+    /// Whether `resources` (of `kind`) would change both ECDS resources of
+    /// the snapshot's [`ExtensionOrder`](super::snapshot::ExtensionOrder) that
+    /// Envoy already has (the filter's internal and genesis tables); if so,
+    /// leaves the `then` one out of them and returns its name and the version
+    /// Envoy has of it: the `first` goes alone, and the other follows once
+    /// Envoy ACKs it (the response's version is not the snapshot's, so the ACK
+    /// finds this type behind). Envoy's named ECDS watches keep a table a
+    /// response does not carry.
+    fn first_alone(
+        &self,
+        kind: ResourceType,
+        snapshot: &Snapshot,
+        resources: &mut Picked,
+    ) -> Option<(String, String)> {
+        if kind != ResourceType::ExtensionConfig {
+            return None;
+        }
+        let order = snapshot.extension_order()?;
+        let state = self.types.get(&kind)?;
+        let changed = |name: &str| {
+            let new = resources
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(n, from)| resource_in(kind, n, from).1)?;
+            let old = state.have.get(name)?;
+            (new != old.as_str()).then(|| old.clone())
+        };
+        if state.nacked || changed(&order.first).is_none() {
+            return None;
+        }
+        let held = changed(&order.then)?;
+        let only: BTreeSet<String> = resources
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| *n != order.then)
+            .collect();
+        resources.only = Some(Arc::new(only));
+        Some((order.then.clone(), held))
     }
 
     /// Records, then writes, one response. State of the world: every resource

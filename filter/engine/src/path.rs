@@ -2,9 +2,11 @@
 //! path cannot name one environment and resolve to another (`/stg/../prod/x`).
 //!
 //! The engine normalizes `:path` itself (without its query) before choosing the
-//! environment and the route, because in Istio or a user's own
-//! HttpConnectionManager nobody guarantees Envoy's `normalize_path`. The result
-//! is what the upstream receives. In order:
+//! environment and the route, and is the one normalizer wherever Switchyard
+//! renders or serves the HttpConnectionManager (Envoy's `normalize_path` and
+//! `merge_slashes` are off there, so `switchyard explain` tells what the stack
+//! does); in Istio or a user's own HCM it also holds whatever Envoy did first.
+//! The result is what the upstream receives. In order:
 //!
 //! 1. **Percent-decoding of unreserved characters** (RFC 3986 §2.3: ALPHA DIGIT
 //!    `-` `.` `_` `~`), so `%2e%2E` is `..` and `/d%65v` is `/dev`. Every other

@@ -151,8 +151,17 @@ pub struct JwtKey {
     pub alg: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pem: Option<String>,
+    /// An HMAC secret written as text (its UTF-8 bytes are the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// An HMAC secret written as base64 (standard or URL-safe alphabet, padding
+    /// optional): for binary keys such as RFC 7515 A.1's.
+    #[serde(
+        default,
+        rename = "secretBase64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub secret_base64: Option<String>,
 }
 
 /// Which X-Forwarded-For hop is the client: a hop count, or the CIDRs of trusted proxies.

@@ -31,19 +31,22 @@
 //!   *refuse*: unauthenticated claims are a filter, never a grant; the verified
 //!   claims are checked again after the signature.
 //! - **A verification budget** per verifier — per worker, since each Envoy
-//!   worker runs its own VM and compiles its own index. Every uncached token
-//!   earns [`BUDGET_EARN`] units (a third of a request's cost, in thousands of
-//!   Envoy instructions); a signature check that fails spends the key's
-//!   measured cost ([`Key::cost`]); a check needs the key's cost in credit; a
-//!   token that verifies spends nothing. Credit is capped at the dearest key's
-//!   cost (one burst) and also refills with time, fully in
-//!   [`BUDGET_REFILL_SECONDS`]. When the credit is short, an unseen token is not
-//!   verified: the request has no claims (`jwt_unverified`, so it goes to
-//!   stable, never fails).
-//!   So a flood of forged tokens costs at most [`BUDGET_EARN`] per request on
-//!   average plus one burst; tokens verified before stay cached and keep routing
-//!   by their claims, and a new valid token waits for credit only while failures
-//!   keep spending it.
+//!   worker runs its own VM and compiles its own index ([`super::budget`]):
+//!   every uncached token earns a third of a request's cost, a token that
+//!   fails spends the measured cost of each check it failed ([`Key::cost`]),
+//!   a token that verifies spends nothing; a token is checked only when the budget holds every check
+//!   it may need (all keys of its `alg` without a `kid`). When it does not, the
+//!   request has no claims (`jwt_unverified`, so it goes to stable, never
+//!   fails), and the token is remembered: when it comes back it may use a
+//!   reserve that refills with time only, which distinct forged tokens never
+//!   reach.
+//!   So a flood of forged tokens costs at most a third of a request per
+//!   request on average plus one burst; tokens verified before stay cached and
+//!   keep routing by their claims, and a new valid token is verified on its
+//!   next request within a second, flood or not.
+//!
+//! Header and payload must each be one JSON object (RFC 7515 §5.2, RFC 7519
+//! §7.2): an array or any other JSON value is `jwt_malformed`.
 //!
 //! `trustedPayloadHeader` (off by default): when set and the header is present, its
 //! value — the base64url JSON payload that Envoy's `jwt_authn` filter writes with
@@ -56,6 +59,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
+
+use super::budget::{Budget, Pool};
+pub use super::budget::{BUDGET_EARN, BUDGET_REFILL_SECONDS, RESERVE_REFILL_SECONDS};
 
 use base64::Engine;
 use jwt_simple::algorithms::{
@@ -76,7 +82,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ValidationError;
 use crate::request::Request;
-use crate::resources::JwtSettings;
+use crate::resources::{JwtKey, JwtSettings};
 
 /// Longer tokens are refused before any parsing (`jwt_oversized`).
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -146,36 +152,6 @@ struct Key {
     cost: u64,
 }
 
-/// Budget units (thousands of Envoy instructions) every uncached token earns:
-/// a third of a request without a token (0.31 M instructions), so a flood of
-/// forged tokens stays under 3× such a request even counting one burst over 200
-/// requests (`bench/forged_tokens.py`, BENCHMARKS.md).
-pub const BUDGET_EARN: u64 = 100;
-
-/// Besides what tokens earn, the budget refills completely in this many
-/// seconds: after a flood a new token does not wait for traffic to earn credit,
-/// and the refill costs one dearest check per worker per this time (< 20 ms).
-pub const BUDGET_REFILL_SECONDS: u64 = 60;
-
-/// Credit for failed signature checks (see the module comment).
-#[derive(Debug)]
-struct Budget {
-    credit: u64,
-    cap: u64,
-    /// The clock (Unix seconds) of the last time-based refill.
-    refilled_at: u64,
-}
-
-impl Budget {
-    fn new(cap: u64) -> Self {
-        Budget {
-            credit: cap,
-            cap,
-            refilled_at: 0,
-        }
-    }
-}
-
 /// An Environment's compiled JWT settings.
 pub struct JwtVerifier {
     header: String,
@@ -190,7 +166,7 @@ pub struct JwtVerifier {
     /// to 0.7 ms (ES256). Only successes are kept, keyed by the whole token.
     verified: Mutex<HashMap<String, VerifiedToken>>,
     /// Credit for signature checks that fail.
-    budget: Mutex<Budget>,
+    budget: Budget,
 }
 
 struct VerifiedToken {
@@ -248,143 +224,165 @@ pub(crate) fn valid_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Checks the settings other than the keys; returns the token header, the
+/// trusted payload header (both lower-case) and the clock skew.
+fn check_settings(
+    resource: &str,
+    s: &JwtSettings,
+    errors: &mut Vec<ValidationError>,
+) -> (String, Option<String>, u64) {
+    let mut err = |field: String, reason: String| {
+        errors.push(ValidationError::new(resource, field, reason));
+    };
+    let header = s.header.to_ascii_lowercase();
+    if !valid_header_name(&header) {
+        err(
+            "spec.jwt.header".into(),
+            format!("'{}' is not a header name", s.header),
+        );
+    }
+    let payload_header = s
+        .trusted_payload_header
+        .as_ref()
+        .map(|h| h.to_ascii_lowercase());
+    if let Some(h) = &payload_header {
+        if !valid_header_name(h) {
+            err(
+                "spec.jwt.trustedPayloadHeader".into(),
+                format!("'{h}' is not a header name"),
+            );
+        }
+    }
+    if s.keys.is_empty() && payload_header.is_none() {
+        err(
+            "spec.jwt.keys".into(),
+            "at least one key is needed to verify tokens (or set trustedPayloadHeader)".into(),
+        );
+    }
+    for (i, v) in s.issuers.iter().enumerate() {
+        if v.is_empty() {
+            err(format!("spec.jwt.issuers[{i}]"), "must not be empty".into());
+        }
+    }
+    for (i, v) in s.audiences.iter().enumerate() {
+        if v.is_empty() {
+            err(
+                format!("spec.jwt.audiences[{i}]"),
+                "must not be empty".into(),
+            );
+        }
+    }
+    let skew = s.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
+    if skew > 3600 {
+        err(
+            "spec.jwt.clockSkewSeconds".into(),
+            format!("{skew} seconds is more than the 3600 allowed"),
+        );
+    }
+    (header, payload_header, skew)
+}
+
+/// Compiles `keys[i]` (its kid checked against the keys before it), or
+/// reports why it cannot be used.
+fn compile_key(
+    resource: &str,
+    keys: &[JwtKey],
+    i: usize,
+    errors: &mut Vec<ValidationError>,
+) -> Option<Key> {
+    let k = &keys[i];
+    let mut err = |f: &str, reason: String| {
+        errors.push(ValidationError::new(
+            resource,
+            format!("spec.jwt.keys[{i}].{f}"),
+            reason,
+        ));
+    };
+    if let Some(kid) = &k.kid {
+        if kid.is_empty() {
+            err("kid", "must not be empty".into());
+        } else if keys[..i].iter().any(|o| o.kid.as_deref() == Some(kid)) {
+            err("kid", format!("kid '{kid}' is used by another key"));
+        }
+    }
+    let Some(alg) = ALGORITHMS.iter().find(|a| **a == k.alg).copied() else {
+        let reason = if k.alg.eq_ignore_ascii_case("none") {
+            "'none' is not allowed: unsigned tokens are never trusted".to_string()
+        } else {
+            format!("'{}' is not one of {}", k.alg, ALGORITHMS.join(", "))
+        };
+        err("alg", reason);
+        return None;
+    };
+    // `Ed25519` is the newer name of `EdDSA` with Ed25519 keys; both verify the same.
+    let alg = if alg == "Ed25519" { "EdDSA" } else { alg };
+    match key_kind(alg, k) {
+        Ok(kind) => Some(Key {
+            kid: k.kid.clone(),
+            alg,
+            cost: Key::cost(&kind),
+            kind,
+        }),
+        Err((f, reason)) => {
+            err(f, reason);
+            None
+        }
+    }
+}
+
+/// The verifying key of `k` for `alg` (a known algorithm), or the field at
+/// fault and why.
+fn key_kind(alg: &'static str, k: &JwtKey) -> Result<KeyKind, (&'static str, String)> {
+    let min = match alg {
+        "HS256" => Some(32),
+        "HS384" => Some(48),
+        "HS512" => Some(64),
+        _ => None,
+    };
+    if let Some(min) = min {
+        let bytes = hmac_secret(alg, min, k)?;
+        return Ok(match alg {
+            "HS256" => KeyKind::Hs256(HS256Key::from_bytes(&bytes)),
+            "HS384" => KeyKind::Hs384(HS384Key::from_bytes(&bytes)),
+            _ => KeyKind::Hs512(HS512Key::from_bytes(&bytes)),
+        });
+    }
+    if let Some(f) = [
+        ("secret", k.secret.is_some()),
+        ("secretBase64", k.secret_base64.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(f, set)| set.then_some(f))
+    {
+        return Err((f, format!("{alg} keys take a 'pem', not a '{f}'")));
+    }
+    let Some(pem) = &k.pem else {
+        return Err(("pem", format!("{alg} needs a public key 'pem'")));
+    };
+    parse_key(alg, pem).map_err(|e| ("pem", format!("not a valid {alg} key: {e}")))
+}
+
 impl JwtVerifier {
-    /// Parses the keys; `resource` is `Environment/name`.
+    /// Parses the keys; `resource` is `Environment/name`. Every problem is
+    /// reported, not just the first.
     pub fn compile(resource: &str, s: &JwtSettings) -> Result<Self, Vec<ValidationError>> {
         let mut errors = Vec::new();
-        let mut err = |field: String, reason: String| {
-            errors.push(ValidationError::new(resource, field, reason));
-        };
-        let header = s.header.to_ascii_lowercase();
-        if !valid_header_name(&header) {
-            err(
-                "spec.jwt.header".into(),
-                format!("'{}' is not a header name", s.header),
-            );
-        }
-        let payload_header = s
-            .trusted_payload_header
-            .as_ref()
-            .map(|h| h.to_ascii_lowercase());
-        if let Some(h) = &payload_header {
-            if !valid_header_name(h) {
-                err(
-                    "spec.jwt.trustedPayloadHeader".into(),
-                    format!("'{h}' is not a header name"),
-                );
-            }
-        }
-        if s.keys.is_empty() && payload_header.is_none() {
-            err(
-                "spec.jwt.keys".into(),
-                "at least one key is needed to verify tokens (or set trustedPayloadHeader)".into(),
-            );
-        }
-        for (i, v) in s.issuers.iter().enumerate() {
-            if v.is_empty() {
-                err(format!("spec.jwt.issuers[{i}]"), "must not be empty".into());
-            }
-        }
-        for (i, v) in s.audiences.iter().enumerate() {
-            if v.is_empty() {
-                err(
-                    format!("spec.jwt.audiences[{i}]"),
-                    "must not be empty".into(),
-                );
-            }
-        }
-        let skew = s.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
-        if skew > 3600 {
-            err(
-                "spec.jwt.clockSkewSeconds".into(),
-                format!("{skew} seconds is more than the 3600 allowed"),
-            );
-        }
-        let mut keys = Vec::new();
-        for (i, k) in s.keys.iter().enumerate() {
-            let field = |f: &str| format!("spec.jwt.keys[{i}].{f}");
-            if let Some(kid) = &k.kid {
-                if kid.is_empty() {
-                    err(field("kid"), "must not be empty".into());
-                } else if s.keys[..i].iter().any(|o| o.kid.as_deref() == Some(kid)) {
-                    err(field("kid"), format!("kid '{kid}' is used by another key"));
-                }
-            }
-            let Some(alg) = ALGORITHMS.iter().find(|a| **a == k.alg).copied() else {
-                let reason = if k.alg.eq_ignore_ascii_case("none") {
-                    "'none' is not allowed: unsigned tokens are never trusted".to_string()
-                } else {
-                    format!("'{}' is not one of {}", k.alg, ALGORITHMS.join(", "))
-                };
-                err(field("alg"), reason);
-                continue;
-            };
-            // `Ed25519` is the newer name of `EdDSA` with Ed25519 keys; both verify the same.
-            let alg = if alg == "Ed25519" { "EdDSA" } else { alg };
-            let kind = if let Some(min) = match alg {
-                "HS256" => Some(32),
-                "HS384" => Some(48),
-                "HS512" => Some(64),
-                _ => None,
-            } {
-                if k.pem.is_some() {
-                    err(
-                        field("pem"),
-                        format!("{alg} keys take a 'secret', not a 'pem'"),
-                    );
-                    continue;
-                }
-                let Some(secret) = &k.secret else {
-                    err(field("secret"), format!("{alg} needs a secret"));
-                    continue;
-                };
-                if secret.len() < min {
-                    err(
-                        field("secret"),
-                        format!("{alg} needs a secret of at least {min} bytes (RFC 7518 3.2); this one has {}", secret.len()),
-                    );
-                    continue;
-                }
-                let bytes = secret.as_bytes();
-                match alg {
-                    "HS256" => KeyKind::Hs256(HS256Key::from_bytes(bytes)),
-                    "HS384" => KeyKind::Hs384(HS384Key::from_bytes(bytes)),
-                    _ => KeyKind::Hs512(HS512Key::from_bytes(bytes)),
-                }
-            } else {
-                if k.secret.is_some() {
-                    err(
-                        field("secret"),
-                        format!("{alg} keys take a 'pem', not a 'secret'"),
-                    );
-                    continue;
-                }
-                let Some(pem) = &k.pem else {
-                    err(field("pem"), format!("{alg} needs a public key 'pem'"));
-                    continue;
-                };
-                match parse_key(alg, pem) {
-                    Ok(kind) => kind,
-                    Err(e) => {
-                        err(field("pem"), format!("not a valid {alg} key: {e}"));
-                        continue;
-                    }
-                }
-            };
-            keys.push(Key {
-                kid: k.kid.clone(),
-                alg,
-                cost: Key::cost(&kind),
-                kind,
-            });
-        }
+        let (header, payload_header, skew) = check_settings(resource, s, &mut errors);
+        let keys: Vec<Key> = (0..s.keys.len())
+            .filter_map(|i| compile_key(resource, &s.keys, i, &mut errors))
+            .collect();
         if !errors.is_empty() {
             return Err(errors);
         }
-        let cap = keys.iter().map(|k| k.cost).max().unwrap_or(0);
+        // One burst: every check the dearest token may need (all keys of its alg).
+        let cap = ALGORITHMS
+            .iter()
+            .map(|alg| keys.iter().filter(|k| k.alg == *alg).map(|k| k.cost).sum())
+            .max()
+            .unwrap_or(0);
         Ok(JwtVerifier {
             verified: Mutex::default(),
-            budget: Mutex::new(Budget::new(cap)),
+            budget: Budget::new(cap),
             bearer: header == "authorization",
             header,
             issuers: s.issuers.clone(),
@@ -425,6 +423,8 @@ impl JwtVerifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(NOTE_OVERSIZED);
         }
+        // RFC 7515 §5.2: the header is one JSON object (serde would read an array too).
+        json_object(token.split('.').next().unwrap_or_default())?;
         let meta = Token::decode_metadata(token).map_err(|_| NOTE_MALFORMED)?;
         let alg = meta.algorithm();
         if alg.eq_ignore_ascii_case("none") {
@@ -446,7 +446,7 @@ impl JwtVerifier {
         if let Some(claims) = self.cached(token, now) {
             return Ok(claims);
         }
-        self.earn(now);
+        self.budget.earn(now);
         let candidates = || {
             self.keys
                 .iter()
@@ -457,14 +457,24 @@ impl JwtVerifier {
             return Err(NOTE_ALG_MISMATCH);
         }
         self.precheck(token, now)?;
+        let cost = candidates().map(|k| k.cost).sum();
+        let pool = self.budget.grant(token, cost, now).ok_or(NOTE_UNVERIFIED)?;
+        self.check(token, candidates(), pool, options)
+    }
+
+    /// Checks `token` with each key in turn until one verifies. A token that
+    /// verifies spends nothing (not even the keys tried before); otherwise
+    /// `pool` pays for every signature check that failed.
+    fn check<'k>(
+        &self,
+        token: &str,
+        keys: impl Iterator<Item = &'k Key>,
+        pool: Pool,
+        options: VerificationOptions,
+    ) -> Result<Claims, &'static str> {
         let mut outcome = Err(NOTE_ALG_MISMATCH);
-        for key in candidates() {
-            if !self.can_spend(key.cost) {
-                if outcome == Err(NOTE_ALG_MISMATCH) {
-                    outcome = Err(NOTE_UNVERIFIED);
-                }
-                continue;
-            }
+        let mut failed_cost = 0;
+        for key in keys {
             match key.verify(token, options.clone()) {
                 Ok(claims) => {
                     let not_before = claims.invalid_before.map_or(0, |t| t.as_secs());
@@ -476,53 +486,17 @@ impl JwtVerifier {
                 Err(e) => {
                     let note = note_for(&e);
                     if note == NOTE_BAD_SIGNATURE {
-                        self.spend(key.cost);
+                        failed_cost += key.cost;
                     }
                     // Another key might still verify; keep the most telling failure.
-                    if outcome == Err(NOTE_ALG_MISMATCH)
-                        || outcome == Err(NOTE_BAD_SIGNATURE)
-                        || outcome == Err(NOTE_UNVERIFIED)
-                    {
+                    if outcome == Err(NOTE_ALG_MISMATCH) || outcome == Err(NOTE_BAD_SIGNATURE) {
                         outcome = Err(note);
                     }
                 }
             }
         }
+        self.budget.spend(pool, failed_cost);
         outcome
-    }
-
-    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
-        self.budget.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// An uncached token arrived at `now`: it earns [`BUDGET_EARN`], and the
-    /// time since the last refill its share of [`BUDGET_REFILL_SECONDS`]; up to the cap.
-    fn earn(&self, now: u64) {
-        let mut b = self.budget();
-        let elapsed = now.saturating_sub(b.refilled_at);
-        let by_time = if b.refilled_at == 0 || elapsed >= BUDGET_REFILL_SECONDS {
-            b.cap
-        } else {
-            b.cap.saturating_mul(elapsed) / BUDGET_REFILL_SECONDS
-        };
-        if by_time > 0 || b.refilled_at == 0 {
-            b.refilled_at = now;
-        }
-        b.credit = b
-            .credit
-            .saturating_add(by_time)
-            .saturating_add(BUDGET_EARN)
-            .min(b.cap);
-    }
-
-    fn can_spend(&self, cost: u64) -> bool {
-        self.budget().credit >= cost
-    }
-
-    /// A signature check failed: its cost comes out of the credit.
-    fn spend(&self, cost: u64) {
-        let mut b = self.budget();
-        b.credit = b.credit.saturating_sub(cost);
     }
 
     /// The checks the unverified payload can fail before any signature is
@@ -533,12 +507,7 @@ impl JwtVerifier {
         let Some(payload) = token.split('.').nth(1) else {
             return Err(NOTE_MALFORMED);
         };
-        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
-            return Err(NOTE_MALFORMED);
-        };
-        let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(&bytes) else {
-            return Err(NOTE_MALFORMED);
-        };
+        let claims = json_object(payload)?;
         let skew = self.skew;
         if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
             if !(now >= skew && now - skew <= exp) {
@@ -708,6 +677,65 @@ fn note_for(e: &jwt_simple::Error) -> &'static str {
     }
 }
 
+/// A base64url (no padding) part of a token that must be one JSON object.
+fn json_object(part: &str) -> Result<Map<String, Value>, &'static str> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| NOTE_MALFORMED)?;
+    serde_json::from_slice::<Map<String, Value>>(&bytes).map_err(|_| NOTE_MALFORMED)
+}
+
+/// An HMAC key's bytes from `secret` (text) or `secretBase64`, exactly one of
+/// them, at least `min` bytes; or the field at fault and why.
+fn hmac_secret(alg: &str, min: usize, k: &JwtKey) -> Result<Vec<u8>, (&'static str, String)> {
+    if k.pem.is_some() {
+        return Err((
+            "pem",
+            format!("{alg} keys take a 'secret' or 'secretBase64', not a 'pem'"),
+        ));
+    }
+    let (field, bytes) = match (&k.secret, &k.secret_base64) {
+        (Some(_), Some(_)) => {
+            return Err((
+                "secretBase64",
+                "give either 'secret' or 'secretBase64', not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err((
+                "secret",
+                format!("{alg} needs a 'secret' or 'secretBase64'"),
+            ))
+        }
+        (Some(text), None) => ("secret", text.as_bytes().to_vec()),
+        (None, Some(b64)) => {
+            let b64 = b64.trim().trim_end_matches('=');
+            let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(b64)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64));
+            match decoded {
+                Ok(bytes) => ("secretBase64", bytes),
+                Err(_) => {
+                    return Err((
+                        "secretBase64",
+                        "is not base64 (standard or URL-safe alphabet)".into(),
+                    ))
+                }
+            }
+        }
+    };
+    if bytes.len() < min {
+        return Err((
+            field,
+            format!(
+                "{alg} needs a secret of at least {min} bytes (RFC 7518 3.2); this one has {}",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Claims from the trusted payload header: base64url (padding optional) of a JSON object.
 fn decode_payload(value: &str) -> Result<Claims, &'static str> {
     let value = value.trim().trim_end_matches('=');
@@ -723,3 +751,7 @@ fn decode_payload(value: &str) -> Result<Claims, &'static str> {
 #[cfg(test)]
 #[path = "jwt_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "jwt_edge_tests.rs"]
+mod edge_tests;

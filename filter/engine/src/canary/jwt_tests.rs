@@ -46,6 +46,7 @@ pub(crate) fn key(kid: Option<&str>, alg: &str, pem: Option<&str>, secret: Optio
         alg: alg.to_string(),
         pem: pem.map(str::to_string),
         secret: secret.map(str::to_string),
+        secret_base64: None,
     }
 }
 
@@ -530,21 +531,18 @@ fn a_flood_of_forged_tokens_spends_the_budget_not_the_cpu() {
         "the budget still verifies now and then: {checked}"
     );
     assert_eq!(checked + skipped, flood);
-    // A new valid token is verified as soon as credit is back (no more failures).
+    // A new valid token, deferred on first sight, is verified when it comes
+    // back (the reserve, which distinct forged tokens never reach).
     let fresh = es.sign(claims(json!({"sub": "user-42"}))).unwrap();
-    let mut verified_after = None;
-    for n in 0..=es_cost / BUDGET_EARN + 1 {
-        match v.verify(&fresh, NOW) {
-            Ok(c) => {
-                assert_eq!(c["sub"], "user-42");
-                verified_after = Some(n);
-                break;
-            }
-            Err(e) => assert_eq!(e, NOTE_UNVERIFIED),
-        }
+    assert_eq!(v.verify(&fresh, NOW), Err(NOTE_UNVERIFIED));
+    assert_eq!(v.verify(&fresh, NOW).unwrap()["sub"], "user-42");
+    // Once requests have earned the credit back (expired tokens earn too),
+    // verified tokens spend nothing: valid tokens alone never run out.
+    for i in 0..es_cost / BUDGET_EARN + 1 {
+        let mut c = claims(json!({"sub": format!("old{i}")}));
+        c.expires_at = Some(UnixTimeStamp::from_secs(NOW - 3600));
+        let _ = v.verify(&es.sign(c).unwrap(), NOW);
     }
-    assert!(verified_after.is_some(), "a valid token never got verified");
-    // Verified tokens spend nothing: valid tokens alone never run out.
     for i in 0..50 {
         let t = es.sign(claims(json!({"sub": format!("ok{i}")}))).unwrap();
         assert!(v.verify(&t, NOW).is_ok());

@@ -29,6 +29,7 @@
 //! - Anything else: stable.
 
 pub mod addr;
+mod budget;
 pub mod jwt;
 mod trust;
 pub mod weight;
