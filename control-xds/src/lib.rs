@@ -46,6 +46,7 @@ pub mod istio;
 pub mod load;
 pub mod log_limit;
 pub mod metrics;
+pub mod native_filter;
 pub mod package;
 pub mod persist;
 pub mod progressive;

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use switchyard::bootstrap::{AdsBootstrap, XdsTls};
 use switchyard::client::{Client, ClientError, ClientTls};
 use switchyard::load::{self, LoadErrors};
+use switchyard::native_filter::FilterBuild;
 use switchyard::render::{render_envoy, RenderOptions};
 use switchyard::snapshot_builder::BuildOptions;
 use switchyard::start::ServeOptions;
@@ -117,6 +118,14 @@ enum Command {
             default_value = "target/wasm32-wasip1/release/switchyard_filter.wasm"
         )]
         wasm: String,
+        /// Which build of the filter Envoy loads: the proxy-wasm filter or the
+        /// native Envoy dynamic module (README "The native filter").
+        #[arg(long, value_enum, default_value = "wasm")]
+        filter: switchyard::native_filter::FilterBuild,
+        /// Path of libswitchyard_native.so as Envoy will see it (--filter native;
+        /// scripts/build-native.sh builds it).
+        #[arg(long, default_value = switchyard::native_filter::DEFAULT_NATIVE_PATH)]
+        native: String,
         /// Address of Envoy's genesis listener.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
@@ -337,6 +346,14 @@ enum RenderTarget {
             default_value = "target/wasm32-wasip1/release/switchyard_filter.wasm"
         )]
         wasm: String,
+        /// Which build of the filter Envoy loads: the proxy-wasm filter or the
+        /// native Envoy dynamic module (README "The native filter").
+        #[arg(long, value_enum, default_value = "wasm")]
+        filter: switchyard::native_filter::FilterBuild,
+        /// Path of libswitchyard_native.so as Envoy will see it (--filter native;
+        /// scripts/build-native.sh builds it).
+        #[arg(long, default_value = switchyard::native_filter::DEFAULT_NATIVE_PATH)]
+        native: String,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         #[arg(long, default_value = "127.0.0.1:9901")]
@@ -518,6 +535,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             xds_addr,
             api_addr,
             wasm,
+            filter,
+            native,
             listen,
             internal_listen,
             insecure_no_auth,
@@ -547,6 +566,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 xds_tls: tls(xds_tls_cert, xds_tls_key, xds_client_ca),
                 build: BuildOptions {
                     wasm_path: wasm,
+                    native_path: (filter == FilterBuild::Native).then_some(native),
                     genesis_listen: addr(&listen)?,
                     internal_listen: internal_listen.as_deref().map(addr).transpose()?,
                     context_keys: Vec::new(),
@@ -867,6 +887,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     xds_cert,
                     xds_key,
                     wasm,
+                    filter,
+                    native,
                     listen,
                     admin,
                     internal_listen,
@@ -926,8 +948,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 settings,
                 resources: docs.into_iter().map(|d| d.resource).collect(),
             };
+            if filter == FilterBuild::Native && pull_from.is_some() {
+                anyhow::bail!(
+                    "--filter native has no pull mode (--pull-from): pull mode shares the pulled \
+                     table between Envoy's workers through proxy-wasm shared data; use \
+                     --filter wasm for pull mode"
+                );
+            }
             let opts = RenderOptions {
                 wasm_path: wasm,
+                native_path: (filter == FilterBuild::Native).then_some(native),
                 listen: addr(&listen)?,
                 admin: addr(&admin)?,
                 internal_listen: internal_listen.as_deref().map(addr).transpose()?,

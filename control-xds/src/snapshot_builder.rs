@@ -77,6 +77,9 @@ const HCM: &str = "envoy.filters.network.http_connection_manager";
 pub struct BuildOptions {
     /// Path of `switchyard_filter.wasm` on the Envoy host.
     pub wasm_path: String,
+    /// Path of the native filter (`libswitchyard_native.so`) on the Envoy host:
+    /// when set, ECDS carries the native filter instead of the wasm one.
+    pub native_path: Option<String>,
     /// Address of the genesis listener.
     pub genesis_listen: (String, u16),
     /// Address of the internal listener, if component-to-component calls go
@@ -137,7 +140,13 @@ pub fn build_snapshot(
     }
     let extension_configs: Vec<(String, Any)> = filters
         .iter()
-        .map(|(name, json)| (name.to_string(), to_any(&wasm_extension(name, opts, json))))
+        .map(|(name, json)| {
+            let extension = match &opts.native_path {
+                Some(path) => crate::native_filter::native_extension(name, path, json),
+                None => wasm_extension(name, opts, json),
+            };
+            (name.to_string(), to_any(&extension))
+        })
         .collect();
     refs.extension_configs = filters.iter().map(|(n, _)| n.to_string()).collect();
     let listener_resources: Vec<(String, Any)> = topology
@@ -512,6 +521,7 @@ mod tests {
     fn opts(internal: bool) -> BuildOptions {
         BuildOptions {
             wasm_path: "/opt/switchyard_filter.wasm".into(),
+            native_path: None,
             genesis_listen: ("0.0.0.0".into(), 10000),
             internal_listen: internal.then(|| ("127.0.0.1".into(), 10001)),
             context_keys: if internal { vec![key()] } else { vec![] },
