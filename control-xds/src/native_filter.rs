@@ -32,7 +32,8 @@ pub enum FilterBuild {
 /// Where `cargo`/`scripts/build-native.sh` leave the native filter.
 pub const DEFAULT_NATIVE_PATH: &str = "target/native/libswitchyard_native.so";
 
-const FILTER_TYPE: &str =
+/// The type URL of the native filter's configuration.
+pub const FILTER_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 
 /// The HTTP filter entry of the native filter with an inline plugin configuration.

@@ -347,7 +347,12 @@ pub fn listener(model: &ListenerModel) -> Listener {
                 config_type: Some(http_filter::ConfigType::ConfigDiscovery(
                     ExtensionConfigSource {
                         config_source: Some(ads()),
-                        type_urls: vec![<Wasm as prost::Name>::type_url()],
+                        // Either build of the filter (`serve --filter`): a
+                        // switch between them is one ECDS update.
+                        type_urls: vec![
+                            <Wasm as prost::Name>::type_url(),
+                            crate::native_filter::FILTER_TYPE.to_string(),
+                        ],
                         ..Default::default()
                     },
                 )),
@@ -835,7 +840,10 @@ mod tests {
             assert_eq!(ecds.config_source, Some(ads()));
             assert_eq!(
                 ecds.type_urls,
-                ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
+                [
+                    "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+                ]
             );
 
             let rc: RouteConfiguration = decode(&snapshot, ResourceType::Route, name);
