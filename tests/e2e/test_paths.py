@@ -125,7 +125,7 @@ def test_normalizing_envoy_refuses_encoded_slashes(envoys):
 
 def test_filter_alone_refuses_climbing_and_encoded_slashes(envoys):
     _, plain = envoys
-    key = "wasmcustom.switchyard.error.invalid_path"
+    key = harness.filter_stat("switchyard.error.invalid_path")
     before = plain.stats("switchyard.error").get(key, 0)
     refused = [
         "/../dev/hello",
