@@ -52,11 +52,8 @@ def filter_stat(name: str) -> str:
 
 def decision_stat(app: str, deployment: str, decision: str) -> str:
     """The /stats name of the routed-requests counter of (app, deployment,
-    decision): the native filter's counter carries them as labels."""
-    if FILTER == "native":
-        return (f"dynamicmodulescustom.switchyard.decision.app.{app}"
-                f".deployment.{deployment}.decision.{decision}")
-    return f"wasmcustom.switchyard.decision.{app}.{deployment}.{decision}"
+    decision), with the build in use."""
+    return filter_stat(f"switchyard.decision.{app}.{deployment}.{decision}")
 
 
 @dataclass(frozen=True)

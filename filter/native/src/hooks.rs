@@ -13,7 +13,7 @@ use std::sync::Arc;
 use switchyard_plugin::{Outcome, ResponseHeaders, Table};
 
 use crate::abi::{self, ConfigEnvoyPtr, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, HookStatus};
-use crate::host::NativeHost;
+use crate::host::{self, Added, NativeHost};
 use crate::metrics::Metrics;
 use crate::{guard, log};
 
@@ -99,7 +99,7 @@ fn new_config(config_envoy: ConfigEnvoyPtr, name: &[u8], config: &[u8]) -> Optio
         "switchyard: {name}: configuration accepted ({} clusters)",
         table.index.clusters().len()
     ));
-    let metrics = Metrics::define(config_envoy);
+    let metrics = Metrics::define(config_envoy, &plugin);
     Some(FilterConfig {
         shared: Arc::new(Shared { table, metrics }),
     })
@@ -164,10 +164,6 @@ unsafe fn filter_mut<'a>(filter: *const c_void) -> Option<&'a mut Filter> {
 impl Filter {
     fn on_request_headers(&mut self, envoy: FilterEnvoyPtr) -> HookStatus {
         let shared = Arc::clone(&self.shared);
-        let mut host = NativeHost {
-            filter: envoy,
-            metrics: &shared.metrics,
-        };
         HEADERS.with(|buffers| {
             let mut fresh = Default::default();
             let mut borrowed = buffers.try_borrow_mut();
@@ -176,10 +172,16 @@ impl Filter {
                 Ok(b) => &mut **b,
                 Err(_) => &mut fresh,
             };
-            if let Err(e) = host.request_headers_into(headers, raw) {
+            if let Err(e) = host::request_headers_into(envoy, headers, raw) {
                 log::warn(&format!("switchyard: {e}"));
                 return abi::CONTINUE;
             }
+            let mut host = NativeHost {
+                filter: envoy,
+                metrics: &shared.metrics,
+                request: headers,
+                added: Added::default(),
+            };
             match switchyard_plugin::route_request(&mut host, &shared.table, headers) {
                 Outcome::Continue(response) => {
                     self.response = response;
@@ -195,6 +197,8 @@ impl Filter {
             let mut host = NativeHost {
                 filter: envoy,
                 metrics: &self.shared.metrics,
+                request: &[],
+                added: Added::default(),
             };
             switchyard_plugin::respond(&mut host, Some(&self.shared.table), &r);
         }

@@ -2,16 +2,20 @@
 //! metrics namespace (`dynamicmodulescustom.` unless the filter sets one):
 //! - `switchyard.error.<code>`: refused requests, by DESIGN.md error code;
 //! - `switchyard.jwt.<note>`: JWTs a canary could not use, by reason;
-//! - `switchyard.decision` with the labels `app`, `deployment`, `decision`:
-//!   routed requests, by why.
+//! - `switchyard.decision.<app>.<deployment>.<decision>`: routed requests, by
+//!   why (as the wasm filter names them). A table with more than
+//!   [`MAX_DEPLOYMENT_COUNTERS`] of them counts into one counter with the labels
+//!   `app`, `deployment`, `decision` instead
+//!   (`switchyard.decision.app.<app>.deployment.<dep>.decision.<decision>`):
+//!   Envoy makes the labelled stat on every increment, ~4 k instructions.
 //!
 //! Envoy lets a module define stats only while its configuration is created,
-//! so every counter is defined there; per request a counter is found by index.
+//! so every counter is defined there; per request a counter is found by name.
 
 use std::collections::HashMap;
 
 use switchyard_engine::canary::jwt::ALL_NOTES;
-use switchyard_engine::{Decision, DecisionKind, ErrorCode};
+use switchyard_engine::{Decision, DecisionKind, ErrorCode, PluginConfig, Resource};
 
 use crate::abi::{self, ConfigEnvoyPtr, FilterEnvoyPtr, ModuleBuffer};
 
@@ -19,7 +23,35 @@ use crate::abi::{self, ConfigEnvoyPtr, FilterEnvoyPtr, ModuleBuffer};
 pub struct Metrics {
     errors: HashMap<ErrorCode, usize>,
     notes: HashMap<&'static str, usize>,
-    decision: Option<usize>,
+    /// Deployment → its decision counters (empty for a table over the bound).
+    decisions: HashMap<String, Vec<(DecisionKind, usize)>>,
+    /// The labelled decision counter, for a table over the bound.
+    labelled: Option<usize>,
+}
+
+/// The most per-deployment decision counters defined up front.
+pub const MAX_DEPLOYMENT_COUNTERS: usize = 5_000;
+
+/// Every decision a request to `deployment` can have, given its canaries'
+/// match rules (`matches`: the most rules of a canary towards it).
+fn kinds(matches: usize) -> impl Iterator<Item = DecisionKind> {
+    [
+        DecisionKind::Release,
+        DecisionKind::Explicit,
+        DecisionKind::CanaryWeight,
+        DecisionKind::CanaryStable,
+        DecisionKind::Internal,
+    ]
+    .into_iter()
+    .chain((0..matches).map(DecisionKind::CanaryMatch))
+}
+
+/// The stat name's form of a decision (`canary-match:0` → `canary-match_0`).
+fn kind_name(kind: DecisionKind) -> std::borrow::Cow<'static, str> {
+    match kind {
+        DecisionKind::CanaryMatch(n) => std::borrow::Cow::Owned(format!("canary-match_{n}")),
+        kind => kind.name(),
+    }
 }
 
 const DECISION_LABELS: [&str; 3] = ["app", "deployment", "decision"];
@@ -77,7 +109,39 @@ fn bump(filter: FilterEnvoyPtr, id: Option<usize>, labels: &[&str]) {
 
 impl Metrics {
     /// Defines every counter; call only from `on_http_filter_config_new`.
-    pub fn define(config: ConfigEnvoyPtr) -> Self {
+    pub fn define(config: ConfigEnvoyPtr, plugin: &PluginConfig) -> Self {
+        let mut matches: HashMap<&str, usize> = HashMap::new();
+        let mut deployments = Vec::new();
+        for r in &plugin.resources {
+            match r {
+                Resource::AppDeployment(d) => deployments.push((&d.spec.app, &d.metadata.name)),
+                Resource::Canary(c) => {
+                    let m = matches.entry(c.spec.deployment.as_str()).or_default();
+                    *m = (*m).max(c.spec.match_rules.len());
+                }
+                _ => {}
+            }
+        }
+        let wanted: usize = deployments
+            .iter()
+            .map(|(_, name)| 5 + matches.get(name.as_str()).copied().unwrap_or(0))
+            .sum();
+        let mut decisions = HashMap::new();
+        let mut labelled = None;
+        if wanted <= MAX_DEPLOYMENT_COUNTERS {
+            for (app, name) in deployments {
+                let m = matches.get(name.as_str()).copied().unwrap_or(0);
+                let ids = kinds(m)
+                    .filter_map(|k| {
+                        let stat = format!("switchyard.decision.{app}.{name}.{}", kind_name(k));
+                        Some((k, define(config, &stat, &[])?))
+                    })
+                    .collect();
+                decisions.insert(name.clone(), ids);
+            }
+        } else {
+            labelled = define(config, "switchyard.decision", &DECISION_LABELS);
+        }
         Self {
             errors: ErrorCode::ALL
                 .iter()
@@ -92,16 +156,28 @@ impl Metrics {
                 .iter()
                 .filter_map(|n| Some((*n, define(config, &format!("switchyard.jwt.{n}"), &[])?)))
                 .collect(),
-            decision: define(config, "switchyard.decision", &DECISION_LABELS),
+            decisions,
+            labelled,
         }
     }
 
     pub fn routed(&self, filter: FilterEnvoyPtr, d: &Decision<'_, '_>) {
-        let kind = match d.kind {
-            DecisionKind::CanaryMatch(n) => std::borrow::Cow::Owned(format!("canary-match_{n}")),
-            kind => kind.name(),
-        };
-        bump(filter, self.decision, &[d.app, d.deployment, &kind]);
+        let id = self
+            .decisions
+            .get(d.deployment)
+            .and_then(|ids| ids.iter().find(|(k, _)| *k == d.kind))
+            .map(|(_, id)| *id);
+        match id {
+            Some(id) => bump(filter, Some(id), &[]),
+            None if self.labelled.is_some() => {
+                bump(
+                    filter,
+                    self.labelled,
+                    &[d.app, d.deployment, &kind_name(d.kind)],
+                );
+            }
+            None => {}
+        }
         if let Some(note) = d.note {
             bump(filter, self.notes.get(note).copied(), &[]);
         }

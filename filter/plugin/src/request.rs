@@ -205,3 +205,121 @@ pub fn respond<H: Host>(host: &mut H, table: Option<&Table>, r: &ResponseHeaders
         host.warn(&e);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{parse_config, Table};
+    use switchyard_engine::KnownClusters;
+
+    /// A host that records what the plugin logic asked of it.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<String>,
+    }
+
+    impl Host for Recorder {
+        type Error = String;
+        fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), String> {
+            self.calls
+                .push(format!("set {name}={}", value.unwrap_or("<removed>")));
+            Ok(())
+        }
+        fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), String> {
+            self.calls.push(format!("response {name}={value}"));
+            Ok(())
+        }
+        fn clear_route_cache(&mut self) -> Result<(), String> {
+            self.calls.push("clear_route_cache".into());
+            Ok(())
+        }
+        fn send_json(&mut self, status: u32, body: &str) -> Result<(), String> {
+            self.calls.push(format!("reply {status} {body}"));
+            Ok(())
+        }
+        fn source_address(&mut self) -> Option<String> {
+            None
+        }
+        fn now_unix_seconds(&mut self) -> u64 {
+            0
+        }
+        fn warn(&mut self, message: &dyn Display) {
+            self.calls.push(format!("warn {message}"));
+        }
+        fn routed(&mut self, decision: &Decision<'_, '_>) {
+            self.calls.push(format!("routed {}", decision.deployment));
+        }
+        fn refused(&mut self, code: ErrorCode) {
+            self.calls.push(format!("refused {}", code.as_str()));
+        }
+    }
+
+    const CONFIG: &str = r#"{"resources": [
+        {"kind": "Environment", "metadata": {"name": "dev"},
+         "spec": {"subPath": "dev", "defaultVirtualEnvironment": "team-a"}, "vars": {"who": "Universe"}},
+        {"kind": "VirtualEnvironment", "metadata": {"name": "team-a"},
+         "spec": {"environment": "dev", "release": {"apps": {"hello-world": "main"}}}},
+        {"kind": "AppDeployment", "metadata": {"name": "main"},
+         "spec": {"app": "hello-world", "version": "v1", "components": {
+           "frontend": {"version": "f1", "endpoints": ["127.0.0.1:9101"],
+                        "routes": [{"match": {"pathPrefix": "/hello"}}], "vars": ["who"]}}}}
+    ]}"#;
+
+    fn table() -> Table {
+        let config = parse_config(CONFIG.as_bytes()).unwrap_or_default();
+        Table::compile(&config, false, &KnownClusters::default())
+            .unwrap_or_else(|e| unreachable!("the test configuration compiles: {e}"))
+    }
+
+    fn headers(path: &str) -> Vec<(String, String)> {
+        vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), path.into()),
+        ]
+    }
+
+    #[test]
+    fn a_routed_request_gets_its_headers_the_cluster_last_then_a_route_cache_clear() {
+        let (table, mut host) = (table(), Recorder::default());
+        let Outcome::Continue(response) = route_request(&mut host, &table, &headers("/dev/hello"))
+        else {
+            unreachable!("routed")
+        };
+        let calls = &host.calls;
+        assert!(
+            calls.contains(&"set kf-deployment=main".to_string()),
+            "{calls:?}"
+        );
+        assert!(
+            calls.contains(&"set kf-var-who=Universe".to_string()),
+            "{calls:?}"
+        );
+        let cluster = calls
+            .iter()
+            .position(|c| c.starts_with("set x-switchyard-cluster="));
+        assert_eq!(cluster, Some(calls.len() - 3), "{calls:?}");
+        assert_eq!(calls[calls.len() - 2], "clear_route_cache");
+        assert_eq!(calls[calls.len() - 1], "routed main");
+
+        let mut host = Recorder::default();
+        if let Some(r) = &response {
+            respond(&mut host, Some(&table), r);
+        }
+        assert!(
+            host.calls
+                .contains(&"response kf-deployment=main".to_string()),
+            "{:?}",
+            host.calls
+        );
+    }
+
+    #[test]
+    fn a_refused_request_is_answered_with_its_code_and_counted() {
+        let (table, mut host) = (table(), Recorder::default());
+        let outcome = route_request(&mut host, &table, &headers("/nowhere"));
+        assert!(matches!(outcome, Outcome::Refused));
+        assert_eq!(host.calls[0], "refused environment_not_found");
+        assert!(host.calls[1].starts_with("reply 404 "), "{:?}", host.calls);
+        assert!(host.calls[1].contains("environment_not_found"));
+    }
+}
