@@ -13,7 +13,7 @@ use std::sync::Arc;
 use switchyard_plugin::{Outcome, ResponseHeaders, Table};
 
 use crate::abi::{self, ConfigEnvoyPtr, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, HookStatus};
-use crate::host::{self, Added, NativeHost};
+use crate::host::{self, NativeHost};
 use crate::metrics::Metrics;
 use crate::{guard, log};
 
@@ -179,8 +179,6 @@ impl Filter {
             let mut host = NativeHost {
                 filter: envoy,
                 metrics: &shared.metrics,
-                request: headers,
-                added: Added::default(),
             };
             match switchyard_plugin::route_request(&mut host, &shared.table, headers) {
                 Outcome::Continue(response) => {
@@ -197,8 +195,6 @@ impl Filter {
             let mut host = NativeHost {
                 filter: envoy,
                 metrics: &self.shared.metrics,
-                request: &[],
-                added: Added::default(),
             };
             switchyard_plugin::respond(&mut host, Some(&self.shared.table), &r);
         }

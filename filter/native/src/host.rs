@@ -27,47 +27,6 @@ pub struct NativeHost<'a> {
     /// (Envoy passes it to every hook; it lives until the filter's destroy hook).
     pub filter: FilterEnvoyPtr,
     pub metrics: &'a Metrics,
-    /// The request headers as read at the start of the hook (request phase).
-    pub request: &'a [(String, String)],
-    /// Headers this hook added: a header neither in `request` nor here is
-    /// added (Envoy's cheaper `add`), any other is replaced (`set`).
-    pub added: Added,
-}
-
-/// The headers one hook added, by a hash of their names (the first
-/// [`Added::CAPACITY`]). A hash collision only makes a later write a `set`,
-/// which is always correct; `add` is used only when the name is surely new.
-#[derive(Default)]
-pub struct Added {
-    hashes: [u64; Added::CAPACITY],
-    len: usize,
-}
-
-impl Added {
-    const CAPACITY: usize = 24;
-
-    /// FNV-1a of the name.
-    fn hash(name: &str) -> u64 {
-        name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-    }
-
-    fn contains(&self, hash: u64) -> bool {
-        self.hashes.iter().take(self.len).any(|h| *h == hash)
-    }
-
-    /// Remembers `hash`; false if there is no room (the caller then sets).
-    fn push(&mut self, hash: u64) -> bool {
-        match self.hashes.get_mut(self.len) {
-            Some(slot) => {
-                *slot = hash;
-                self.len += 1;
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 /// The bytes of a buffer Envoy lent us for the current hook (empty when null).
@@ -150,23 +109,7 @@ impl Host for NativeHost<'_> {
     type Error = HostError;
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        let key = ModuleBuffer::of(name.as_bytes());
-        if let Some(value) = value {
-            let hash = Added::hash(name);
-            let absent = !self.added.contains(hash) && !self.request.iter().any(|(k, _)| k == name);
-            if absent && self.added.push(hash) {
-                // SAFETY: as below; `add` appends, and the header is absent.
-                let ok = unsafe {
-                    abi::envoy_dynamic_module_callback_http_add_header(
-                        self.filter,
-                        abi::REQUEST_HEADER,
-                        key,
-                        ModuleBuffer::of(value.as_bytes()),
-                    )
-                };
-                return ok.then_some(()).ok_or(HostError("add_header"));
-            }
-        }
+        // (Envoy's `add` for a header the request lacks costs the same: measured.)
         let value = value.map_or(ModuleBuffer::NULL, |v| ModuleBuffer::of(v.as_bytes()));
         // SAFETY: live filter object; both buffers borrow memory that outlives
         // the call (Envoy copies them into its header map).
@@ -174,7 +117,7 @@ impl Host for NativeHost<'_> {
             abi::envoy_dynamic_module_callback_http_set_header(
                 self.filter,
                 abi::REQUEST_HEADER,
-                key,
+                ModuleBuffer::of(name.as_bytes()),
                 value,
             )
         };
