@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::Dyna
 use envoy_types::pb::google::protobuf::StringValue;
 use serde_json::{json, Value};
 
-use crate::xds::snapshot::to_any;
+use crate::xds::to_any;
 
 /// Which build of the filter Envoy loads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
