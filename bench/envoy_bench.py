@@ -12,6 +12,8 @@ to the same direct-response upstream listener in that same Envoy:
   G  (full run only) the probe reading the header map once
   N  (full run only) S without contextKeys (no kf-context signing)
   L  (full run only) S with settings metadataHeaders: lean, responseHeaders: false
+  S-native, L-native  (with --filter-native) S and L with the native filter (the
+     Envoy dynamic module, filter/native) instead of the wasm one
 
 wrk loads them in turn (A C D S A C D S ...) with keep-alive; per run the Envoy
 process's utime+stime delta (from /proc/PID/stat) is divided by the requests served.
@@ -112,6 +114,15 @@ def wasm_filter(name, path, config):
                                      "value": config}}}}
 
 
+def native_filter(name, path, config):
+    # The shape of control-xds/src/native_filter.rs native_filter.
+    return {"name": name, "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+        "dynamic_module_config": {"module": {"local": {"filename": path}}, "do_not_close": True},
+        "filter_name": name,
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": config}}}
+
+
 ROUTE_FIRST_LUA = """
 function envoy_on_request(handle)
   handle:metadata():get("x")
@@ -163,6 +174,11 @@ def variants(args, s_table, upstream_hdr):
         # S with the lean header set and no response headers (fewest host calls).
         "L": ([wasm_filter("switchyard_lean", args.filter_wasm, lean(s_table))],
               s_table["path"], s_headers),
+        # S and L with the native filter (an Envoy dynamic module).
+        "S-native": ([native_filter("switchyard", args.filter_native, s_table["plugin_config"])],
+                     s_table["path"], s_headers),
+        "L-native": ([native_filter("switchyard_lean", args.filter_native, lean(s_table))],
+                     s_table["path"], s_headers),
     }
 
 
@@ -217,7 +233,7 @@ def bootstrap(args, names, s_table, admin_port, ports, upstream_port, upstream_a
     for n in names:
         listeners.append(listener(f"v{n}", ports[n], v[n][0], v[n][3] if len(v[n]) > 3 else None))
     clusters = [cluster("upstream", upstream_port)]
-    if table_clusters or {"S", "N", "L"} & set(names):
+    if table_clusters or {"S", "N", "L", "S-native", "L-native"} & set(names):
         clusters += [cluster(c, upstream_port) for c in s_table["clusters"]]
     return {"admin": {"address": addr(admin_port)},
             "static_resources": {"listeners": listeners, "clusters": clusters}}, v
@@ -311,7 +327,7 @@ def run_side_by_side(args, s_table):
             status, hdrs = check(ports[n], v[n][1], v[n][2])
             if status != 200:
                 sys.exit(f"variant {n} answered {status}")
-            if n in ("S", "N") and "kf-deployment" not in {k.lower() for k in hdrs}:
+            if n in ("S", "N", "S-native") and "kf-deployment" not in {k.lower() for k in hdrs}:
                 sys.exit("S did not route through the filter")
             wrk(ports[n], v[n][1], v[n][2], args.warmup, args.connections)
         for rnd in range(args.rounds):
@@ -503,10 +519,13 @@ def run_callgrind(args, s_table):
 def footprint(args, s_table):
     out = []
     # Per worker count: no filter; no filter but the table's clusters (what the
-    # control plane would give Envoy anyway); the filter with the table.
+    # control plane would give Envoy anyway); the filter with the table (the wasm
+    # one, and with --filter-native the native one).
+    kinds = [False, "clusters", True] + (["native"] if args.filter_native else [])
     for workers in (1, 2):
-        for with_filter in (False, "clusters", True):
-            names = ["A", "S"] if with_filter is True else ["A"]
+        for with_filter in kinds:
+            measured = {True: "S", "native": "S-native"}.get(with_filter, "A")
+            names = ["A", measured] if measured != "A" else ["A"]
             ports = {n: free_port() for n in names}
             admin, upstream = free_port(), free_port()
             config, v = bootstrap(args, names, s_table, admin, ports, upstream,
@@ -515,7 +534,7 @@ def footprint(args, s_table):
             try:
                 time.sleep(1.0)
                 idle = envoy.rss_kib()
-                n = "S" if with_filter is True else "A"
+                n = measured
                 wrk(ports[n], v[n][1], v[n][2], args.warmup, max(args.connections, 2 * workers))
                 time.sleep(0.5)
                 loaded = envoy.rss_kib()
@@ -533,6 +552,7 @@ def main():
     p.add_argument("--envoy", required=True)
     p.add_argument("--filter-wasm", required=True)
     p.add_argument("--probe-wasm", required=True)
+    p.add_argument("--filter-native", help="libswitchyard_native.so: enables S-native, L-native")
     p.add_argument("--table", required=True, help="JSON from the engine bench's --emit")
     p.add_argument("--variants", default="A,C,D,S")
     p.add_argument("--rounds", type=int, default=5)

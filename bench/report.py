@@ -49,6 +49,8 @@ WHAT = {
     "G": "probe: read the header map once",
     "N": "S without `contextKeys` (no `kf-context`)",
     "L": "S with `metadataHeaders: lean`, `responseHeaders: false`",
+    "S-native": "**S with the native filter (Envoy dynamic module)**",
+    "L-native": "L with the native filter",
 }
 cg = read("envoy_callgrind.json")
 if cg:
@@ -65,7 +67,7 @@ if cg:
         print(f"| {n} | {WHAT.get(n, n)} | {v['ir_per_request'] / 1e3:.1f} k | {added} "
               f"| {v.get('worker_ir_per_request', float('nan')) / 1e3:.1f} k | {wadded} |")
     print()
-    for n in ("S", "L"):
+    for n in ("S", "L", "S-native", "L-native"):
         if n in s:
             print(f"{n} added instructions per request: {round(s[n]['added'])}")
             print()
@@ -113,7 +115,8 @@ if fp or sizes:
             if not doc:
                 continue
             for r in json.loads(doc)["footprint"]:
-                what = {True: "S", False: "none", "clusters": "none, table's clusters"}[r["filter"]]
+                what = {True: "S (wasm)", "native": "S-native", False: "none",
+                        "clusters": "none, table's clusters"}[r["filter"]]
                 print(f"| {table} | {r['workers']} | {what} | {r['rss_idle_kib']/1024:.1f} "
                       f"| {r['rss_after_traffic_kib']/1024:.1f} |")
         print()

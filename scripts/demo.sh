@@ -11,6 +11,8 @@
 #
 # DEMO_MODE=static runs Envoy in static mode instead (`switchyard render envoy`,
 # no control plane; LISTEN_PORT / ADMIN_PORT override 8080 / 9901 there).
+# DEMO_FILTER=native runs the native filter (an Envoy dynamic module,
+# scripts/build-native.sh) instead of the wasm one, in either mode.
 # DEMO_PLAIN=1 runs a plain Envoy without the filter (checks the plumbing only).
 # Logs, configs and the control plane's state: .work/demo/ (state is fresh each run).
 set -euo pipefail
@@ -46,11 +48,14 @@ trap 'exit 130' INT TERM
 
 # (first: it also installs protoc, which building switchyard needs)
 envoy="$(bash scripts/install-envoy.sh | tail -1)"
-say "building (wasm filter, switchyard, hello-world-upstream)"
-bash "$root/scripts/build-wasm.sh" -q
+filter="${DEMO_FILTER:-wasm}"
+case "$filter" in wasm|native) ;; *) say "DEMO_FILTER must be wasm or native"; exit 2 ;; esac
+say "building ($filter filter, switchyard, hello-world-upstream)"
+if [[ "$filter" == native ]]; then bash "$root/scripts/build-native.sh" -q; else bash "$root/scripts/build-wasm.sh" -q; fi
 cargo build -q -p switchyard -p hello-world-upstream
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 wasm="$target/wasm32-wasip1/release/switchyard_filter.wasm"
+filter_args=(--filter "$filter" --native "$target/native/libswitchyard_native.so")
 
 mode="${DEMO_MODE:-ads}"
 [[ "${DEMO_PLAIN:-}" == 1 ]] && mode=plain
@@ -69,7 +74,7 @@ if [[ "$mode" == ads ]]; then
   rm -rf "$work/state"
   say "starting switchyard serve (xDS 127.0.0.1:18000, API 127.0.0.1:18001), log: $work/switchyard.log"
   "$target/debug/switchyard" serve --config examples/hello-world/resources.yaml --state "$work/state" \
-    --wasm "$wasm" --listen "$listen" --internal-listen "$internal" >"$work/switchyard.log" 2>&1 </dev/null &
+    --wasm "$wasm" "${filter_args[@]}" --listen "$listen" --internal-listen "$internal" >"$work/switchyard.log" 2>&1 </dev/null &
   pids+=($!)
   for _ in $(seq 100); do
     if "$target/debug/switchyard" status >/dev/null 2>&1; then break; fi
@@ -91,7 +96,7 @@ PY
 else
   say "rendering the Envoy bootstrap (static mode) from examples/hello-world/resources.yaml"
   "$target/debug/switchyard" render envoy --config examples/hello-world/resources.yaml \
-    --wasm "$wasm" --listen "$listen" --admin "$admin" >"$work/envoy.yaml"
+    --wasm "$wasm" "${filter_args[@]}" --listen "$listen" --admin "$admin" >"$work/envoy.yaml"
   if ! grep -q static_resources "$work/envoy.yaml"; then
     say "switchyard render envoy printed no Envoy bootstrap"
     exit 1

@@ -14,6 +14,9 @@ bash scripts/install-envoy.sh
 step "build the wasm filter (cargo + wasm-opt: scripts/build-wasm.sh)"
 bash scripts/build-wasm.sh
 
+step "build the native filter (an Envoy dynamic module: scripts/build-native.sh)"
+bash scripts/build-native.sh
+
 step "cargo test --workspace"
 cargo test --workspace
 

@@ -17,7 +17,8 @@
 //!    (`persist` and `atomic_file`: the state file; `etcd`); `auth` keeps the
 //!    API tokens; `replicas` reads what the other replicas published;
 //! 6. derived: what a store gives, purely — `snapshot_builder` (xDS),
-//!    `render` and `bootstrap` (static configs), `istio` and `package`, and
+//!    `render` and `bootstrap` (static configs), `native_filter` (the native
+//!    build's filter entry for both), `istio` and `package`, and
 //!    `progressive::assess` (the rollouts' judgement);
 //! 7. serving: `serve` is the running control plane (store → snapshot →
 //!    saved → cache), `propagation` says when a change is live, `tls` and
@@ -57,6 +58,7 @@ pub mod kind;
 pub mod load;
 pub mod log_limit;
 pub mod metrics;
+pub mod native_filter;
 pub mod package;
 pub mod persist;
 pub mod progressive;

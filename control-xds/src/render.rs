@@ -17,6 +17,8 @@ use crate::topology::{
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
     pub wasm_path: String,
+    /// The native filter's path: when set, the listeners load it instead of the wasm.
+    pub native_path: Option<String>,
     pub listen: (String, u16),
     pub admin: (String, u16),
     /// The internal listener for component-to-component calls (internal mode);
@@ -179,7 +181,11 @@ pub fn render_envoy(config: &PluginConfig, index: &Index, opts: &RenderOptions) 
             let mut plugin = config.clone();
             plugin.settings.mode = l.mode;
             let json = serde_json::to_string(&plugin).unwrap_or_default();
-            listener(l, wasm_filter(&l.filter, &opts.wasm_path, &json))
+            let filter = match &opts.native_path {
+                Some(path) => crate::native_filter::native_filter(&l.filter, path, &json),
+                None => wasm_filter(&l.filter, &opts.wasm_path, &json),
+            };
+            listener(l, filter)
         })
         .collect();
     let mut clusters: Vec<Value> = topology.clusters.iter().map(cluster).collect();

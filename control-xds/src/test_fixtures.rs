@@ -63,6 +63,7 @@ pub fn web_v1_and_v2() -> String {
 pub fn build_options() -> crate::snapshot_builder::BuildOptions {
     crate::snapshot_builder::BuildOptions {
         wasm_path: "/filter.wasm".into(),
+        native_path: None,
         genesis_listen: ("127.0.0.1".into(), 8080),
         internal_listen: None,
         context_keys: Vec::new(),

@@ -104,6 +104,7 @@ impl Drop for EtcdServer {
 fn build_opts() -> BuildOptions {
     BuildOptions {
         wasm_path: "/filter.wasm".into(),
+        native_path: None,
         genesis_listen: ("127.0.0.1".into(), 8080),
         internal_listen: None,
         context_keys: Vec::new(),

@@ -59,6 +59,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "bootstrap",
             "istio",
             "package",
+            "native_filter",
             "progressive::assess",
         ],
     ),

@@ -65,6 +65,7 @@ fn static_view(resources: &[Resource], index: &Index) -> View {
     };
     let opts = RenderOptions {
         wasm_path: WASM.into(),
+        native_path: None,
         listen: ("0.0.0.0".into(), 10000),
         admin: ("127.0.0.1".into(), 9901),
         internal_listen: Some(("127.0.0.1".into(), 10001)),
@@ -170,6 +171,7 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Vec<Value> {
 fn ads_view(resources: &[Resource]) -> View {
     let opts = BuildOptions {
         wasm_path: WASM.into(),
+        native_path: None,
         genesis_listen: ("0.0.0.0".into(), 10000),
         internal_listen: Some(("127.0.0.1".into(), 10001)),
         context_keys: vec![key()],

@@ -244,6 +244,7 @@ fn envoy_routes_with_the_built_snapshot_and_follows_releases() {
     let internal = free_port();
     let opts = BuildOptions {
         wasm_path: wasm.display().to_string(),
+        native_path: None,
         genesis_listen: ("127.0.0.1".into(), genesis),
         internal_listen: Some(("127.0.0.1".into(), internal)),
         context_keys: vec![ContextKey {

@@ -38,6 +38,7 @@ fn envoy_static_yaml_is_up_to_date() {
     let (root, index, plugin) = hello_world();
     let opts = RenderOptions {
         wasm_path: "target/wasm32-wasip1/release/switchyard_filter.wasm".into(),
+        native_path: None,
         listen: ("127.0.0.1".into(), 8080),
         admin: ("127.0.0.1".into(), 9901),
         internal_listen: None,

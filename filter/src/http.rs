@@ -1,55 +1,22 @@
-//! One request: read the headers once, ask the engine, apply its decision.
+//! One request on the proxy-wasm host: read the headers once, then let the
+//! shared plugin logic (`switchyard-plugin`) route the request and apply the
+//! decision through [`WasmHost`].
 //!
 //! Per request the glue allocates little: the header map is read into a per-VM
 //! buffer whose `String`s are reused, and the response headers are remembered in
 //! one `String`.
 
 use std::cell::RefCell;
+use std::fmt::Display;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use switchyard_engine::{Decision, ErrorCode, Index, Mode, Request, RouteError, UnreadyClusters};
+use switchyard_engine::{Decision, ErrorCode};
+use switchyard_plugin::{Host, Outcome, ResponseHeaders, Table};
 
 use crate::host;
 use crate::metrics::Metrics;
-
-/// What the response must carry, remembered from the request phase: the
-/// deployment, VE and component version in one `String` (one allocation).
-struct ResponseHeaders {
-    values: String,
-    /// Where the VE and the component version start in `values`.
-    cuts: (usize, usize),
-    set_cookie: Option<String>,
-}
-
-impl ResponseHeaders {
-    fn new(d: &Decision<'_, '_>) -> Self {
-        let mut values = String::with_capacity(
-            d.deployment.len() + d.virtual_env.len() + d.component_version.len(),
-        );
-        values.push_str(d.deployment);
-        let ve_at = values.len();
-        values.push_str(d.virtual_env);
-        let version_at = values.len();
-        values.push_str(d.component_version);
-        Self {
-            values,
-            cuts: (ve_at, version_at),
-            set_cookie: d.set_cookie.clone(),
-        }
-    }
-
-    /// (deployment, virtual env, component version).
-    fn parts(&self) -> (&str, &str, &str) {
-        let (ve_at, version_at) = self.cuts;
-        (
-            self.values.get(..ve_at).unwrap_or(""),
-            self.values.get(ve_at..version_at).unwrap_or(""),
-            self.values.get(version_at..).unwrap_or(""),
-        )
-    }
-}
 
 thread_local! {
     /// The request header map of the request being routed, reused from request
@@ -57,11 +24,49 @@ thread_local! {
     static HEADERS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The routing table in force: the compiled index and, computed when it was
-/// installed, its clusters this Envoy does not have (pull mode).
-pub struct Table {
-    pub index: Index,
-    pub unready: UnreadyClusters,
+/// The proxy-wasm host calls, as the plugin logic sees them.
+struct WasmHost<'a> {
+    metrics: &'a Metrics,
+}
+
+impl Host for WasmHost<'_> {
+    type Error = host::HostError;
+
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), Self::Error> {
+        host::set_request_header(name, value)
+    }
+
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), Self::Error> {
+        host::add_response_header(name, value)
+    }
+
+    fn clear_route_cache(&mut self) -> Result<(), Self::Error> {
+        host::clear_route_cache()
+    }
+
+    fn send_json(&mut self, status: u32, body: &str) -> Result<(), Self::Error> {
+        host::send_json(status, body)
+    }
+
+    fn source_address(&mut self) -> Option<String> {
+        host::source_address()
+    }
+
+    fn now_unix_seconds(&mut self) -> u64 {
+        host::now_unix_seconds()
+    }
+
+    fn warn(&mut self, message: &dyn Display) {
+        log::warn!("switchyard: {message}");
+    }
+
+    fn routed(&mut self, decision: &Decision<'_, '_>) {
+        self.metrics.routed(decision);
+    }
+
+    fn refused(&mut self, code: ErrorCode) {
+        self.metrics.error(code);
+    }
 }
 
 pub struct RequestContext {
@@ -79,52 +84,26 @@ impl RequestContext {
         }
     }
 
-    fn refuse(&self, error: &RouteError) -> Action {
-        self.metrics.error(error.code);
-        if let Err(e) = host::send_json(error.code.status(), &error.body()) {
+    fn route_request(&mut self, headers: &mut Vec<(String, String)>) -> Action {
+        let mut host = WasmHost {
+            metrics: &self.metrics,
+        };
+        let Some(table) = self.table.as_deref() else {
+            // No configuration was ever accepted: nothing can be routed.
+            switchyard_plugin::refuse_unconfigured(&mut host);
+            return Action::Pause;
+        };
+        if let Err(e) = host::request_headers_into(headers) {
             log::warn!("switchyard: {e}");
+            return Action::Continue;
         }
-        Action::Pause
-    }
-
-    fn apply(&self, index: &Index, d: &Decision<'_, '_>) -> Result<(), host::HostError> {
-        let settings = index.settings();
-        for name in &d.strip_headers {
-            host::set_request_header(name, None)?;
-        }
-        if let Some(path) = &d.rewritten_path {
-            host::set_request_header(":path", Some(path))?;
-        }
-        let kind = d.kind.name();
-        let wanted = settings.metadata_headers.names();
-        for (name, value) in [
-            ("kf-environment", d.environment),
-            ("kf-virtual-env", d.virtual_env),
-            ("kf-app", d.app),
-            ("kf-deployment", d.deployment),
-            ("kf-component", d.component),
-            ("kf-component-version", d.component_version),
-            ("kf-decision", &*kind),
-        ] {
-            if wanted.contains(&name) {
-                host::set_request_header(name, Some(value))?;
+        match switchyard_plugin::route_request(&mut host, table, headers) {
+            Outcome::Continue(response) => {
+                self.response = response;
+                Action::Continue
             }
+            Outcome::Refused => Action::Pause,
         }
-        let mut var_header = String::new();
-        for (name, value) in d.vars.iter() {
-            var_header.clear();
-            var_header.push_str("kf-var-");
-            var_header.push_str(name);
-            host::set_request_header(&var_header, Some(value))?;
-        }
-        if let Some(context) = &d.context {
-            host::set_request_header("kf-context", Some(context))?;
-        }
-        if let Some(key) = d.hash_key {
-            host::set_request_header(&settings.hash_key_header, Some(key))?;
-        }
-        host::set_request_header(&settings.cluster_header, Some(d.cluster))?;
-        host::clear_route_cache()
     }
 }
 
@@ -143,83 +122,10 @@ impl HttpContext for RequestContext {
         let Some(r) = self.response.take() else {
             return Action::Continue;
         };
-        let show = self
-            .table
-            .as_ref()
-            .is_some_and(|t| t.index.settings().response_headers);
-        let mut result = Ok(());
-        if show {
-            let (deployment, virtual_env, component_version) = r.parts();
-            result = result
-                .and_then(|_| host::add_response_header("kf-deployment", deployment))
-                .and_then(|_| host::add_response_header("kf-virtual-env", virtual_env))
-                .and_then(|_| host::add_response_header("kf-component-version", component_version));
-        }
-        if let Some(cookie) = &r.set_cookie {
-            result = result.and_then(|_| host::add_response_header("set-cookie", cookie));
-        }
-        if let Err(e) = result {
-            log::warn!("switchyard: {e}");
-        }
+        let mut host = WasmHost {
+            metrics: &self.metrics,
+        };
+        switchyard_plugin::respond(&mut host, self.table.as_deref(), &r);
         Action::Continue
-    }
-}
-
-impl RequestContext {
-    fn route_request(&mut self, headers: &mut Vec<(String, String)>) -> Action {
-        let Some(table) = self.table.clone() else {
-            // No configuration was ever accepted: nothing can be routed.
-            return self.refuse(&RouteError::new(
-                ErrorCode::EnvironmentNotFound,
-                "no routing configuration loaded",
-            ));
-        };
-        let index = &table.index;
-        if let Err(e) = host::request_headers_into(headers) {
-            log::warn!("switchyard: {e}");
-            return Action::Continue;
-        }
-        let headers: &[(String, String)] = headers;
-        let pseudo = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map_or("", |(_, v)| v.as_str())
-        };
-        let source = index
-            .needs_source_address()
-            .then(host::source_address)
-            .flatten();
-        let request = Request {
-            method: pseudo(":method"),
-            path: pseudo(":path"),
-            headers,
-            source_address: source.as_deref(),
-            now_unix_seconds: if index.needs_clock() {
-                host::now_unix_seconds()
-            } else {
-                0
-            },
-        };
-        let routed = match index.settings().mode {
-            Mode::Genesis => index.route(&request),
-            // Istio: the sidecar carries every call of the pod; only calls to
-            // components are Switchyard's.
-            Mode::Internal if index.is_foreign_host(&request) => return Action::Continue,
-            Mode::Internal => index.route_internal(&request),
-        };
-        match routed.and_then(|d| table.unready.check(&d).map(|()| d)) {
-            Ok(decision) => {
-                if let Err(e) = self.apply(index, &decision) {
-                    log::warn!("switchyard: {e}");
-                }
-                self.metrics.routed(&decision);
-                if index.settings().response_headers || decision.set_cookie.is_some() {
-                    self.response = Some(ResponseHeaders::new(&decision));
-                }
-                Action::Continue
-            }
-            Err(error) => self.refuse(&error),
-        }
     }
 }

@@ -1,12 +1,14 @@
-//! Switchyard's proxy-wasm HTTP filter: thin host glue around `switchyard-engine`.
+//! Switchyard's proxy-wasm HTTP filter: thin host glue around the shared plugin
+//! logic (`switchyard-plugin`) and its engine (`switchyard-engine`).
 //!
-//! `on_configure` compiles the plugin configuration into an [`Index`] once (and
-//! refuses a bad one, so Envoy keeps the last good configuration); per request the
-//! filter reads the header map in one host call, asks the engine, and applies the
-//! decision. No host call can panic: those of the request path and of
-//! configuration go through [`host`], which maps failures to errors, and the
-//! pull mode's shared data and the stats handle the `Result` of `hostcalls`
-//! where they call it. A panic would take the VM down for every later request.
+//! `on_configure` compiles the plugin configuration into a routing table once
+//! (and refuses a bad one, so Envoy keeps the last good configuration); per
+//! request the filter reads the header map in one host call and lets
+//! `switchyard-plugin` ask the engine and apply the decision. No host call can
+//! panic: those of the request path and of configuration go through [`host`],
+//! which maps failures to errors, and the pull mode's shared data and the stats
+//! handle the `Result` of `hostcalls` where they call it. A panic would take the
+//! VM down for every later request.
 
 mod host;
 mod http;

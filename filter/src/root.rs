@@ -45,9 +45,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use switchyard_engine::config::PullSettings;
-use switchyard_engine::{Index, KnownClusters, PluginConfig, UnreadyClusters};
+use switchyard_engine::{KnownClusters, PluginConfig};
+use switchyard_plugin::Table;
 
-use crate::http::{RequestContext, Table};
+use crate::http::RequestContext;
 use crate::metrics::Metrics;
 
 /// Shared-data keys of pull mode, namespaced by the plugin's name.
@@ -97,21 +98,14 @@ impl SwitchyardRoot {
     /// Compiles `config`; on success it becomes the routing table. A pulled table
     /// may name clusters the bootstrap lacks: they are found here, once.
     fn install(&mut self, config: &PluginConfig, origin: &str, pulled: bool) -> bool {
-        match Index::compile(config) {
-            Ok(index) => {
-                // Istio mode: the rendered VirtualServices answer a version
-                // they lack with 503 `cluster_not_ready` themselves.
-                let unready = if pulled && !config.settings.istio {
-                    UnreadyClusters::of(&index, &self.known)
-                } else {
-                    UnreadyClusters::none()
-                };
+        match Table::compile(config, pulled, &self.known) {
+            Ok(table) => {
                 log::info!(
                     "switchyard: {origin} configuration accepted ({} clusters, {} not ready)",
-                    index.clusters().len(),
-                    unready.len()
+                    table.index.clusters().len(),
+                    table.unready.len()
                 );
-                self.table = Some(Rc::new(Table { index, unready }));
+                self.table = Some(Rc::new(table));
                 self.metrics.new_index();
                 true
             }
@@ -281,14 +275,11 @@ impl RootContext for SwitchyardRoot {
                 return false;
             }
         };
-        let config = match serde_json::from_slice::<PluginConfig>(&bytes) {
+        let config = match switchyard_plugin::parse_config(&bytes) {
             Ok(c) => c,
             Err(e) => {
                 // Returning false makes Envoy keep the last good configuration.
-                log::error!(
-                    "switchyard: configuration refused: {}",
-                    switchyard_engine::ConfigError::from(e)
-                );
+                log::error!("switchyard: configuration refused: {e}");
                 self.metrics.config_rejected();
                 return false;
             }

@@ -327,6 +327,7 @@ static EXPLAIN_VS_FILTER_FILTER: LazyLock<Index> = LazyLock::new(|| {
         .collect();
     let opts = BuildOptions {
         wasm_path: String::new(),
+        native_path: None,
         genesis_listen: ("127.0.0.1".into(), 8080),
         internal_listen: None,
         context_keys: context_keys(),
@@ -412,6 +413,7 @@ pub fn resources(data: &[u8]) {
     let resources: Vec<_> = docs.into_iter().map(|d| d.resource).collect();
     let opts = BuildOptions {
         wasm_path: "switchyard_filter.wasm".into(),
+        native_path: None,
         genesis_listen: ("127.0.0.1".into(), 8080),
         internal_listen: Some(("127.0.0.1".into(), 15001)),
         context_keys: context_keys(),

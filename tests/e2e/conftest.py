@@ -1,7 +1,10 @@
 """pytest fixtures for the end-to-end tests; the work is done in harness.py.
 
 Fixtures:
-  bins         (session) the built binaries: bins.wasm, bins.switchyard, bins.upstream, bins.envoy
+  bins         (session) the built binaries: bins.wasm, bins.native, bins.switchyard,
+               bins.upstream, bins.envoy
+  filter_build (module, autouse) "wasm" or "native": the filter the module's Envoys
+               load; the modules in BOTH_BUILDS run once with each
   work_dir     a per-test directory for configs and logs (pytest's tmp_path)
   procs        a per-test harness.Processes: everything started through it is
                stopped at teardown (SIGTERM, then SIGKILL)
@@ -64,8 +67,27 @@ def procs(work_dir: Path, request: pytest.FixtureRequest):
     p.stop_all()
 
 
+# The test modules that run against both builds of the filter (wasm and the
+# native dynamic module): every test in them runs once per build.
+BOTH_BUILDS = {"test_genesis", "test_delivery", "test_canary", "test_paths"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__ in BOTH_BUILDS and "filter_build" in metafunc.fixturenames:
+        metafunc.parametrize("filter_build", ["wasm", "native"], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def filter_build(request: pytest.FixtureRequest):
+    """The build of the filter this module's Envoys load (harness.FILTER):
+    "wasm" unless the module is in BOTH_BUILDS, which runs once per build."""
+    harness.FILTER = getattr(request, "param", "wasm")
+    yield harness.FILTER
+    harness.FILTER = "wasm"
+
+
 @pytest.fixture(scope="module")
-def module_procs(tmp_path_factory: pytest.TempPathFactory):
+def module_procs(tmp_path_factory: pytest.TempPathFactory, filter_build: str):
     p = harness.Processes(tmp_path_factory.mktemp("module") / "logs")
     yield p
     p.stop_all()

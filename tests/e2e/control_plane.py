@@ -52,7 +52,8 @@ class ControlPlane(harness.Process):
         self.requests_kw: dict[str, Any] = {}  # e.g. verify=CA for an https API
         argv = [str(bins.switchyard), "serve",
                 "--xds-addr", f"{LOCALHOST}:{xds_port}", "--api-addr", f"{LOCALHOST}:{api_port}",
-                "--wasm", str(wasm or bins.wasm), "--listen", f"{LOCALHOST}:{listen_port}"]
+                "--wasm", str(wasm or bins.wasm), "--listen", f"{LOCALHOST}:{listen_port}",
+                "--filter", harness.FILTER, "--native", str(bins.native)]
         if config is not None:
             argv += ["--config", str(config)]
         if state_dir is not None:

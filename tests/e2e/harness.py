@@ -37,9 +37,29 @@ LOCALHOST = "127.0.0.1"
 # --------------------------------------------------------------------------- build
 
 
+# Which build of the filter `render_envoy` renders: "wasm" (the proxy-wasm filter)
+# or "native" (the Envoy dynamic module). conftest's `filter_build` fixture sets it
+# for the test modules that run against both builds.
+FILTER = "wasm"
+
+
+def filter_stat(name: str) -> str:
+    """The /stats name of the filter's counter `name` (`switchyard.error.<code>`,
+    `switchyard.jwt.<note>`) with the build in use: the wasm filter's stats are
+    under `wasmcustom.`, the native filter's under `dynamicmodulescustom.`."""
+    return ("dynamicmodulescustom." if FILTER == "native" else "wasmcustom.") + name
+
+
+def decision_stat(app: str, deployment: str, decision: str) -> str:
+    """The /stats name of the routed-requests counter of (app, deployment,
+    decision), with the build in use."""
+    return filter_stat(f"switchyard.decision.{app}.{deployment}.{decision}")
+
+
 @dataclass(frozen=True)
 class Binaries:
     wasm: Path  # switchyard_filter.wasm
+    native: Path  # libswitchyard_native.so (the filter as an Envoy dynamic module)
     switchyard: Path  # the CLI / control plane
     upstream: Path  # hello-world-upstream
     envoy: str
@@ -69,7 +89,7 @@ def cargo(*args: str) -> None:
 
 
 def build(skip: bool | None = None) -> Binaries:
-    """Build the wasm filter (release) and the native binaries (debug), once."""
+    """Build both builds of the filter (release) and the native binaries (debug), once."""
     if skip is None:
         skip = os.environ.get("SWITCHYARD_SKIP_BUILD") == "1"
     if not skip:
@@ -78,10 +98,15 @@ def build(skip: bool | None = None) -> Binaries:
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"scripts/build-wasm.sh failed:\n{proc.stderr[-6000:]}")
+        proc = subprocess.run(["bash", str(ROOT / "scripts" / "build-native.sh"), "-q"], cwd=ROOT,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scripts/build-native.sh failed:\n{proc.stderr[-6000:]}")
         cargo("build", "-p", "switchyard", "-p", "hello-world-upstream")
     t = target_dir()
     return Binaries(
         wasm=t / "wasm32-wasip1" / "release" / "switchyard_filter.wasm",
+        native=t / "native" / "libswitchyard_native.so",
         switchyard=t / "debug" / "switchyard",
         upstream=t / "debug" / "hello-world-upstream",
         envoy=find_envoy(),
@@ -461,7 +486,8 @@ def render_envoy(bins: Binaries, config: Path, out: Path, listen: str, admin: st
     """`switchyard render envoy` → bootstrap file `out` (static mode)."""
     extra_args = _pull_token_args(bins.switchyard, Path(out), list(extra_args or []))
     argv = [str(bins.switchyard), "render", "envoy", "--config", str(config),
-            "--wasm", str(bins.wasm), "--listen", listen, "--admin", admin, *extra_args]
+            "--wasm", str(bins.wasm), "--filter", FILTER, "--native", str(bins.native),
+            "--listen", listen, "--admin", admin, *extra_args]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}")

@@ -108,8 +108,8 @@ def test_jwt_claims_reach_canary_and_bad_tokens_do_not(world):
     for token in (forged, expired, unsigned, "garbage"):
         assert side(e, headers={"authorization": f"Bearer {token}"}) == (STABLE, "canary-stable")
     stats = e.stats("switchyard.jwt")
-    assert stats.get("wasmcustom.switchyard.jwt.jwt_bad_signature", 0) >= 1, stats
-    assert stats.get("wasmcustom.switchyard.jwt.jwt_expired", 0) >= 1, stats
+    assert stats.get(harness.filter_stat("switchyard.jwt.jwt_bad_signature"), 0) >= 1, stats
+    assert stats.get(harness.filter_stat("switchyard.jwt.jwt_expired"), 0) >= 1, stats
 
 
 def test_source_cidr_through_trusted_xff_and_country(world):
@@ -147,5 +147,5 @@ def test_decision_stats_are_visible(world):
     e = world["rules"]
     side(e, headers={"x-version": "v3"})
     stats = e.stats("switchyard.decision")
-    key = "wasmcustom.switchyard.decision.hello-world.hello-world-v3.canary-match_0"
+    key = harness.decision_stat("hello-world", "hello-world-v3", "canary-match_0")
     assert stats.get(key, 0) >= 1, stats

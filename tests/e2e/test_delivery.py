@@ -38,9 +38,12 @@ def plugin_configs(bootstrap: dict) -> list[dict]:
     for listener in bootstrap["static_resources"]["listeners"]:
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
         for f in hcm["http_filters"]:
-            cfg = f.get("typed_config", {}).get("config")
-            if cfg and "configuration" in cfg:
+            typed = f.get("typed_config", {})
+            cfg = typed.get("config")
+            if cfg and "configuration" in cfg:  # the wasm filter
                 out.append(cfg["configuration"])
+            elif "filter_config" in typed:  # the native filter
+                out.append(typed["filter_config"])
     return out
 
 
@@ -131,7 +134,7 @@ def test_every_refusal_has_its_code(world):
     r = harness.get(e.internal_url + "/backend", headers={"host": "backend", "kf-context": good})
     assert (r.status, r.json["version"]) == (200, "b1a0001")
     stats = e.stats("switchyard.error")
-    assert stats.get("wasmcustom.switchyard.error.missing_context", 0) >= 1, stats
+    assert stats.get(harness.filter_stat("switchyard.error.missing_context"), 0) >= 1, stats
 
 
 def test_key_rotation(world):

@@ -99,7 +99,7 @@ def test_filter_alone_routes_by_the_resolved_path(envoys, path, want):
 
 def test_filter_alone_refuses_climbing_and_encoded_slashes(envoys):
     plain = envoys
-    key = "wasmcustom.switchyard.error.invalid_path"
+    key = harness.filter_stat("switchyard.error.invalid_path")
     before = plain.stats("switchyard.error").get(key, 0)
     refused = [
         "/../dev/hello",

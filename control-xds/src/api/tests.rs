@@ -20,6 +20,7 @@ fn server_with(tokens: Option<Arc<Tokens>>) -> String {
     let (store, _) = Store::new().apply(&docs, "t").unwrap();
     let opts = BuildOptions {
         wasm_path: "/filter.wasm".into(),
+        native_path: None,
         genesis_listen: ("127.0.0.1".into(), 8080),
         internal_listen: None,
         context_keys: Vec::new(),

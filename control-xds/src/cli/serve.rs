@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::render::addr;
+use crate::native_filter::FilterBuild;
 use crate::snapshot_builder::BuildOptions;
 use crate::start::ServeOptions;
 use crate::tls::TlsFiles;
@@ -51,6 +52,14 @@ pub struct ServeArgs {
         default_value = "target/wasm32-wasip1/release/switchyard_filter.wasm"
     )]
     wasm: String,
+    /// Which build of the filter Envoy loads: the proxy-wasm filter or the
+    /// native Envoy dynamic module (README "The native filter").
+    #[arg(long, value_enum, default_value = "wasm")]
+    filter: FilterBuild,
+    /// Path of libswitchyard_native.so as Envoy will see it (--filter native;
+    /// scripts/build-native.sh builds it).
+    #[arg(long, default_value = crate::native_filter::DEFAULT_NATIVE_PATH)]
+    native: String,
     /// Address of Envoy's genesis listener.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -105,6 +114,7 @@ impl ServeCommand {
             xds_tls: tls(a.xds_tls_cert, a.xds_tls_key, a.xds_client_ca),
             build: BuildOptions {
                 wasm_path: a.wasm,
+                native_path: (a.filter == FilterBuild::Native).then_some(a.native),
                 genesis_listen: addr(&a.listen)?,
                 internal_listen: a.internal_listen.as_deref().map(addr).transpose()?,
                 context_keys: Vec::new(),

@@ -206,7 +206,12 @@ pub fn listener(model: &ListenerModel) -> Listener {
                 config_type: Some(http_filter::ConfigType::ConfigDiscovery(
                     ExtensionConfigSource {
                         config_source: Some(ads()),
-                        type_urls: vec![<Wasm as prost::Name>::type_url()],
+                        // Either build of the filter (`serve --filter`): a
+                        // switch between them is one ECDS update.
+                        type_urls: vec![
+                            <Wasm as prost::Name>::type_url(),
+                            crate::native_filter::FILTER_TYPE.to_string(),
+                        ],
                         ..Default::default()
                     },
                 )),

@@ -40,6 +40,9 @@ pub use encode::{cluster, listener, load_assignment, route_config, router, wasm_
 pub struct BuildOptions {
     /// Path of `switchyard_filter.wasm` on the Envoy host.
     pub wasm_path: String,
+    /// Path of the native filter (`libswitchyard_native.so`) on the Envoy host:
+    /// when set, ECDS carries the native filter instead of the wasm one.
+    pub native_path: Option<String>,
     /// Address of the genesis listener.
     pub genesis_listen: (String, u16),
     /// Address of the internal listener, if component-to-component calls go
@@ -101,10 +104,11 @@ pub fn build_snapshot(
     let extension_configs: Vec<(String, Any)> = filters
         .iter()
         .map(|(name, json)| {
-            (
-                name.to_string(),
-                to_any(&wasm_extension(name, &opts.wasm_path, json)),
-            )
+            let extension = match &opts.native_path {
+                Some(path) => crate::native_filter::native_extension(name, path, json),
+                None => wasm_extension(name, &opts.wasm_path, json),
+            };
+            (name.to_string(), to_any(&extension))
         })
         .collect();
     refs.extension_configs = filters.iter().map(|(n, _)| n.to_string()).collect();

@@ -78,6 +78,7 @@ fn key() -> ContextKey {
 fn opts(internal: bool) -> BuildOptions {
     BuildOptions {
         wasm_path: "/opt/switchyard_filter.wasm".into(),
+        native_path: None,
         genesis_listen: ("0.0.0.0".into(), 10000),
         internal_listen: internal.then(|| ("127.0.0.1".into(), 10001)),
         context_keys: if internal { vec![key()] } else { vec![] },
@@ -390,7 +391,10 @@ fn listeners_load_filter_by_ecds_and_routes_by_rds() {
         assert_eq!(ecds.config_source, Some(ads()));
         assert_eq!(
             ecds.type_urls,
-            ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
+            [
+                "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+            ]
         );
 
         let rc: RouteConfiguration = decode(&snapshot, ResourceType::Route, name);
