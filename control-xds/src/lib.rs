@@ -27,7 +27,8 @@
 //!    Prometheus text from the control plane;
 //! 5. the process: `start` is what `serve` starts from (options, the first
 //!    store), `daemon` wires the control plane, the API and xDS to their
-//!    listeners (on etcd also the replica's watch, session and election); `client` and `credentials` are the CLI's side of the API.
+//!    listeners (on etcd also the replica's watch, session and election); `client` and `credentials` are the CLI's side of the API
+//!    (`completions` writes its shell completion scripts).
 
 pub mod api;
 pub mod atomic_file;
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod client;
 pub mod clock;
+pub mod completions;
 pub mod context_keys;
 pub mod credentials;
 pub mod daemon;

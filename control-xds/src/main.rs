@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use switchyard::bootstrap::{AdsBootstrap, XdsTls};
 use switchyard::client::{Client, ClientError, ClientTls};
@@ -245,6 +245,10 @@ enum Command {
         /// The image tag.
         #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
         tag: String,
+    },
+    /// Print the shell completion script: `source <(switchyard completions bash)`.
+    Completions {
+        shell: switchyard::completions::Shell,
     },
 }
 
@@ -739,6 +743,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 },
             ))
+        }
+        Command::Completions { shell } => {
+            let mut cli = Cli::command();
+            write_stdout(&switchyard::completions::script(
+                shell,
+                &mut cli,
+                "switchyard",
+            ));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Package { wasm, out, tag } => {
             let p = switchyard::package::package(&wasm, &out, &tag)?;
