@@ -21,6 +21,8 @@
 //! | POST | /v1/tokens | `{name, role}` | a new token (shown only in this answer) |
 //! | POST | /v1/tokens/revoke | `{name}` | the revoked token's name and role |
 //! | GET | /healthz | | `{"ok": true}`, without a credential (liveness probes) |
+//! | GET | /v1/whoami | | the calling token's name and role ([`crate::ui::session`]) |
+//! | GET | /ui/ | | the dashboard's page and assets, without a credential ([`crate::ui`]) |
 //!
 //! Every call but `/healthz` needs `Authorization: Bearer TOKEN` of a role that
 //! grants it ([`crate::auth`], [`required_role`]). Bodies are limited to
@@ -72,6 +74,7 @@ pub fn router(plane: Arc<ControlPlane>, tokens: Option<Arc<Tokens>>) -> Router {
     }
     api.layer(DefaultBodyLimit::max(MAX_BODY))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
+        .merge(crate::ui::routes())
 }
 
 fn plane_routes(plane: Arc<ControlPlane>) -> Router {
@@ -90,6 +93,7 @@ fn plane_routes(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/config", get(config))
         .route("/v1/live", get(live))
         .merge(crate::progressive::api::routes())
+        .merge(crate::ui::session::routes())
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
@@ -108,6 +112,7 @@ pub fn required_role(method: &Method, path: &str) -> Role {
     match (method.as_str(), path) {
         ("GET", "/v1/config") => Role::Pull,
         ("GET", "/v1/status" | "/v1/resources" | "/v1/history" | "/v1/live" | "/metrics")
+        | ("GET", crate::ui::session::PATH)
         | ("POST", "/v1/explain") => Role::Read,
         ("POST", "/v1/release" | "/v1/rollback") => Role::Release,
         (_, p) if p.starts_with("/v1/canar") => {

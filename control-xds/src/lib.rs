@@ -28,7 +28,8 @@
 //! 5. the process: `start` is what `serve` starts from (options, the first
 //!    store), `daemon` wires the control plane, the API and xDS to their
 //!    listeners (on etcd also the replica's watch, session and election); `client` and `credentials` are the CLI's side of the API
-//!    (`completions` writes its shell completion scripts).
+//!    (`completions` writes its shell completion scripts); `ui` is the
+//!    dashboard the API serves at `/ui/`.
 
 pub mod api;
 pub mod atomic_file;
@@ -62,6 +63,7 @@ pub mod state;
 pub mod state_store;
 pub mod tls;
 pub mod topology;
+pub mod ui;
 pub mod xds;
 
 #[cfg(test)]
