@@ -22,6 +22,7 @@
 //! | POST | /v1/tokens/revoke | `{name}` | the revoked token's name and role |
 //! | GET | /healthz | | `{"ok": true}`, without a credential (liveness probes) |
 //! | GET | /v1/whoami | | the calling token's name and role ([`crate::ui::session`]) |
+//! | GET | /v1/canaries/{name}/series | | the rollout's LRS counts, one sample a second ([`crate::ui::series`]) |
 //! | GET | /ui/ | | the dashboard's page and assets, without a credential ([`crate::ui`]) |
 //!
 //! Every call but `/healthz` needs `Authorization: Bearer TOKEN` of a role that
@@ -93,7 +94,7 @@ fn plane_routes(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/config", get(config))
         .route("/v1/live", get(live))
         .merge(crate::progressive::api::routes())
-        .merge(crate::ui::session::routes())
+        .merge(crate::ui::api_routes(&plane))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")

@@ -202,6 +202,14 @@ def test_a_failing_canary_aborts_on_the_canary_page(procs, bins, work_dir):
             lines = css(d, f'{card} svg[aria-label^="requests/s"] path')
             return len(lines) == 2 and all(len(p.get_attribute("d").split("L")) >= 4 for p in lines)
         browser.wait(d, "both versions' requests plotted", plotted, 30)
+        # the samples are the control plane's: a page opened now plots the rollout so far
+        series = requests.get(f"{base}/v1/canaries/{CANARY}/series", timeout=5,
+                              headers={"authorization": f"Bearer {releaser}"}).json()
+        samples = series["samples"]
+        assert len(samples) >= 4 and samples[-1]["canary"]["requests"] > samples[0]["canary"]["requests"]
+        assert [x["atUnixMs"] for x in samples] == sorted(x["atUnixMs"] for x in samples)
+        d.refresh()
+        browser.wait(d, "plotted at once after a reload", plotted, 3)
         # the canary's frontend starts failing: the analysis aborts it, on the page
         r = requests.post(world.hello.upstream("frontend", "f3a0003").url + "/_admin/fail?status=500", timeout=5)
         assert r.json() == {"failStatus": 500}

@@ -60,3 +60,21 @@ def test_the_cli_reference_is_the_binarys_help(bins):
 def test_the_readme_stays_short():
     lines = (ROOT / "README.md").read_text().count("\n")
     assert lines <= 250, f"README.md has {lines} lines; move details into the book (docs/)"
+
+
+def test_completions_and_version(bins):
+    """`switchyard completions bash|zsh|fish` cover the real grammar; `--version`."""
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(bins.switchyard), *args], capture_output=True, text=True, timeout=30)
+    for shell, marker in (("bash", "complete -F _switchyard"), ("zsh", "#compdef switchyard"),
+                          ("fish", "complete -c switchyard")):
+        p = run("completions", shell)
+        assert p.returncode == 0 and marker in p.stdout, (shell, p.stderr)
+        for verb in ("release", "rollback", "canary", "completions"):
+            assert verb in p.stdout, (shell, verb)
+    bad = run("completions", "powershell")
+    assert bad.returncode == 2 and "possible values: bash, zsh, fish" in bad.stderr
+    version = run("--version")
+    cargo = (ROOT / "Cargo.toml").read_text()
+    want = re.search(r'^version = "([^"]+)"', cargo, re.M).group(1)
+    assert version.returncode == 0 and version.stdout.strip() == f"switchyard {want}"

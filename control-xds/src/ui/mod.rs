@@ -3,14 +3,18 @@
 //! a credential because they hold no data. The script reads the JSON API with
 //! the token the user signs in with, sent only in the `Authorization` header
 //! ([`session`] adds `GET /v1/whoami`, so the page knows which actions the
-//! token's role allows).
+//! token's role allows; [`series`] keeps the rollouts' LRS counts over time
+//! for the plots).
 //!
 //! Every answer carries a Content-Security-Policy that allows scripts, styles,
 //! images and connections from this origin only, no inline script, no framing
 //! and no form posts: data shown by the page can never run as code, and the
 //! page cannot be framed by another site (clickjacking).
 
+pub mod series;
 pub mod session;
+
+use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -45,6 +49,14 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
+
+/// The API calls the dashboard adds (behind the API's token check):
+/// `GET /v1/whoami` and `GET /v1/canaries/{name}/series`.
+pub fn api_routes(
+    plane: &Arc<crate::serve::ControlPlane>,
+) -> Router<Arc<crate::serve::ControlPlane>> {
+    session::routes().merge(series::routes(plane))
+}
 
 /// The dashboard's routes (public: static files only).
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {

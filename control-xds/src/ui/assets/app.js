@@ -6,15 +6,15 @@
 
 const TOKEN_KEY = 'switchyard.token';
 const POLL_MS = 1000;
-const SERIES_MAX = 600; // samples kept per canary (10 minutes at 1 s)
 const PAGES = ['overview', 'canaries', 'envoys'];
 
 const state = {
   me: null, // {name, role, authenticated}
   status: null, resources: [], history: [], canaries: [],
-  series: {}, // canary name -> [{t, canary: {requests, errors}, stable: {...}}]
+  series: {}, // canary name -> [{t, canary: {requests, errors}, stable: {...}}] (GET .../series)
   choice: {}, // "ve/app" -> the deployment picked in its release form
   busy: false, // an action is under way
+  inflight: false, again: false, // a round of reads is under way / another is wanted
   drawn: '', // what the view was last drawn from (redraw only on change)
   timer: null,
 };
@@ -88,7 +88,9 @@ class ApiError extends Error {
 /** One API call with the session's token; JSON in and out; errors as ApiError. */
 async function api(method, path, body) {
   const headers = { 'Authorization': 'Bearer ' + token(), 'Accept': 'application/json' };
-  const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
+  // same-origin (the default): an API with --api-client-ca gets the browser's
+  // client certificate. The API sets and reads no cookies.
+  const init = { method, headers, cache: 'no-store', credentials: 'same-origin', redirect: 'error' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -161,8 +163,13 @@ function start() {
 
 // ------------------------------------------------------------------ polling
 
+/** One round of reads, then the next in POLL_MS; one round at a time (a call
+ * while one runs asks for another right after it). */
 async function poll() {
   clearTimeout(state.timer);
+  if (state.inflight) { state.again = true; return; }
+  state.inflight = true;
+  let signedOut = false;
   try {
     const [status, resources, history, canaries] = await Promise.all([
       api('GET', '/v1/status'), api('GET', '/v1/resources'),
@@ -171,25 +178,28 @@ async function poll() {
     state.resources = resources.resources || [];
     state.history = history.history || [];
     state.canaries = canaries.canaries || [];
-    sample(state.canaries);
+    if (page() === 'canaries') await loadSeries(state.canaries);
     $('updated').textContent = 'updated ' + new Date().toLocaleTimeString() +
       ' · config version ' + text(status.version);
     draw();
   } catch (e) {
-    if (e.status === 401) { signOut('The token is no longer valid: sign in again.'); return; }
-    $('updated').textContent = 'update failed: ' + e.message + ' (retrying)';
+    if (e.status === 401) signedOut = true;
+    else $('updated').textContent = 'update failed: ' + e.message + ' (retrying)';
   }
-  if (token()) state.timer = setTimeout(poll, POLL_MS);
+  state.inflight = false;
+  if (signedOut) { signOut('The token is no longer valid: sign in again.'); return; }
+  if (token()) state.timer = setTimeout(poll, state.again ? 0 : POLL_MS);
+  state.again = false;
 }
 
-/** Keeps each canary's cumulative LRS counts over time (the plots' data). */
-function sample(canaries) {
-  const now = Date.now();
-  for (const c of canaries) {
-    if (!c.counts) continue;
-    const series = state.series[c.name] || (state.series[c.name] = []);
-    series.push({ t: now, canary: c.counts.canary, stable: c.counts.stable });
-    if (series.length > SERIES_MAX) series.shift();
+/** Each rollout's cumulative LRS counts over time, sampled by the control
+ * plane once a second from the rollout's start (the plots' data). */
+async function loadSeries(canaries) {
+  const answers = await Promise.all(canaries.map((c) =>
+    api('GET', '/v1/canaries/' + encodeURIComponent(c.name) + '/series')));
+  state.series = {};
+  for (const a of answers) {
+    state.series[a.name] = (a.samples || []).map((x) => ({ t: x.atUnixMs, canary: x.canary, stable: x.stable }));
   }
 }
 
@@ -566,7 +576,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('sign-in-button').addEventListener('click', signIn);
   $('token').addEventListener('keydown', (e) => { if (e.key === 'Enter') signIn(); });
   $('sign-out').addEventListener('click', () => signOut());
-  window.addEventListener('hashchange', () => draw(true));
+  window.addEventListener('hashchange', () => (page() === 'canaries' ? poll() : draw(true)));
   if (!token()) { showSignIn(); return; }
   api('GET', '/v1/whoami').then((me) => { state.me = me; start(); })
     .catch(() => signOut('The token is no longer valid: sign in again.'));
