@@ -38,11 +38,14 @@ def available() -> str | None:
 
 
 @contextlib.contextmanager
-def chromium(log_dir: Path) -> Iterator[WebDriver]:
+def chromium(log_dir: Path, trust_spki: str | None = None) -> Iterator[WebDriver]:
+    """A headless Chromium; `trust_spki` (base64 SHA-256 of a certificate's public
+    key) makes it accept that one server key, for an API on a test CA."""
     profile = tempfile.mkdtemp(prefix="switchyard-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in FLAGS + [f"--user-data-dir={profile}"]:
+    extra = [f"--ignore-certificate-errors-spki-list={trust_spki}"] if trust_spki else []
+    for flag in FLAGS + extra + [f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     service = Service(executable_path=CHROMEDRIVER, log_output=str(log_dir / "chromedriver.log"))
     driver = webdriver.Chrome(options=options, service=service)

@@ -9,8 +9,11 @@ test's directory.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.server
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 import browser
+import certs
 import control_plane as cp
 import harness
 
@@ -225,3 +229,31 @@ def test_a_failing_canary_aborts_on_the_canary_page(procs, bins, work_dir):
         time.sleep(1.5)  # the plots show the errors and the weight going to 0
         screenshot(d, work_dir, "canaries")
     assert world.deployment() == "hello-world-main"
+
+
+def spki_sha256(cert: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate."""
+    def openssl(*args: str, data: bytes | None = None) -> bytes:
+        return subprocess.run(["openssl", *args], input=data, capture_output=True, check=True).stdout
+    der = openssl("pkey", "-pubin", "-outform", "der", data=openssl("x509", "-in", str(cert), "-pubkey", "-noout"))
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def test_the_dashboard_over_https(procs, bins, work_dir):
+    """With `serve --api-tls-*` the dashboard is served over https like the API."""
+    ca = certs.make_ca(work_dir / "pki", "switchyard-ca")
+    server = ca.issue("control-plane", server_ip=harness.LOCALHOST)
+    hello = harness.start_hello_world(procs, bins, work_dir)
+    xds, api, listen = harness.free_ports(3)
+    plane = cp.ControlPlane(bins, hello.resources_path, work_dir / "state", xds, api, listen, procs.log_dir,
+                            extra_args=["--api-tls-cert", str(server.cert), "--api-tls-key", str(server.key)])
+    plane.server = f"https://{harness.LOCALHOST}:{api}"
+    plane.requests_kw = {"verify": str(ca.cert)}
+    procs.add(plane.start())
+    plane.wait_ready()
+    page = requests.get(plane.server + "/ui/", verify=str(ca.cert), timeout=5)
+    assert page.status_code == 200 and "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    with browser.chromium(procs.log_dir, trust_spki=spki_sha256(server.cert)) as d:
+        browser.sign_in(d, plane.server, plane.token)
+        browser.wait(d, "team-a's release shown", lambda d: released(d, "team-a") == "hello-world-main")
+        assert d.current_url.startswith("https://")
