@@ -25,9 +25,10 @@
 //! | GET | /v1/canaries/{name}/series | | the rollout's LRS counts, one sample a second ([`crate::ui::series`]) |
 //! | GET | /ui/ | | the dashboard's page and assets, without a credential ([`crate::ui`]) |
 //!
-//! Every call but `/healthz` needs `Authorization: Bearer TOKEN` of a role that
-//! grants it ([`crate::auth`], [`required_role`]). Bodies are limited to
-//! [`MAX_BODY`] bytes, read within [`BODY_TIMEOUT`].
+//! Every call but `/healthz` and the dashboard's files (`/ui/…`) needs
+//! `Authorization: Bearer TOKEN` of a role that grants it ([`crate::auth`],
+//! [`required_role`]). Bodies are limited to [`MAX_BODY`] bytes, read within
+//! [`BODY_TIMEOUT`].
 //!
 //! Errors are `{error, message, problems?}`: 400 `invalid_resources` (with every
 //! problem, file and line), 400 `bad_request`, 401 `unauthenticated`, 403
