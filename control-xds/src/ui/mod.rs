@@ -2,9 +2,10 @@
 //! compiled into the binary (nothing is fetched from elsewhere), served without
 //! a credential because they hold no data. The script reads the JSON API with
 //! the token the user signs in with, sent only in the `Authorization` header
-//! ([`session`] adds `GET /v1/whoami`, so the page knows which actions the
-//! token's role allows; [`series`] keeps the rollouts' LRS counts over time
-//! for the plots).
+//! (`GET /v1/whoami` tells the page which actions the token's role allows;
+//! [`series`] keeps the rollouts' LRS counts over time for the plots, which
+//! `GET /v1/canaries/{name}/series` answers). The routes are rows of the
+//! API's one table ([`crate::api::routes`]).
 //!
 //! Every answer carries a Content-Security-Policy that allows scripts, styles,
 //! images and connections from this origin only, no inline script, no framing
@@ -12,14 +13,10 @@
 //! page cannot be framed by another site (clickjacking).
 
 pub mod series;
-pub mod session;
 
-use std::sync::Arc;
-
+use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::Router;
 
 /// The page's assets: (path under `/ui/`, content type, bytes).
 const ASSETS: &[(&str, &str, &[u8])] = &[
@@ -50,25 +47,19 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-/// The API calls the dashboard adds (behind the API's token check):
-/// `GET /v1/whoami` and `GET /v1/canaries/{name}/series`.
-pub fn api_routes(
-    plane: &Arc<crate::serve::ControlPlane>,
-) -> Router<Arc<crate::serve::ControlPlane>> {
-    session::routes().merge(series::routes(plane))
+/// `GET /ui`: to the page, whose relative links need the slash.
+pub async fn redirect() -> Redirect {
+    Redirect::permanent("/ui/")
 }
 
-/// The dashboard's routes (public: static files only).
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
-        .route("/ui/", get(|| async { asset("") }))
-        .route(
-            "/ui/{file}",
-            get(|axum::extract::Path(file): axum::extract::Path<String>| async move {
-                asset(&file)
-            }),
-        )
+/// `GET /ui/`: the page.
+pub async fn page() -> Response {
+    asset("")
+}
+
+/// `GET /ui/{file}`: one of the page's assets.
+pub async fn file(Path(file): Path<String>) -> Response {
+    asset(&file)
 }
 
 /// The asset at `path`, with its content type and the security headers; 404

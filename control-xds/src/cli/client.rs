@@ -1,10 +1,14 @@
 //! The CLI's side of the HTTP API ([`crate::api`]): one blocking request per
-//! command, JSON in and out, with the caller's bearer token, over TLS for an
-//! `https://` server (its CA from `--ca-cert`, else the public web roots).
+//! command, JSON in and out (read as [`crate::views`]), with the caller's
+//! bearer token, over TLS for an `https://` server (its CA from `--ca-cert`,
+//! else the public web roots).
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::views::ErrorView;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -13,13 +17,18 @@ pub enum ClientError {
     #[error("cannot reach switchyard serve at {server}: {reason}")]
     Unreachable { server: String, reason: String },
     /// The server answered with an error (`{error, message, problems?}`).
-    #[error("{message}")]
+    #[error("{}", .body.message)]
     Api {
         status: u16,
-        code: String,
-        message: String,
-        /// The whole answer (boxed: it keeps the error small).
-        body: Box<Value>,
+        /// The answer (boxed: it keeps the error small).
+        body: Box<ErrorView>,
+    },
+    /// The server answered, but not with what the CLI expects of it.
+    #[error("switchyard serve at {server} answered {path} with something unreadable: {reason}")]
+    Unreadable {
+        server: String,
+        path: String,
+        reason: String,
     },
     /// The credential could not be read.
     #[error(transparent)]
@@ -138,22 +147,26 @@ impl Client {
         }
     }
 
-    /// `GET path` (with `query` pairs).
-    pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
+    /// `GET path` (with `query` pairs), its answer read as `T`.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
         let mut req = self.auth(self.agent.get(format!("{}{path}", self.base)));
         for (k, v) in query {
             req = req.query(*k, *v);
         }
-        self.answer(req.call())
+        self.answer(path, req.call())
     }
 
     /// `GET path` (with `query` pairs), allowed to take up to `timeout`.
-    pub fn get_with_timeout(
+    pub fn get_with_timeout<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<T, ClientError> {
         let mut req = self
             .auth(self.agent.get(format!("{}{path}", self.base)))
             .config()
@@ -162,19 +175,24 @@ impl Client {
         for (k, v) in query {
             req = req.query(*k, *v);
         }
-        self.answer(req.call())
+        self.answer(path, req.call())
     }
 
-    /// `POST path` with a JSON body.
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let req = self.auth(self.agent.post(format!("{}{path}", self.base)));
-        self.answer(req.send_json(body))
-    }
-
-    fn answer(
+    /// `POST path` with a JSON body, its answer read as `T`.
+    pub fn post<T: DeserializeOwned, B: Serialize>(
         &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let req = self.auth(self.agent.post(format!("{}{path}", self.base)));
+        self.answer(path, req.send_json(body))
+    }
+
+    fn answer<T: DeserializeOwned>(
+        &self,
+        path: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<T, ClientError> {
         let mut response = result.map_err(|e| ClientError::Unreachable {
             server: self.base.clone(),
             reason: e.to_string(),
@@ -187,16 +205,20 @@ impl Client {
                 server: self.base.clone(),
                 reason: e.to_string(),
             })?;
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if (200..300).contains(&status) {
-            return Ok(body);
+            return serde_json::from_str(&text).map_err(|e| ClientError::Unreadable {
+                server: self.base.clone(),
+                path: path.to_string(),
+                reason: e.to_string(),
+            });
         }
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| ErrorView {
+            error: "error".into(),
+            message: format!("HTTP {status}: {}", serde_json::Value::String(text)),
+            problems: None,
+        });
         Err(ClientError::Api {
             status,
-            code: body["error"].as_str().unwrap_or("error").to_string(),
-            message: body["message"]
-                .as_str()
-                .map_or_else(|| format!("HTTP {status}: {body}"), str::to_string),
             body: Box::new(body),
         })
     }
