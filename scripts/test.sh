@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run every test: Rust unit/integration tests, formatting, clippy, and the
-# end-to-end tests against a real Envoy (tests/e2e). Stops at the first failure
+# Run every test: Rust unit/integration tests, formatting, clippy, the book's
+# build and links, and the end-to-end tests against a real Envoy (tests/e2e; the
+# dashboard's in headless Chromium, the docs' walkthrough commands). Stops at the first failure
 # and exits with its status.
 set -euo pipefail
 
@@ -25,6 +26,10 @@ cargo fmt --all --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "the book (mdbook build docs) and its links (scripts/check-links.py)"
+"${CARGO_HOME:-$HOME/.cargo}/bin/mdbook" build docs
+python3 scripts/check-links.py docs/book README.md docs/src/SUMMARY.md
 
 step "end-to-end tests (pytest tests/e2e)"
 cargo build -p switchyard -p hello-world-upstream

@@ -23,12 +23,15 @@
 //! 7. serving: `serve` is the running control plane (store → snapshot →
 //!    saved → cache), `propagation` says when a change is live, `tls` and
 //!    `http_server` serve, `progressive::{lrs, observed, notify}` take the
-//!    Envoys' load reports, hold what was measured and post webhooks;
+//!    Envoys' load reports, hold what was measured and post webhooks; `ui`
+//!    is the dashboard the API serves at `/ui/` (its files, and the
+//!    rollouts' counts over time it plots);
 //! 8. api: the HTTP API (`api`, `metrics`, `progressive::api`);
 //! 9. process: `daemon` wires the control plane, the API, xDS and the canary
 //!    driver (`progressive::driver`: gather → assess → apply) to listeners;
 //!    `start` is what it starts from; the CLI (`cli`, `client`,
-//!    `credentials`) talks to the API.
+//!    `credentials`) talks to the API; `completions` writes its shell
+//!    completion scripts.
 //!
 //! Why a test rather than crates: splitting this 18k-line crate into six
 //! crates would move every file while six engineers change them, and would
@@ -46,6 +49,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;
+pub mod completions;
 pub mod context_keys;
 pub mod credentials;
 pub mod daemon;
@@ -73,6 +77,7 @@ pub mod state;
 pub mod state_store;
 pub mod tls;
 pub mod topology;
+pub mod ui;
 pub mod views;
 pub mod xds;
 

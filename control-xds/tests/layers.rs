@@ -74,6 +74,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "progressive::lrs",
             "progressive::notify",
             "progressive::observed",
+            // The dashboard's files and the rollouts' samples it plots.
+            "ui",
         ],
     ),
     // The HTTP API.
@@ -83,6 +85,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "process",
         &[
             "cli",
+            "completions",
             "client",
             "credentials",
             "daemon",

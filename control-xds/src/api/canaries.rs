@@ -17,7 +17,7 @@ use crate::state::rollout_ops::{plan_of, released, Command};
 use crate::state::Store;
 use crate::views::{
     AnalysisView, CanaryCountsView, CanaryListView, CanaryStatusView, ChangeView, CountsView,
-    EventView, ReportingView, StatisticView,
+    EventView, ReportingView, SeriesView, StatisticView,
 };
 
 fn counts(c: Counts) -> CountsView {
@@ -162,6 +162,12 @@ pub async fn list(State(state): Plane) -> Json<CanaryListView> {
 }
 
 /// `GET /v1/canaries/{name}`.
+/// `GET /v1/canaries/{name}/series`: the samples the dashboard plots (none
+/// for a rollout never sampled).
+pub async fn series(State(state): Plane, Path(name): Path<String>) -> Json<SeriesView> {
+    Json(state.series.view(&name))
+}
+
 pub async fn one(
     State(state): Plane,
     Path(name): Path<String>,

@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 
-use super::plumbing::{changed, parse, ApiError, Body, Plane};
+use super::plumbing::{changed, parse, ApiError, Body, Caller, Plane};
 use crate::auth::{Role, Tokens};
 use crate::state::StoreError;
-use crate::views::{ChangeView, TokenCreatedView, TokenListView, TokenRevokedView};
+use crate::views::{ChangeView, TokenCreatedView, TokenListView, TokenRevokedView, WhoAmIView};
 
 /// `POST /v1/keys/rotate`. The body (`{}`) is read so that the connection
 /// stays usable for the next request (hyper closes a connection whose request
@@ -106,4 +106,21 @@ pub async fn revoke_token(
         revoked: revoked.name,
         role: revoked.role.to_string(),
     }))
+}
+
+/// `GET /v1/whoami`. Without tokens anyone who can connect may do anything:
+/// role admin.
+pub async fn whoami(caller: Caller) -> Json<WhoAmIView> {
+    Json(match caller {
+        Some(axum::Extension(id)) => WhoAmIView {
+            name: Some(id.name),
+            role: id.role.to_string(),
+            authenticated: true,
+        },
+        None => WhoAmIView {
+            name: None,
+            role: Role::Admin.to_string(),
+            authenticated: false,
+        },
+    })
 }

@@ -11,6 +11,7 @@
 //! | POST | /v1/explain | read | `{path, method?, headers?: [[name, value]], source?}` | the engine's decision |
 //! | GET | /v1/canaries | read | | every progressive rollout: phase, step, weight, per-version counts, the test statistic and its bound, the last decision, events |
 //! | GET | /v1/canaries/{name} | read | | one of them |
+//! | GET | /v1/canaries/{name}/series | read | | the rollout's LRS counts, one sample a second, oldest first ([`crate::ui::series`]) |
 //! | POST | /v1/canary/{action} | release | `{name, full?, who}`; action: start, pause, resume, promote, abort | what changed (`canary`), the generation to wait for |
 //! | POST | /v1/release | release | `{deployment, virtualEnv, who}` | the release record |
 //! | POST | /v1/rollback | release | `{virtualEnv, app?, who}` | the release record |
@@ -22,6 +23,10 @@
 //! | GET | /v1/tokens | admin | | every API token's name, role and creation time |
 //! | POST | /v1/tokens | admin | `{name, role}` | a new token (shown only in this answer) |
 //! | POST | /v1/tokens/revoke | admin | `{name}` | the revoked token's name and role |
+//! | GET | /v1/whoami | read | | the calling token's name and role, whether tokens are checked |
+//! | GET | /ui | none | | a redirect to `/ui/` |
+//! | GET | /ui/ | none | | the dashboard's page ([`crate::ui`]; its files hold no data) |
+//! | GET | /ui/{file} | none | | the dashboard's script, style sheet and icon |
 //! | GET | /v1/config | pull | header `x-switchyard-node` | the genesis filter's plugin configuration (pull mode; contains the context keys); the poll is recorded per node |
 //!
 //! [`routes`] is this table in code: each route names its handler and the
@@ -116,6 +121,7 @@ pub fn routes() -> Vec<Route> {
         Route::post("/v1/explain", Needs(Read), config::explain),
         Route::get("/v1/canaries", Needs(Read), canaries::list),
         Route::get("/v1/canaries/{name}", Needs(Read), canaries::one),
+        Route::get("/v1/canaries/{name}/series", Needs(Read), canaries::series),
         Route::post("/v1/canary/{action}", Needs(Release), canaries::command),
         Route::post("/v1/release", Needs(Release), releases::release),
         Route::post("/v1/rollback", Needs(Release), releases::rollback),
@@ -127,6 +133,10 @@ pub fn routes() -> Vec<Route> {
         Route::get("/v1/tokens", Needs(Admin), keys::list_tokens),
         Route::post("/v1/tokens", Needs(Admin), keys::create_token),
         Route::post("/v1/tokens/revoke", Needs(Admin), keys::revoke_token),
+        Route::get("/v1/whoami", Needs(Read), keys::whoami),
+        Route::get("/ui", Anyone, crate::ui::redirect),
+        Route::get("/ui/", Anyone, crate::ui::page),
+        Route::get("/ui/{file}", Anyone, crate::ui::file),
         Route::get("/v1/config", Needs(Pull), config::config),
     ]
 }
@@ -153,13 +163,15 @@ pub fn router(plane: Arc<ControlPlane>, tokens: Option<Arc<Tokens>>) -> Router {
         router = router.route(route.path, handler);
     }
     let not_found = guard(Role::Admin)(any(|| async { ApiError::not_found("no such API path") }));
+    let state = ApiState {
+        series: crate::ui::series::Series::start(&plane),
+        plane,
+        tokens,
+    };
     router
-        .fallback_service(not_found.with_state(ApiState {
-            plane: plane.clone(),
-            tokens: tokens.clone(),
-        }))
+        .fallback_service(not_found.with_state(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(ApiState { plane, tokens })
+        .with_state(state)
 }
 
 /// Reads `body` as each request body the API accepts, the way its handler does

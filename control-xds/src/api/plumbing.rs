@@ -30,6 +30,8 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 pub struct ApiState {
     pub plane: Arc<ControlPlane>,
     pub tokens: Option<Arc<Tokens>>,
+    /// The rollouts' counts over time (the dashboard's plots).
+    pub series: Arc<crate::ui::series::Series>,
 }
 
 /// The handlers' state extractor.

@@ -6,12 +6,13 @@
 //! ([`serve`]); `apply`, `publish`, `delete`, `validate`, `explain`
 //! ([`resources`]); `release`, `rollback`, `status`, `history` ([`releases`]);
 //! `canary` ([`canary`]); `keys`, `token` ([`keys`]); `render`, `package`
-//! ([`render`]). A family parses its arguments, calls the API through
+//! ([`render`]); `completions` ([`completions`]). A family parses its arguments, calls the API through
 //! [`flow`] (the client with its credential, change-and-wait) and prints with
 //! [`output`] (`--output human|json|yaml`) and its own human printer.
 
 pub mod canary;
 pub mod client;
+pub mod completions;
 pub mod flow;
 pub mod keys;
 pub mod output;
@@ -103,6 +104,8 @@ enum Command {
     Keys(keys::KeyCommand),
     #[command(flatten)]
     Render(render::RenderCommand),
+    #[command(flatten)]
+    Completions(completions::CompletionsCommand),
 }
 
 /// Runs the command; the exit code says how it went.
@@ -125,5 +128,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Canary(c) => c.run(&session),
         Command::Keys(c) => c.run(&session),
         Command::Render(c) => c.run(session.output),
+        Command::Completions(c) => c.run(),
     }
 }

@@ -107,6 +107,28 @@ pub struct StatisticView {
     pub bound: f64,
 }
 
+/// `GET /v1/canaries/{name}/series`: a rollout's counts over time, oldest
+/// sample first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesView {
+    pub name: String,
+    pub interval_ms: u64,
+    pub samples: Vec<SampleView>,
+}
+
+/// One sample of a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleView {
+    pub at_unix_ms: u64,
+    pub phase: String,
+    pub weight: String,
+    /// Since the rollout (or the control plane) started, as `/v1/canaries` says.
+    pub canary: CountsView,
+    pub stable: CountsView,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +157,8 @@ mod tests {
             "steps": [], "weight": "0%", "reason": "not started", "events": [], "reporting": [],
             "statistic": {"test": "shift", "value": 0.0, "bound": 12.0}});
         assert_round_trip::<CanaryListView>(json!({"canaries": [started, pending]}));
+        assert_round_trip::<SeriesView>(json!({"name": "c", "intervalMs": 1000, "samples": [
+            {"atUnixMs": 5, "phase": "progressing", "weight": "10%",
+             "canary": {"requests": 3, "errors": 1}, "stable": {"requests": 9, "errors": 0}}]}));
     }
 }

@@ -13,7 +13,7 @@ mod tokens;
 
 pub use canary::{
     AnalysisView, CanaryCountsView, CanaryListView, CanaryStatusView, CountsView, EventView,
-    ReportingView, StatisticView,
+    ReportingView, SampleView, SeriesView, StatisticView,
 };
 pub use change::{ChangeView, HistoryView, ReleaseView};
 pub use explain::{ExplainOutcome, ExplainView, IstioSubsetView, RefusedView, RoutedView};
@@ -22,7 +22,7 @@ pub use status::{
     CanarySummaryView, NackView, NodeView, PollView, RefusalView, ReleaseStatusView,
     ReplicaSummaryView, StatusView, TlsRefusedView, XdsTypeView,
 };
-pub use tokens::{TokenCreatedView, TokenListView, TokenRevokedView, TokenView};
+pub use tokens::{TokenCreatedView, TokenListView, TokenRevokedView, TokenView, WhoAmIView};
 
 use serde::{Deserialize, Serialize};
 

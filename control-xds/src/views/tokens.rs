@@ -1,4 +1,5 @@
-//! `/v1/tokens`: the API's tokens (never their hashes).
+//! `/v1/tokens`: the API's tokens (never their hashes); `/v1/whoami`: the
+//! calling token.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,18 @@ pub struct TokenRevokedView {
     pub role: String,
 }
 
+/// `GET /v1/whoami`: the calling token's name and role, so the dashboard
+/// shows only the actions that role allows (the server still checks every
+/// call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmIView {
+    /// The token's name; `None` when the API runs without tokens.
+    pub name: Option<String>,
+    pub role: String,
+    /// Whether the API checks tokens (`false`: `serve --insecure-no-auth`).
+    pub authenticated: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +61,8 @@ mod tests {
             json!({"name": "ci", "role": "release", "token": "syt_x"}),
         );
         assert_round_trip::<TokenRevokedView>(json!({"revoked": "ci", "role": "release"}));
+        assert_round_trip::<WhoAmIView>(
+            json!({"name": "ci", "role": "release", "authenticated": true}),
+        );
     }
 }
