@@ -70,8 +70,30 @@ pub fn router(plane: Arc<ControlPlane>, tokens: Option<Arc<Tokens>>) -> Router {
             .merge(token_routes(tokens.clone()))
             .layer(axum::middleware::from_fn_with_state(tokens, authorize));
     }
-    api.layer(DefaultBodyLimit::max(MAX_BODY))
+    api.layer(axum::middleware::from_fn(change_id))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
+}
+
+/// The `Idempotency-Key` header of a change (else a new id): the id of the
+/// change the request makes ([`crate::change_log`]); answered in the same header.
+async fn change_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    let id = match request.headers().get("idempotency-key") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| crate::change_log::parse_change_id(v.trim()).ok())
+            .ok_or_else(|| ApiError::bad_request(crate::change_log::BadChangeId.to_string()))?,
+        None => crate::change_log::new_change_id(),
+    };
+    let mut response = crate::change_log::with_change_id(id.clone(), next.run(request)).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("idempotency-key", v);
+    }
+    Ok(response)
 }
 
 fn plane_routes(plane: Arc<ControlPlane>) -> Router {
@@ -240,7 +262,9 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    problems: Option<Value>,
+    problems: Option<Box<Value>>,
+    /// The change whose outcome is unknown (`outcome_unknown`).
+    change: Option<String>,
 }
 
 impl ApiError {
@@ -250,6 +274,7 @@ impl ApiError {
             code,
             message: message.into(),
             problems: None,
+            change: None,
         }
     }
 
@@ -266,7 +291,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({"error": self.code, "message": self.message});
         if let Some(p) = self.problems {
-            body["problems"] = p;
+            body["problems"] = *p;
+        }
+        if let Some(c) = self.change {
+            body["change"] = json!(c);
         }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -316,7 +344,8 @@ impl From<StoreError> for ApiError {
                         "{n} problem{} found; nothing was changed",
                         if n == 1 { "" } else { "s" }
                     ),
-                    problems: Some(json!(errors.0)),
+                    problems: Some(Box::new(json!(errors.0))),
+                    change: None,
                 }
             }
             StoreError::NotFound(what) => Self::new(
@@ -354,6 +383,16 @@ impl From<ChangeError> for ApiError {
                 "store_unavailable",
                 format!("{e}; Envoys keep the last configuration"),
             ),
+            ChangeError::OutcomeUnknown { change, reason } => {
+                let message = ChangeError::OutcomeUnknown {
+                    change: change.clone(),
+                    reason,
+                }
+                .to_string();
+                let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", message);
+                e.change = Some(change);
+                e
+            }
             e @ ChangeError::TooLarge(_) => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "state_too_large",

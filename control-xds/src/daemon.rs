@@ -175,12 +175,15 @@ pub async fn run(
     let plane = match &etcd {
         None => {
             let store = initial_store(&opts)?;
-            Arc::new(ControlPlane::start(
-                store,
-                cache.clone(),
-                opts.build.clone(),
-                opts.state_dir.clone(),
-            )?)
+            Arc::new(
+                ControlPlane::start(
+                    store,
+                    cache.clone(),
+                    opts.build.clone(),
+                    opts.state_dir.clone(),
+                )?
+                .with_history_limit(opts.history_limit),
+            )
         }
         Some(etcd) => {
             let backend = Arc::new(EtcdBackend { etcd: etcd.clone() });
@@ -191,7 +194,8 @@ pub async fn run(
                 cache.clone(),
                 opts.build.clone(),
                 backend,
-            )?;
+            )?
+            .with_history_limit(opts.history_limit);
             // singleton work waits for the etcd election
             let leadership = plane.elect();
             let plane = Arc::new(plane);

@@ -4,7 +4,8 @@
 //! 1. the domain: `load` reads resource files (the engine validates and
 //!    indexes them), `state` is the store of resources, releases and context
 //!    keys with its operations (`history` is the release history,
-//!    `context_keys` makes keys, `clock` dates records);
+//!    `context_keys` makes keys, `clock` dates records, `change_log` keeps
+//!    recent changes by id so a retried change is never made twice);
 //! 2. persistence: `state_store` is the one interface to where the store is
 //!    kept, with two backends: the state file (`persist`, through
 //!    `atomic_file`) and etcd (`etcd`: guarded writes, watches, the replica
@@ -33,6 +34,7 @@ pub mod api;
 pub mod atomic_file;
 pub mod auth;
 pub mod bootstrap;
+pub mod change_log;
 pub mod client;
 pub mod clock;
 pub mod context_keys;

@@ -107,6 +107,11 @@ enum Command {
         /// This replica's name among the replicas on etcd (default: --xds-addr).
         #[arg(long, requires = "store")]
         replica_id: Option<String>,
+        /// How many release records each virtual environment keeps (the oldest
+        /// are dropped); rollback goes back at most this many releases.
+        #[arg(long, default_value_t = switchyard::history::DEFAULT_HISTORY_LIMIT as u32,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        history_limit: u32,
         #[arg(long, default_value = "127.0.0.1:18000")]
         xds_addr: std::net::SocketAddr,
         #[arg(long, default_value = "127.0.0.1:18001")]
@@ -515,6 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state,
             store,
             replica_id,
+            history_limit,
             xds_addr,
             api_addr,
             wasm,
@@ -540,6 +546,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir: state,
                 etcd: store,
                 replica_id,
+                history_limit: history_limit as usize,
                 xds_addr,
                 api_addr,
                 auth: !insecure_no_auth,

@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub etcd: Option<EtcdUrl>,
     /// `--replica-id` (default: the xDS address).
     pub replica_id: Option<String>,
+    /// `--history-limit`: release records kept per VE.
+    pub history_limit: usize,
 }
 
 /// Why `serve` could not start.
@@ -175,6 +177,7 @@ mod tests {
             xds_tls: None,
             etcd: None,
             replica_id: None,
+            history_limit: crate::history::DEFAULT_HISTORY_LIMIT,
         };
         let first = initial_store(&o).unwrap();
         assert_eq!(first.context_keys.len(), 1);
