@@ -23,7 +23,7 @@
 //! The client runs on its own single-threaded Tokio runtime: the control
 //! plane's changes are synchronous (they build snapshots), and can call etcd
 //! from any thread ([`Etcd::get`], [`Etcd::commit`] block for at most
-//! [`OP_TIMEOUT`]). The background loops (watches, the session) reconnect by
+//! the store's timeout, [`OP_TIMEOUT`] unless `?timeout=` says otherwise). The background loops (watches, the session) reconnect by
 //! themselves when etcd comes back.
 
 use std::collections::BTreeMap;
@@ -118,13 +118,27 @@ pub enum EtcdError {
     TooLarge { key: String, size: usize },
 }
 
-/// `etcd://HOST:PORT[,HOST:PORT…]/PREFIX`, parsed.
+/// `etcd://HOST:PORT[,HOST:PORT…]/PREFIX[?OPTION=VALUE&…]`, parsed. Options:
+/// `timeout=5s` (or `1500ms`): how long one store call may keep trying
+/// before it counts as failed (default [`OP_TIMEOUT`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdUrl {
     /// `http://HOST:PORT` for each member.
     pub endpoints: Vec<String>,
     /// The key prefix, without a trailing `/`.
     pub prefix: String,
+    /// How long one call may keep trying (`?timeout=`).
+    pub timeout: Duration,
+}
+
+/// `5s`, `1500ms`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let (digits, unit) = match text.strip_suffix("ms") {
+        Some(d) => (d, 1),
+        None => (text.strip_suffix('s')?, 1000),
+    };
+    let n: u64 = digits.parse().ok()?;
+    (n > 0).then(|| Duration::from_millis(n.saturating_mul(unit)))
 }
 
 impl std::str::FromStr for EtcdUrl {
@@ -137,9 +151,20 @@ impl std::str::FromStr for EtcdUrl {
         let rest = url
             .strip_prefix("etcd://")
             .ok_or_else(|| bad("it must start with etcd://"))?;
-        let (hosts, prefix) = rest
+        let (hosts, path) = rest
             .split_once('/')
             .ok_or_else(|| bad("no /PREFIX after the members"))?;
+        let (prefix, query) = path.split_once('?').unwrap_or((path, ""));
+        let mut timeout = OP_TIMEOUT;
+        for option in query.split('&').filter(|o| !o.is_empty()) {
+            match option.split_once('=') {
+                Some(("timeout", v)) => {
+                    timeout = parse_duration(v)
+                        .ok_or_else(|| bad("timeout= takes a duration such as 5s or 1500ms"))?
+                }
+                _ => return Err(bad(&format!("unknown option '{option}' (known: timeout)"))),
+            }
+        }
         let prefix = prefix.trim_end_matches('/');
         if prefix.is_empty() {
             return Err(bad("the PREFIX is empty"));
@@ -157,6 +182,7 @@ impl std::str::FromStr for EtcdUrl {
         Ok(Self {
             endpoints,
             prefix: prefix.to_string(),
+            timeout,
         })
     }
 }
@@ -180,6 +206,8 @@ pub struct Etcd {
     members: Members,
     prefix: String,
     endpoints: String,
+    /// How long one call may keep trying ([`EtcdUrl::timeout`]).
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -252,6 +280,7 @@ impl Etcd {
             },
             prefix: url.prefix.clone(),
             endpoints,
+            timeout: url.timeout,
         })
     }
 
@@ -274,7 +303,7 @@ impl Etcd {
 
     /// Runs `f` on the client's runtime and waits for it: tried again while
     /// etcd cannot be reached (a member is down, or the cluster is electing a
-    /// leader), for at most [`OP_TIMEOUT`] in all. A write whose answer was lost
+    /// leader), for at most the store's timeout in all. A write whose answer was lost
     /// may have been made: tried again, its guard then fails and the change is
     /// computed again from the document that holds it.
     fn run<T, F, Fut>(&self, f: F) -> Result<T, EtcdError>
@@ -283,7 +312,10 @@ impl Etcd {
         F: Fn(Client) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
-        match block(&self.handle, retrying(self.members.clone(), f)) {
+        match block(
+            &self.handle,
+            retrying(self.members.clone(), self.timeout, f),
+        ) {
             Ok(r) => r.map_err(|e| self.unavailable(e)),
             Err(e) => Err(self.unavailable(e)),
         }
@@ -292,12 +324,14 @@ impl Etcd {
     /// The same as [`Self::get`], for async callers.
     pub async fn get_async(&self, name: &str) -> Result<Option<Doc>, EtcdError> {
         let key = self.key(name);
-        let task = self
-            .handle
-            .spawn(retrying(self.members.clone(), move |mut c| {
+        let task = self.handle.spawn(retrying(
+            self.members.clone(),
+            self.timeout,
+            move |mut c| {
                 let key = key.clone();
                 async move { c.get(key, None).await }
-            }));
+            },
+        ));
         match task.await {
             Ok(Ok(mut r)) => Ok(r
                 .take_kvs()
@@ -479,13 +513,13 @@ fn unreachable(e: &etcd_client::Error) -> bool {
 }
 
 /// `f` until it succeeds, fails for another reason than an unreachable etcd,
-/// or [`OP_TIMEOUT`] passed.
-async fn retrying<T, F, Fut>(members: Members, f: F) -> Res<T>
+/// or `timeout` passed.
+async fn retrying<T, F, Fut>(members: Members, timeout: Duration, f: F) -> Res<T>
 where
     F: Fn(Client) -> Fut,
     Fut: Future<Output = Res<T>>,
 {
-    let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut tried = 0;
     loop {
         let (i, client) = members.current();
@@ -719,6 +753,14 @@ mod tests {
         let u: EtcdUrl = "etcd://127.0.0.1:2379,h2:2380/sy/prod/".parse().unwrap();
         assert_eq!(u.endpoints, vec!["http://127.0.0.1:2379", "http://h2:2380"]);
         assert_eq!(u.prefix, "sy/prod");
+        assert_eq!(u.timeout, OP_TIMEOUT);
+        let u: EtcdUrl = "etcd://h:1/p?timeout=1500ms".parse().unwrap();
+        assert_eq!(
+            (u.prefix.as_str(), u.timeout),
+            ("p", Duration::from_millis(1500))
+        );
+        let u: EtcdUrl = "etcd://h:1/p?timeout=2s".parse().unwrap();
+        assert_eq!(u.timeout, Duration::from_secs(2));
         for bad in [
             "http://h:1/p",
             "etcd://h:1",
@@ -726,6 +768,9 @@ mod tests {
             "etcd://h/p",
             "etcd://h:x/p",
             "etcd://:1/p",
+            "etcd://h:1/p?timeout=0s",
+            "etcd://h:1/p?timeout=fast",
+            "etcd://h:1/p?colour=red",
         ] {
             assert!(bad.parse::<EtcdUrl>().is_err(), "{bad}");
         }

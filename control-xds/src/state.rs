@@ -20,8 +20,15 @@
 //!  "history": [{"id": "team-a-r2", "virtualEnv": "team-a", "app": "hello-world",
 //!               "deployment": "hello-world-v2", "previous": "hello-world-main",
 //!               "action": "release", "who": "alice",
-//!               "at": "2026-11-22T03:10:20Z", "atUnixMs": 1795316620000}]}
+//!               "change": "cli-c-5f0e…", "at": "2026-11-22T03:10:20Z",
+//!               "atUnixMs": 1795316620000}],
+//!  "changes": [{"id": "cli-c-5f0e…", "generation": 7, "atUnixMs": 1795316620000,
+//!               "summary": {"change": "cli-c-5f0e…", "updated": [...], ...}}]}
 //! ```
+//!
+//! The history keeps the last N records of each VE ([`crate::history::trim`],
+//! `serve --history-limit`); `changes` the last changes by id
+//! ([`crate::change_log`]), so that a change sent again is not made twice.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

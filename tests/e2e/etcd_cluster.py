@@ -5,6 +5,7 @@
     cluster = EtcdCluster(procs, work_dir / "etcd", members=3).start()
     cluster.url("switchyard")   # etcd://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/switchyard
     cluster.kill(0)             # kill -9 of one member
+    cluster.kill_majority(rng)  # kill -9 of a random majority (often with the leader)
     cluster.stop_all(); cluster.restart_all()
 
 Every member goes through the test's harness.Processes, so teardown stops them.
@@ -97,6 +98,14 @@ class EtcdCluster:
 
     def kill(self, i: int) -> None:
         self.members[i].kill()
+
+    def kill_majority(self, rng) -> list[int]:
+        """kill -9 of a random majority of the members; returns their indexes."""
+        n = len(self.members)
+        chosen = sorted(rng.sample(range(n), n // 2 + 1))
+        for i in chosen:
+            self.members[i].kill()
+        return chosen
 
     def stop_all(self) -> None:
         for m in self.members:

@@ -198,3 +198,46 @@ fn history_keeps_the_last_records_of_each_ve_and_rollback_walks_them() {
         .collect();
     assert_eq!(ids, ["team-a-r6", "team-a-r7", "team-a-r8"]);
 }
+
+#[test]
+fn the_state_file_keeps_the_bounded_history_and_the_change_log() {
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-store-history-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let docs = crate::load::parse_text(std::path::Path::new("r.yaml"), &web_v1_and_v2()).unwrap();
+    let (store, _) = Store::new().apply(&docs, "t").unwrap();
+    let plane = ControlPlane::start(
+        store,
+        crate::xds::SnapshotCache::new(),
+        build_options(),
+        Some(dir.clone()),
+    )
+    .unwrap()
+    .with_history_limit(2);
+    for i in 0..5 {
+        let dep = if i % 2 == 0 { "web-v2" } else { "web-v1" };
+        release(&plane, &format!("f-{i}"), dep).unwrap();
+    }
+    let saved = crate::persist::load_state(&dir).unwrap().unwrap();
+    let ids: Vec<&str> = saved.history.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["team-a-r5", "team-a-r6"]);
+    assert_eq!(saved.history[1].change.as_deref(), Some("f-4"));
+    assert!(
+        saved.applied("f-0").is_some(),
+        "the change log outlives the history"
+    );
+    // a plane started again from the file answers a repeated change as made
+    let again = ControlPlane::start(
+        saved,
+        crate::xds::SnapshotCache::new(),
+        build_options(),
+        Some(dir.clone()),
+    )
+    .unwrap();
+    let (summary, _) = release(&again, "f-4", "web-v2").unwrap();
+    assert_eq!(summary.releases[0].id, "team-a-r6");
+    let _ = std::fs::remove_dir_all(&dir);
+}
