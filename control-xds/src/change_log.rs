@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::state::ChangeSummary;
 
 /// How many changes the store remembers by id (the oldest are forgotten).
-pub const CHANGE_LOG_LIMIT: usize = 256;
+pub const CHANGE_LOG_LIMIT: usize = 128;
 
 /// The longest change id accepted.
 pub const MAX_CHANGE_ID_LEN: usize = 128;
@@ -29,7 +29,8 @@ pub struct AppliedChange {
     /// The store generation the change produced.
     pub generation: u64,
     pub at_unix_ms: u64,
-    /// What the change did (without its `unchanged` list, to stay small).
+    /// What the change did, without its `unchanged` list and its release
+    /// records (those are in the history, under the same id), to stay small.
     pub summary: ChangeSummary,
 }
 

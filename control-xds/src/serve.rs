@@ -236,8 +236,8 @@ impl ControlPlane {
         };
         let mut failed_writes = 0;
         for attempt in 0..MAX_TRIES {
-            if let Some(done) = base.applied(id) {
-                return Ok((done.summary.clone(), done.generation));
+            if let Some(done) = base.outcome_of(id) {
+                return Ok(done);
             }
             let (mut next, mut summary) = change(&base)?;
             if !summary.changed() {

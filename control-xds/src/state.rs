@@ -570,6 +570,21 @@ impl Store {
         self.changes.iter().rev().find(|c| c.id == id)
     }
 
+    /// What change `id` answered when it was made, and the generation it
+    /// made, if the store remembers it (its release records come from the
+    /// history, as far as the history still holds them).
+    pub fn outcome_of(&self, id: &str) -> Option<(ChangeSummary, u64)> {
+        let done = self.applied(id)?;
+        let mut summary = done.summary.clone();
+        summary.releases = self
+            .history
+            .iter()
+            .filter(|r| r.change.as_deref() == Some(id))
+            .cloned()
+            .collect();
+        Some((summary, done.generation))
+    }
+
     /// Marks the change just computed (`summary`, whose records are the last
     /// ones of the history) with its `id`, remembers it in the change log, and
     /// trims every VE's history to `history_limit` records.
@@ -583,8 +598,10 @@ impl Store {
             r.change = Some(id.to_string());
         }
         crate::history::trim(&mut self.history, history_limit);
+        // (its release records are in the history, under the same id)
         let kept = ChangeSummary {
             unchanged: Vec::new(),
+            releases: Vec::new(),
             ..summary.clone()
         };
         crate::change_log::remember(

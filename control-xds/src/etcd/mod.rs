@@ -38,6 +38,8 @@ use etcd_client::{
 };
 use tokio::sync::watch;
 
+mod url;
+
 /// etcd's default `--max-request-bytes` is 1.5 MiB (1,572,864 bytes); a state
 /// document must stay below it with room for the transaction around it.
 pub const MAX_DOCUMENT_BYTES: usize = 1_500_000;
@@ -49,6 +51,14 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const LEASE_TTL_SECS: i64 = 3;
 /// How often a replica renews its lease and publishes its status.
 pub const SESSION_TICK: Duration = Duration::from_millis(1000);
+/// How often the leader compacts etcd's history: every revision older than
+/// the previous compaction round (so at least this long ago) is dropped.
+/// No replica needs an old revision: each follows the latest value of its
+/// keys, and a watch that falls behind a compaction reads them again. etcd's
+/// compaction is for the whole cluster: an etcd shared with applications that
+/// read old revisions wants `?compact=off` (and etcd's own
+/// `--auto-compaction-retention`).
+pub const COMPACT_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether this replica leads, with a local deadline: a leader that cannot
 /// renew its lease stops counting itself leader a second before etcd can let
@@ -118,74 +128,7 @@ pub enum EtcdError {
     TooLarge { key: String, size: usize },
 }
 
-/// `etcd://HOST:PORT[,HOST:PORT…]/PREFIX[?OPTION=VALUE&…]`, parsed. Options:
-/// `timeout=5s` (or `1500ms`): how long one store call may keep trying
-/// before it counts as failed (default [`OP_TIMEOUT`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdUrl {
-    /// `http://HOST:PORT` for each member.
-    pub endpoints: Vec<String>,
-    /// The key prefix, without a trailing `/`.
-    pub prefix: String,
-    /// How long one call may keep trying (`?timeout=`).
-    pub timeout: Duration,
-}
-
-/// `5s`, `1500ms`.
-fn parse_duration(text: &str) -> Option<Duration> {
-    let (digits, unit) = match text.strip_suffix("ms") {
-        Some(d) => (d, 1),
-        None => (text.strip_suffix('s')?, 1000),
-    };
-    let n: u64 = digits.parse().ok()?;
-    (n > 0).then(|| Duration::from_millis(n.saturating_mul(unit)))
-}
-
-impl std::str::FromStr for EtcdUrl {
-    type Err = EtcdError;
-    fn from_str(url: &str) -> Result<Self, EtcdError> {
-        let bad = |reason: &str| EtcdError::Url {
-            url: url.to_string(),
-            reason: reason.to_string(),
-        };
-        let rest = url
-            .strip_prefix("etcd://")
-            .ok_or_else(|| bad("it must start with etcd://"))?;
-        let (hosts, path) = rest
-            .split_once('/')
-            .ok_or_else(|| bad("no /PREFIX after the members"))?;
-        let (prefix, query) = path.split_once('?').unwrap_or((path, ""));
-        let mut timeout = OP_TIMEOUT;
-        for option in query.split('&').filter(|o| !o.is_empty()) {
-            match option.split_once('=') {
-                Some(("timeout", v)) => {
-                    timeout = parse_duration(v)
-                        .ok_or_else(|| bad("timeout= takes a duration such as 5s or 1500ms"))?
-                }
-                _ => return Err(bad(&format!("unknown option '{option}' (known: timeout)"))),
-            }
-        }
-        let prefix = prefix.trim_end_matches('/');
-        if prefix.is_empty() {
-            return Err(bad("the PREFIX is empty"));
-        }
-        let mut endpoints = Vec::new();
-        for h in hosts.split(',') {
-            let (host, port) = h
-                .rsplit_once(':')
-                .ok_or_else(|| bad("every member needs HOST:PORT"))?;
-            if host.is_empty() || port.parse::<u16>().is_err() {
-                return Err(bad("every member needs HOST:PORT"));
-            }
-            endpoints.push(format!("http://{h}"));
-        }
-        Ok(Self {
-            endpoints,
-            prefix: prefix.to_string(),
-            timeout,
-        })
-    }
-}
+pub use url::EtcdUrl;
 
 /// A document and the revision it was last modified at.
 pub type Doc = (Vec<u8>, i64);
@@ -208,6 +151,8 @@ pub struct Etcd {
     endpoints: String,
     /// How long one call may keep trying ([`EtcdUrl::timeout`]).
     timeout: Duration,
+    /// Whether the leader compacts ([`EtcdUrl::compact`]).
+    compact: bool,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -281,6 +226,7 @@ impl Etcd {
             prefix: url.prefix.clone(),
             endpoints,
             timeout: url.timeout,
+            compact: url.compact,
         })
     }
 
@@ -453,6 +399,7 @@ impl Etcd {
         let members = self.members.clone();
         let replica_key = self.key(&format!("replicas/{id}"));
         let leader_key = self.key("leader");
+        let mut compaction = self.compact.then(Compaction::default);
         self.handle.spawn(async move {
             loop {
                 let (i, client) = members.current();
@@ -464,6 +411,7 @@ impl Etcd {
                     &status,
                     &mut changes,
                     &leader,
+                    compaction.as_mut(),
                 )
                 .await;
                 if leader.drop_it() {
@@ -662,6 +610,37 @@ async fn follow_dir(
     Ok(())
 }
 
+/// The leader's compaction rounds: the revision etcd was at in the last round.
+#[derive(Debug, Default)]
+struct Compaction {
+    mark: i64,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Compaction {
+    /// Every [`COMPACT_EVERY`]: compacts up to the revision of the previous
+    /// round (in the background: the session's renewals do not wait for it)
+    /// and remembers `revision` (etcd's now) for the next one. A failed
+    /// compaction (another one was further, etcd busy) only waits for the next.
+    fn round(&mut self, client: &Client, revision: i64) {
+        let now = tokio::time::Instant::now();
+        if self.at.is_some_and(|at| now < at + COMPACT_EVERY) {
+            return;
+        }
+        if self.mark > 0 {
+            let (mut client, mark) = (client.clone(), self.mark);
+            tokio::spawn(async move {
+                match timed(client.compact(mark, None)).await {
+                    Ok(_) => tracing::debug!(revision = mark, "etcd compacted"),
+                    Err(e) => tracing::debug!(revision = mark, error = %e, "etcd not compacted"),
+                }
+            });
+        }
+        (self.mark, self.at) = (revision, Some(now));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn session(
     mut client: Client,
     id: &str,
@@ -670,6 +649,7 @@ async fn session(
     status: &Arc<dyn Fn(bool) -> Vec<u8> + Send + Sync>,
     changes: &mut watch::Receiver<u64>,
     leader: &Leadership,
+    mut compaction: Option<&mut Compaction>,
 ) -> Res<()> {
     let lease = timed(client.lease_grant(LEASE_TTL_SECS, None)).await?.id();
     let (mut keeper, mut answers) = timed(client.lease_keep_alive(lease)).await?;
@@ -697,6 +677,7 @@ async fn session(
                 )])
                 .or_else([TxnOp::get(leader_key, None)]);
             let r = timed(client.txn(txn)).await?;
+            let revision = r.header().map_or(0, |h| h.revision());
             let is_leader = r.succeeded()
                 || r.op_responses().into_iter().any(|op| match op {
                     TxnOpResponse::Get(g) => g
@@ -710,6 +691,9 @@ async fn session(
                 // etcd lets the lease go TTL after it got the renewal; stop a
                 // second before that, counted from before it was sent
                 leader.hold_until(sent_ms + LEASE_TTL_SECS as u64 * 1000 - 1000);
+                if let Some(c) = compaction.as_deref_mut() {
+                    c.round(&client, revision);
+                }
             } else {
                 leader.drop_it();
             }
@@ -740,39 +724,6 @@ async fn session(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_urls_parse_and_bad_ones_are_refused() {
-        let u: EtcdUrl = "etcd://127.0.0.1:2379,h2:2380/sy/prod/".parse().unwrap();
-        assert_eq!(u.endpoints, vec!["http://127.0.0.1:2379", "http://h2:2380"]);
-        assert_eq!(u.prefix, "sy/prod");
-        assert_eq!(u.timeout, OP_TIMEOUT);
-        let u: EtcdUrl = "etcd://h:1/p?timeout=1500ms".parse().unwrap();
-        assert_eq!(
-            (u.prefix.as_str(), u.timeout),
-            ("p", Duration::from_millis(1500))
-        );
-        let u: EtcdUrl = "etcd://h:1/p?timeout=2s".parse().unwrap();
-        assert_eq!(u.timeout, Duration::from_secs(2));
-        for bad in [
-            "http://h:1/p",
-            "etcd://h:1",
-            "etcd://h:1/",
-            "etcd://h/p",
-            "etcd://h:x/p",
-            "etcd://:1/p",
-            "etcd://h:1/p?timeout=0s",
-            "etcd://h:1/p?timeout=fast",
-            "etcd://h:1/p?colour=red",
-        ] {
-            assert!(bad.parse::<EtcdUrl>().is_err(), "{bad}");
         }
     }
 }
