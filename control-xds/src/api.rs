@@ -49,7 +49,6 @@ use serde_json::{json, Value};
 use switchyard_engine::{Request, Resource};
 
 use crate::auth::{AuthError, Identity, Role, Tokens};
-use crate::etcd::EtcdError;
 use crate::load::{self, Located};
 use crate::serve::{snapshot_version, ChangeError, ControlPlane};
 use crate::state::{ChangeSummary, Store, StoreError};
@@ -313,12 +312,14 @@ impl From<AuthError> for ApiError {
             AuthError::BadRequest(m) => Self::bad_request(m),
             AuthError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             AuthError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            AuthError::Etcd(e @ EtcdError::Unavailable { .. }) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                format!("the tokens were not changed: {e}"),
-            ),
-            AuthError::Etcd(e) => Self::new(
+            AuthError::Store(e @ crate::state_store::BackendError::Unavailable { .. }) => {
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    format!("the tokens were not changed: {e}"),
+                )
+            }
+            AuthError::Store(e) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "state_not_saved",
                 format!("the tokens were not changed: {e}"),

@@ -158,7 +158,7 @@ pub async fn run(
         .as_ref()
         .map(Etcd::connect)
         .transpose()
-        .map_err(StartError::from)?;
+        .map_err(|e| StartError::Backend(e.into()))?;
     // The API's tokens: in etcd, in the state directory, or in memory.
     let (tokens, admin) = if opts.auth {
         let (tokens, admin) = match &etcd {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use crate::auth::AuthError;
 use crate::context_keys::{generate_context_key, new_kid};
-use crate::etcd::{EtcdError, EtcdUrl};
+use crate::etcd::EtcdUrl;
 use crate::load::{self, LoadErrors};
 use crate::persist::{self, PersistError};
 use crate::serve::ChangeError;
@@ -68,8 +68,6 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("the store")]
     Backend(#[from] BackendError),
-    #[error("etcd")]
-    Etcd(#[from] EtcdError),
 }
 
 /// The store `serve --store etcd://…` starts from, and its revision: the
