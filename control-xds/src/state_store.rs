@@ -61,7 +61,7 @@ impl From<EtcdError> for BackendError {
                 message,
             },
             e @ EtcdError::TooLarge { .. } => Self::TooLarge(e.to_string()),
-            e @ EtcdError::Url { .. } => Self::Address(e.to_string()),
+            e @ (EtcdError::Url { .. } | EtcdError::File { .. }) => Self::Address(e.to_string()),
         }
     }
 }

@@ -19,12 +19,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 
 import control_plane as cp
 import harness
-from etcd_cluster import EtcdCluster
+import certs
+from etcd_cluster import EtcdCluster, EtcdTls
 from harness import LOCALHOST, ROOT
 
 MAIN, V2, V3 = "hello-world-main", "hello-world-v2", "hello-world-v3"
@@ -630,3 +632,46 @@ def test_the_leader_drives_a_canary_from_every_replicas_envoys(procs, bins, work
     print(f"\ncanary driven by r2 (no Envoy of its own) from r0's and r1's load reports: "
           f"{done['counts']['canary']['requests']} canary and "
           f"{done['counts']['stable']['requests']} stable requests counted; succeeded")
+
+
+def test_etcd_over_tls_with_a_client_certificate(procs, bins, work_dir):
+    """(g) An etcd that requires client certificates (`--client-cert-auth`):
+    a replica with `?ca=…&cert=…&key=…` keeps its state there and releases;
+    etcd refuses a client without a certificate, and a replica without one
+    does not start (a clear error, nothing served)."""
+    ca = certs.make_ca(work_dir / "certs", "etcd-ca")
+    tls = EtcdTls(ca.cert, ca.issue("etcd", server_ip=LOCALHOST), ca.issue("switchyard", client=True))
+    etcd = EtcdCluster(procs, work_dir / "etcd", 1, tls=tls).start()
+    hello = harness.start_hello_world(procs, bins, work_dir)
+    with_cert = (f"?ca={tls.ca}&cert={tls.client.cert}&key={tls.client.key}")
+
+    def replica(name: str, query: str) -> cp.ControlPlane:
+        xds, api = harness.free_ports(2)
+        rep = cp.ControlPlane(bins, hello.resources_path, None, xds, api, harness.free_port(),
+                              procs.log_dir, extra_args=["--store", etcd.url() + query,
+                                                         "--insecure-no-auth"])
+        rep.name = name
+        rep.log_path = procs.log_dir / f"{name}.log"
+        return rep
+
+    good = replica("switchyard-tls", with_cert)
+    procs.add(good.start())
+    good.wait_ready(30)
+    r = cp.cli(bins, good.server, "-o", "json", "--no-wait", "release", V2, "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    assert r.json["releases"][0]["deployment"] == V2, r.json
+
+    # etcd itself refuses a TLS client without a certificate
+    member = etcd.members[0]
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(member.client_url + "/health", verify=str(tls.ca), timeout=5)
+    # and a replica without one cannot read the state: it stops with an error
+    bad = replica("switchyard-no-cert", f"?ca={tls.ca}&timeout=2s")
+    procs.add(bad.start())
+    cp.wait_for("the replica without a certificate exits", lambda: not bad.alive(), 30)
+    assert "unavailable" in bad.log_tail(), bad.log_tail()
+    # the good replica still serves its release from etcd
+    assert good.api("/v1/history?virtualEnv=team-a")["history"][-1]["deployment"] == V2
+    print(f"\n(g) etcd with --client-cert-auth: a replica with ca/cert/key released {V2} "
+          f"(stored in etcd over TLS); a client without a certificate refused by etcd; "
+          f"a replica without one stopped: {bad.log_tail().strip().splitlines()[-1][:160]}")

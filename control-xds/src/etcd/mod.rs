@@ -119,6 +119,8 @@ impl Leadership {
 pub enum EtcdError {
     #[error("bad --store '{url}': {reason} (expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX)")]
     Url { url: String, reason: String },
+    #[error("cannot use {path} for etcd: {reason}")]
+    File { path: String, reason: String },
     #[error("etcd is unavailable ({endpoints}): {message}")]
     Unavailable { endpoints: String, message: String },
     #[error(
@@ -128,7 +130,7 @@ pub enum EtcdError {
     TooLarge { key: String, size: usize },
 }
 
-pub use url::EtcdUrl;
+pub use url::{EtcdCredentials, EtcdUrl};
 
 /// A document and the revision it was last modified at.
 pub type Doc = (Vec<u8>, i64);
@@ -197,12 +199,7 @@ impl Etcd {
             .map_err(unavailable)?;
         // One client per member (each connects lazily), used in turn: a call
         // that cannot reach its member moves on to the next one.
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_millis(500))
-            .with_timeout(TRY_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true)
-            .with_require_leader(true);
+        let options = connect_options(&url.credentials)?;
         let mut clients = Vec::new();
         for ep in &url.endpoints {
             let (ep, options) = (ep.clone(), options.clone());
@@ -427,6 +424,41 @@ impl Etcd {
     }
 }
 
+/// The client's options: timeouts, keep-alive, and `credentials` (TLS files
+/// read now, the password from its file).
+fn connect_options(credentials: &EtcdCredentials) -> Result<ConnectOptions, EtcdError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| EtcdError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_timeout(TRY_TIMEOUT)
+        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+        .with_keep_alive_while_idle(true)
+        .with_require_leader(true);
+    if credentials.tls() {
+        let mut tls = etcd_client::TlsOptions::new();
+        if let Some(ca) = &credentials.ca {
+            tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+        }
+        if let Some((cert, key)) = &credentials.client_cert {
+            tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        options = options.with_tls(tls);
+    }
+    if let Some((user, password_file)) = &credentials.user {
+        let password = String::from_utf8(read(password_file)?).map_err(|_| EtcdError::File {
+            path: password_file.display().to_string(),
+            reason: "the password is not UTF-8".into(),
+        })?;
+        options = options.with_user(user.clone(), password.trim_end_matches(['\r', '\n']));
+    }
+    Ok(options)
+}
+
 /// Runs `f` on `handle`'s runtime from any thread (also from inside another
 /// runtime) and waits for its result.
 fn block<T: Send + 'static>(
@@ -486,7 +518,14 @@ where
                 members.next(i);
                 tried += 1;
                 if tried % members.clients.len() == 0 {
-                    tokio::time::sleep(RETRY_PAUSE).await;
+                    tokio::time::sleep_until(
+                        deadline.min(tokio::time::Instant::now() + RETRY_PAUSE),
+                    )
+                    .await;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    // the last real reason, not an empty try
+                    return Err(e);
                 }
             }
             r => return r,

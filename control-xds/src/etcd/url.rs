@@ -1,6 +1,7 @@
 //! `--store etcd://HOST:PORT[,HOST:PORT…]/PREFIX[?OPTION=VALUE&…]`: the
 //! address of the etcd cluster, the key prefix, and the client's options.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{EtcdError, OP_TIMEOUT};
@@ -9,6 +10,11 @@ use super::{EtcdError, OP_TIMEOUT};
 /// `timeout=5s` (or `1500ms`): how long one store call may keep trying
 /// before it counts as failed (default [`OP_TIMEOUT`]); `compact=off`: the
 /// leader does not compact etcd's history (see [`COMPACT_EVERY`](super::COMPACT_EVERY)).
+/// Security ([`EtcdCredentials`]): `ca=PEM` (TLS, trusting this CA: the
+/// members are then reached over https), `cert=PEM&key=PEM` (a client
+/// certificate, TLS too), `user=NAME&password-file=PATH` (etcd's
+/// authentication; the password is read from the file, never given in the
+/// URL, which shows in logs and errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdUrl {
     /// `http://HOST:PORT` for each member.
@@ -19,7 +25,30 @@ pub struct EtcdUrl {
     pub timeout: Duration,
     /// Whether the leader compacts etcd's history (`?compact=off`: not).
     pub compact: bool,
+    /// TLS files and etcd user.
+    pub credentials: EtcdCredentials,
 }
+
+/// How the client proves who it is to etcd and checks etcd's certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdCredentials {
+    /// The CA that signed the members' certificates (`ca=`).
+    pub ca: Option<PathBuf>,
+    /// A client certificate chain and its key (`cert=`, `key=`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// An etcd user and the file holding its password (`user=`, `password-file=`).
+    pub user: Option<(String, PathBuf)>,
+}
+
+impl EtcdCredentials {
+    /// Whether the members are reached over TLS.
+    pub fn tls(&self) -> bool {
+        self.ca.is_some() || self.client_cert.is_some()
+    }
+}
+
+const OPTIONS: &str =
+    "timeout=DURATION, compact=on|off, ca=PEM, cert=PEM, key=PEM, user=NAME, password-file=PATH";
 
 /// `5s`, `1500ms`.
 fn parse_duration(text: &str) -> Option<Duration> {
@@ -46,7 +75,9 @@ impl std::str::FromStr for EtcdUrl {
             .ok_or_else(|| bad("no /PREFIX after the members"))?;
         let (prefix, query) = path.split_once('?').unwrap_or((path, ""));
         let (mut timeout, mut compact) = (OP_TIMEOUT, true);
+        let (mut ca, mut cert, mut key, mut user, mut password) = (None, None, None, None, None);
         for option in query.split('&').filter(|o| !o.is_empty()) {
+            let path = |v: &str| Some(PathBuf::from(v)).filter(|_| !v.is_empty());
             match option.split_once('=') {
                 Some(("timeout", v)) => {
                     timeout = parse_duration(v)
@@ -54,13 +85,34 @@ impl std::str::FromStr for EtcdUrl {
                 }
                 Some(("compact", "on")) => compact = true,
                 Some(("compact", "off")) => compact = false,
+                Some(("ca", v)) => ca = path(v),
+                Some(("cert", v)) => cert = path(v),
+                Some(("key", v)) => key = path(v),
+                Some(("user", v)) if !v.is_empty() => user = Some(v.to_string()),
+                Some(("password-file", v)) => password = path(v),
                 _ => {
                     return Err(bad(&format!(
-                        "unknown option '{option}' (known: timeout=DURATION, compact=on|off)"
+                        "unknown option '{option}' (known: {OPTIONS})"
                     )))
                 }
             }
         }
+        let client_cert = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(bad("cert= and key= go together")),
+        };
+        let user = match (user, password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => return Err(bad("user= and password-file= go together")),
+        };
+        let credentials = EtcdCredentials {
+            ca,
+            client_cert,
+            user,
+        };
+        let scheme = if credentials.tls() { "https" } else { "http" };
         let prefix = prefix.trim_end_matches('/');
         if prefix.is_empty() {
             return Err(bad("the PREFIX is empty"));
@@ -73,13 +125,14 @@ impl std::str::FromStr for EtcdUrl {
             if host.is_empty() || port.parse::<u16>().is_err() {
                 return Err(bad("every member needs HOST:PORT"));
             }
-            endpoints.push(format!("http://{h}"));
+            endpoints.push(format!("{scheme}://{h}"));
         }
         Ok(Self {
             endpoints,
             prefix: prefix.to_string(),
             timeout,
             compact,
+            credentials,
         })
     }
 }
@@ -103,6 +156,20 @@ mod tests {
         );
         let u: EtcdUrl = "etcd://h:1/p?timeout=2s".parse().unwrap();
         assert_eq!(u.timeout, Duration::from_secs(2));
+        assert!(!u.credentials.tls() && u.endpoints == ["http://h:1"]);
+        let u: EtcdUrl =
+            "etcd://h:1,g:2/p?ca=/ca.pem&cert=/c.pem&key=/k.pem&user=sy&password-file=/pw"
+                .parse()
+                .unwrap();
+        assert_eq!(u.endpoints, ["https://h:1", "https://g:2"]);
+        assert_eq!(
+            u.credentials,
+            EtcdCredentials {
+                ca: Some("/ca.pem".into()),
+                client_cert: Some(("/c.pem".into(), "/k.pem".into())),
+                user: Some(("sy".into(), "/pw".into())),
+            }
+        );
         for bad in [
             "http://h:1/p",
             "etcd://h:1",
@@ -113,6 +180,9 @@ mod tests {
             "etcd://h:1/p?timeout=0s",
             "etcd://h:1/p?timeout=fast",
             "etcd://h:1/p?colour=red",
+            "etcd://h:1/p?cert=/c.pem",
+            "etcd://h:1/p?user=u",
+            "etcd://h:1/p?password-file=/pw",
         ] {
             assert!(bad.parse::<EtcdUrl>().is_err(), "{bad}");
         }
