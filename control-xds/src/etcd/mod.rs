@@ -535,8 +535,13 @@ where
 
 /// A pause after every member was tried once.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
-/// The longest one try on one member may take.
-const TRY_TIMEOUT: Duration = Duration::from_millis(2000);
+/// The longest one try on one member may take. Short: when etcd's leader
+/// dies, a request to a follower waits for the old leader until it times out
+/// (2 s before, measured), while the next try answers "no leader" at once
+/// until the election is over. A try that timed out may still have been
+/// made: the next one's guard then fails, and the store's change log tells
+/// ([`crate::change_log`]).
+const TRY_TIMEOUT: Duration = Duration::from_millis(600);
 
 /// One client per etcd member, and the one in use.
 #[derive(Clone)]
