@@ -573,16 +573,35 @@ impl Store {
     /// What change `id` answered when it was made, and the generation it
     /// made, if the store remembers it (its release records come from the
     /// history, as far as the history still holds them).
+    ///
+    /// A change the log forgot whose release records the history still holds
+    /// was made too: it answers those records (and the current generation).
     pub fn outcome_of(&self, id: &str) -> Option<(ChangeSummary, u64)> {
-        let done = self.applied(id)?;
-        let mut summary = done.summary.clone();
-        summary.releases = self
+        let releases: Vec<ReleaseRecord> = self
             .history
             .iter()
             .filter(|r| r.change.as_deref() == Some(id))
             .cloned()
             .collect();
-        Some((summary, done.generation))
+        let (mut summary, generation) = match self.applied(id) {
+            Some(done) => (done.summary.clone(), done.generation),
+            None if !releases.is_empty() => {
+                let mut ves: Vec<String> = releases
+                    .iter()
+                    .map(|r| format!("VirtualEnvironment/{}", r.virtual_env))
+                    .collect();
+                ves.dedup();
+                let summary = ChangeSummary {
+                    change: Some(id.to_string()),
+                    updated: ves,
+                    ..Default::default()
+                };
+                (summary, self.generation)
+            }
+            None => return None,
+        };
+        summary.releases = releases;
+        Some((summary, generation))
     }
 
     /// Marks the change just computed (`summary`, whose records are the last

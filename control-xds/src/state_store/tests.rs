@@ -241,3 +241,21 @@ fn the_state_file_keeps_the_bounded_history_and_the_change_log() {
     assert_eq!(summary.releases[0].id, "team-a-r6");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_release_the_change_log_forgot_is_still_known_by_its_history_record() {
+    let (plane, backend) = plane(1000);
+    release(&plane, "old", "web-v2").unwrap();
+    for i in 0..crate::change_log::CHANGE_LOG_LIMIT + 2 {
+        let dep = if i % 2 == 0 { "web-v1" } else { "web-v2" };
+        release(&plane, &format!("c-{i}"), dep).unwrap();
+    }
+    assert!(
+        plane.store().applied("old").is_none(),
+        "forgotten by the log"
+    );
+    let (summary, _) = release(&plane, "old", "web-v2").unwrap();
+    assert_eq!(summary.change.as_deref(), Some("old"));
+    assert_eq!(summary.releases.len(), 1);
+    assert_eq!(records_of(&backend, "old"), 1, "not made twice");
+}
