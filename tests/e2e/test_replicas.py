@@ -565,7 +565,7 @@ def test_every_replica_restarted_state_comes_back_from_etcd(procs, bins, work_di
         r2 = w.cli(w.replicas[1], "-o", "json", "release", MAIN, "--virtual-env", "team-a")
         assert r2.code == 0, r2.stderr
         assert r2.json["live"]["complete"] and r2.json["live"]["connected"] == 2, r2.json["live"]
-        cp.wait_for("requests see v2", lambda: load.results[-1].body == V2, 15)
+        cp.wait_for("requests see main", lambda: load.results[-1].body == MAIN, 15)
         time.sleep(0.5)
     assert not load.errors, load.errors[:5]
     assert not load.bad(), load.bad()[:5]
