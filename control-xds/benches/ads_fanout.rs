@@ -37,7 +37,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::{value, ListValue, Struct, Value};
 use prost::Message;
 use serde_json::json;
-use switchyard::client::Client;
+use switchyard::cli::client::Client;
 use switchyard::scope::SCOPE_METADATA_KEY;
 use switchyard::snapshot_builder::{GENESIS_FILTER, GENESIS_LISTENER};
 use switchyard::xds::ResourceType;
@@ -456,7 +456,7 @@ async fn main() {
     // once it is there
     let up = || {
         Client::connect(&api_url, None, &Default::default())
-            .and_then(|c| c.get("/v1/status", &[]))
+            .and_then(|c| c.get::<switchyard::views::StatusView>("/v1/status", &[]))
             .is_ok()
     };
     let t0 = Instant::now();
@@ -522,11 +522,11 @@ async fn main() {
         let live = tokio::task::spawn_blocking(move || {
             let client =
                 Client::connect(&url, None, &Default::default()).map_err(|e| e.to_string())?;
-            let answer = client
+            let answer: switchyard::views::ChangeView = client
                 .post("/v1/release", &body)
                 .map_err(|e| e.to_string())?;
-            let generation = answer["generation"].as_u64().ok_or("no generation")?;
-            let live = client
+            let generation = answer.generation;
+            let live: switchyard::views::LiveView = client
                 .get_with_timeout(
                     "/v1/live",
                     &[
@@ -559,11 +559,10 @@ async fn main() {
                 *t = Some(t.map_or(s.at, |t| t.max(s.at)));
             }
         }
-        assert_eq!(
-            answer["complete"].as_bool(),
-            Some(true),
-            "release {generation} not live on every stream: {}",
-            answer["live"]
+        assert!(
+            answer.complete,
+            "release {generation} not live on every stream: {} live",
+            answer.live
         );
         // what follows the release (cluster removals) counts to its bytes
         let settle = Instant::now() + Duration::from_millis(1500);

@@ -1,4 +1,5 @@
-//! Wall-clock time for records: Unix milliseconds and RFC 3339 (UTC).
+//! The one wall clock: now in Unix milliseconds or seconds, and RFC 3339 (UTC)
+//! for records. Everything that reads the time reads it here.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,6 +9,19 @@ pub fn now_unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// Now, in seconds since the Unix epoch.
+pub fn now_unix_seconds() -> u64 {
+    now_unix_ms() / 1000
+}
+
+/// The sub-second part of now, in nanoseconds: a cheap varying number (pauses
+/// that should not meet again), not a time.
+pub fn subsec_nanos() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time in milliseconds (UTC).

@@ -82,12 +82,12 @@ fn replicate(
             api_addr: api.clone(),
             leader,
             generation,
-            at_unix_ms: crate::xds::cache::now_unix_ms(),
+            at_unix_ms: crate::clock::now_unix_ms(),
             envoys: c
                 .nodes()
                 .iter()
                 .filter(|n| n.connected)
-                .map(crate::api::node_json)
+                .map(crate::api::node_view)
                 .collect(),
             lrs_wanted: if leader {
                 plane_.progressive().reports.wanted().into_iter().collect()
@@ -159,50 +159,9 @@ pub async fn run(
         .map(Etcd::connect)
         .transpose()
         .map_err(|e| StartError::Backend(e.into()))?;
-    // The API's tokens: in etcd, in the state directory, or in memory.
-    let (tokens, admin) = if opts.auth {
-        let (tokens, admin) = match &etcd {
-            Some(etcd) => Tokens::open_etcd(etcd),
-            None => Tokens::open(opts.state_dir.as_deref()),
-        }
-        .map_err(StartError::from)?;
-        (Some(Arc::new(tokens)), admin)
-    } else {
-        tracing::warn!(api = %opts.api_addr, "the API needs no credential (--insecure-no-auth)");
-        (None, None)
-    };
+    let (tokens, admin) = open_tokens(&opts, etcd.as_ref())?;
     let cache = SnapshotCache::new();
-    let plane = match &etcd {
-        None => {
-            let store = initial_store(&opts)?;
-            Arc::new(
-                ControlPlane::start(
-                    store,
-                    cache.clone(),
-                    opts.build.clone(),
-                    opts.state_dir.clone(),
-                )?
-                .with_history_limit(opts.history_limit),
-            )
-        }
-        Some(etcd) => {
-            let backend = Arc::new(EtcdBackend { etcd: etcd.clone() });
-            let (store, revision) = initial_store_in(&opts, backend.as_ref())?;
-            let mut plane = ControlPlane::start_on(
-                store,
-                revision,
-                cache.clone(),
-                opts.build.clone(),
-                backend,
-            )?
-            .with_history_limit(opts.history_limit);
-            // singleton work waits for the etcd election
-            let leadership = plane.elect();
-            let plane = Arc::new(plane);
-            replicate(&opts, etcd, &plane, &cache, leadership);
-            plane
-        }
-    };
+    let plane = start_plane(&opts, etcd.as_ref(), &cache)?;
     let generation = plane.store().generation;
     let api_listener = tokio::net::TcpListener::bind(opts.api_addr)
         .await
@@ -233,38 +192,14 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let mut api_stop = stop_rx;
-    let refusals = plane.refusals().clone();
     let xds_shutdown = async move {
         let _ = xds_stop.wait_for(|s| *s).await;
     };
-    // ADS and LRS (the load reports that judge progressive rollouts) share
-    // the xDS port and its TLS.
-    let ads = AdsServer::new(cache).into_service();
-    let lrs = plane.progressive().reports.service();
-    let xds = match xds_tls {
-        Some(acceptor) => {
-            let incoming = crate::tls::incoming(xds_listener, acceptor, "xds", refusals.clone());
-            tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(ads)
-                    .add_service(lrs)
-                    .serve_with_incoming_shutdown(incoming, xds_shutdown),
-            )
-        }
-        None => tokio::spawn(
-            tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(ads)
-                .add_service(lrs)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
-                    xds_shutdown,
-                ),
-        ),
-    };
+    let xds = serve_xds(&plane, cache, xds_listener, xds_tls, xds_shutdown);
+    let api_refusals = plane.refusals().clone();
     let router = crate::api::router(plane, tokens);
     let api = tokio::spawn(async move {
-        crate::http_server::serve(api_listener, router, api_tls, refusals, async move {
+        crate::http_server::serve(api_listener, router, api_tls, api_refusals, async move {
             let _ = api_stop.wait_for(|s| *s).await;
         })
         .await;
@@ -292,4 +227,89 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     Ok(())
+}
+
+/// The API's tokens (in etcd, in the state directory, or none without auth)
+/// and the admin token when it was just created.
+fn open_tokens(
+    opts: &ServeOptions,
+    etcd: Option<&Etcd>,
+) -> Result<(Option<Arc<Tokens>>, Option<String>), StartError> {
+    if !opts.auth {
+        tracing::warn!(api = %opts.api_addr, "the API needs no credential (--insecure-no-auth)");
+        return Ok((None, None));
+    }
+    let (tokens, admin) = match etcd {
+        Some(etcd) => Tokens::open_etcd(etcd),
+        None => Tokens::open(opts.state_dir.as_deref()),
+    }?;
+    Ok((Some(Arc::new(tokens)), admin))
+}
+
+/// The control plane on its first store: from the state file, or from etcd
+/// (then also the replica's watch, session and election).
+fn start_plane(
+    opts: &ServeOptions,
+    etcd: Option<&Etcd>,
+    cache: &SnapshotCache,
+) -> anyhow::Result<Arc<ControlPlane>> {
+    let Some(etcd) = etcd else {
+        let store = initial_store(opts)?;
+        return Ok(Arc::new(
+            ControlPlane::start(
+                store,
+                cache.clone(),
+                opts.build.clone(),
+                opts.state_dir.clone(),
+            )?
+            .with_history_limit(opts.history_limit),
+        ));
+    };
+    let backend = Arc::new(EtcdBackend { etcd: etcd.clone() });
+    let (store, revision) = initial_store_in(opts, backend.as_ref())?;
+    let mut plane =
+        ControlPlane::start_on(store, revision, cache.clone(), opts.build.clone(), backend)?
+            .with_history_limit(opts.history_limit);
+    // singleton work waits for the etcd election
+    let leadership = plane.elect();
+    let plane = Arc::new(plane);
+    replicate(opts, etcd, &plane, cache, leadership);
+    Ok(plane)
+}
+
+/// Serves ADS and LRS (the load reports that judge progressive rollouts) on
+/// the xDS listener, with its TLS, until `shutdown` completes.
+fn serve_xds(
+    plane: &ControlPlane,
+    cache: SnapshotCache,
+    xds_listener: tokio::net::TcpListener,
+    xds_tls: Option<ReloadingAcceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
+    let ads = AdsServer::new(cache)
+        .scoped_by(crate::scope::scope_of)
+        .into_service();
+    let lrs = plane.progressive().reports.service();
+    match xds_tls {
+        Some(acceptor) => {
+            let incoming =
+                crate::tls::incoming(xds_listener, acceptor, "xds", plane.refusals().clone());
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(ads)
+                    .add_service(lrs)
+                    .serve_with_incoming_shutdown(incoming, shutdown),
+            )
+        }
+        None => tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(ads)
+                .add_service(lrs)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
+                    shutdown,
+                ),
+        ),
+    }
 }

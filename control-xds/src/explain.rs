@@ -1,42 +1,17 @@
-//! `switchyard explain`: route a described request with the real engine and say why.
+//! Route a described request with the real engine and say why: the answer of
+//! `switchyard explain` and of `POST /v1/explain`.
 
-use std::process::ExitCode;
+use switchyard_engine::{DecisionKind, Index, Request};
 
-use serde_json::json;
-use switchyard_engine::{Index, Request};
+use crate::views::{ExplainOutcome, ExplainView, RefusedView, RoutedView};
 
-/// Routes `request` and hands the result to `print` as JSON and as human text.
-pub fn explain(
-    index: &Index,
-    request: &Request<'_>,
-    print: impl FnOnce(&serde_json::Value, String),
-) -> ExitCode {
-    match index.route(request) {
+/// Routes `request`: the decision or the refusal, with its human form.
+pub fn explain(index: &Index, request: &Request<'_>) -> ExplainView {
+    let (outcome, human) = match index.route(request) {
         Ok(d) => {
-            let vars: serde_json::Map<String, serde_json::Value> = d
-                .vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v)))
-                .collect();
-            let value = json!({
-                "routed": true,
-                "environment": d.environment,
-                "virtualEnvironment": d.virtual_env,
-                "app": d.app,
-                "deployment": d.deployment,
-                "component": d.component,
-                "componentVersion": d.component_version,
-                "cluster": d.cluster,
-                "decision": d.kind.to_string(),
-                "vars": vars,
-                "forwardedPath": d.rewritten_path.as_deref().unwrap_or(request.path),
-                "strippedHeaders": d.strip_headers,
-            });
             let why = match d.kind {
-                switchyard_engine::DecisionKind::Explicit => {
-                    "kf-dep selected the deployment".to_string()
-                }
-                switchyard_engine::DecisionKind::Release => {
+                DecisionKind::Explicit => "kf-dep selected the deployment".to_string(),
+                DecisionKind::Release => {
                     format!("the release of virtual environment {}", d.virtual_env)
                 }
                 k => format!("canary decision {k}"),
@@ -52,23 +27,50 @@ pub fn explain(
                 d.component_version,
                 d.cluster
             );
-            print(&value, human);
-            ExitCode::SUCCESS
+            let routed = RoutedView {
+                routed: true,
+                environment: d.environment.to_string(),
+                virtual_environment: d.virtual_env.to_string(),
+                app: d.app.to_string(),
+                deployment: d.deployment.to_string(),
+                component: d.component.to_string(),
+                component_version: d.component_version.to_string(),
+                cluster: d.cluster.to_string(),
+                decision: d.kind.to_string(),
+                vars: d
+                    .vars
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                forwarded_path: d
+                    .rewritten_path
+                    .clone()
+                    .unwrap_or_else(|| request.path.to_string()),
+                stripped_headers: d.strip_headers.iter().map(|h| h.to_string()).collect(),
+            };
+            (ExplainOutcome::Routed(Box::new(routed)), human)
         }
         Err(e) => {
-            let value = json!({"routed": false, "status": e.code.status(), "error": e.code.as_str(), "message": e.message});
-            print(
-                &value,
-                format!(
-                    "{} {} → refused {} {}: {}",
-                    request.method,
-                    request.path,
-                    e.code.status(),
-                    e.code.as_str(),
-                    e.message
-                ),
+            let human = format!(
+                "{} {} → refused {} {}: {}",
+                request.method,
+                request.path,
+                e.code.status(),
+                e.code.as_str(),
+                e.message
             );
-            ExitCode::from(2)
+            let refused = RefusedView {
+                routed: false,
+                status: e.code.status(),
+                error: e.code.as_str().to_string(),
+                message: e.message.to_string(),
+            };
+            (ExplainOutcome::Refused(refused), human)
         }
+    };
+    ExplainView {
+        outcome,
+        istio: None,
+        human: Some(human),
     }
 }

@@ -27,8 +27,10 @@ use std::sync::atomic::AtomicU64;
 use switchyard_engine::canary::weight::parse_weight;
 use switchyard_engine::Resource;
 
+use crate::kind::Kind;
 use crate::progressive::machine::Phase;
 use crate::serve::{snapshot_version, ControlPlane};
+use crate::state::Store;
 use crate::xds::ResourceType;
 
 type Labels = Vec<(String, String)>;
@@ -50,8 +52,20 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
 pub fn render(plane: &ControlPlane) -> String {
     let mut r = Registry::with_prefix("switchyard");
     let store = plane.store();
+    store_metrics(&mut r, plane, &store);
+    xds_metrics(&mut r, plane, &store);
+    canary_metrics(&mut r, plane, &store);
+    let mut out = String::new();
+    if encode(&mut out, &r).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// The store: its generation, snapshots served, resources by kind.
+fn store_metrics(r: &mut Registry, plane: &ControlPlane, store: &Store) {
     gauge(
-        &mut r,
+        r,
         "config_generation",
         "Generation of the store (the served config version)",
         store.generation as i64,
@@ -68,24 +82,27 @@ pub fn render(plane: &ControlPlane) -> String {
         kinds.get_or_create(&labels(&[("kind", res.kind())])).inc();
     }
     r.register("resources", "Resources in the store, by kind", kinds);
+}
 
+/// The Envoys: connected, by xDS type and state; the replicas on etcd.
+fn xds_metrics(r: &mut Registry, plane: &ControlPlane, store: &Store) {
     let version = snapshot_version(store.generation);
     let nodes = plane.cache().nodes();
     gauge(
-        &mut r,
+        r,
         "envoys_connected",
         "Envoys with an open ADS stream",
         nodes.iter().filter(|n| n.connected).count() as i64,
     );
     if let Some(view) = plane.replicas() {
         gauge(
-            &mut r,
+            r,
             "replicas",
             "Replicas registered in etcd (serve --store), this one included",
             view.all().len() as i64,
         );
         gauge(
-            &mut r,
+            r,
             "leader",
             "1 if this replica runs singleton work (the canary driver)",
             i64::from(plane.is_leader()),
@@ -115,8 +132,12 @@ pub fn render(plane: &ControlPlane) -> String {
         "Connected Envoys by xDS type and whether they ACKed the served version",
         xds,
     );
+}
+
+/// Progressive rollouts: phase, weight, step, and what was measured.
+fn canary_metrics(r: &mut Registry, plane: &ControlPlane, store: &Store) {
     gauge(
-        &mut r,
+        r,
         "lrs_envoys_reporting",
         "Envoys that sent a load report",
         plane.progressive().reports.nodes().len() as i64,
@@ -153,7 +174,7 @@ pub fn render(plane: &ControlPlane) -> String {
                 .get_or_create(&labels(&[("canary", name), ("phase", p.as_str())]))
                 .set(i64::from(p == current));
         }
-        let w = match (rollout, store.get("Canary", name)) {
+        let w = match (rollout, store.get(Kind::Canary, name)) {
             (Some(r), _) => r.weight.clone(),
             (None, Some(Resource::Canary(c))) => c.spec.weight.clone().unwrap_or_default(),
             _ => String::new(),
@@ -164,8 +185,8 @@ pub fn render(plane: &ControlPlane) -> String {
             .set(f64::from(ppm) / 1_000_000.0);
         step.get_or_create(&labels(&[("canary", name)]))
             .set(rollout.map_or(0, |r| r.step as i64 + 1));
-        if let Some(live) = plane.progressive().live(name) {
-            for (v, c) in [("canary", live.canary), ("stable", live.stable)] {
+        if let Some(measured) = plane.progressive().measured(name) {
+            for (v, c) in [("canary", measured.canary), ("stable", measured.stable)] {
                 requests
                     .get_or_create(&labels(&[("canary", name), ("version", v)]))
                     .inc_by(c.requests);
@@ -173,7 +194,7 @@ pub fn render(plane: &ControlPlane) -> String {
                     .get_or_create(&labels(&[("canary", name), ("version", v)]))
                     .inc_by(c.errors);
             }
-            let s = live.statistic;
+            let s = measured.statistic;
             statistic
                 .get_or_create(&labels(&[("canary", name), ("test", s.test)]))
                 .set(s.value);
@@ -213,17 +234,12 @@ pub fn render(plane: &ControlPlane) -> String {
         "The bound at which the canary fails",
         bound,
     );
-    let mut out = String::new();
-    if encode(&mut out, &r).is_err() {
-        out.clear();
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::progressive::store_ops::Command;
+    use crate::state::rollout_ops::Command;
     use crate::test_fixtures::{plane_with, WEB_V1, WEB_V2};
 
     #[test]

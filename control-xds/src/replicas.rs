@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::progressive::analyzer::Counts;
+use crate::views::NodeView;
 
 /// What a replica publishes about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,8 +28,8 @@ pub struct ReplicaStatus {
     /// The store generation it serves.
     pub generation: u64,
     pub at_unix_ms: u64,
-    /// Its connected Envoys, as `status` shows them (`crate::api`).
-    pub envoys: Vec<Value>,
+    /// Its connected Envoys, as `status` shows them.
+    pub envoys: Vec<NodeView>,
     /// The leader: the clusters its canary driver wants load reports of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lrs_wanted: Vec<String>,
@@ -70,21 +70,14 @@ impl ReplicaView {
     /// replica that holds it. An Envoy listed by two replicas (it moved, and
     /// the replica it left is dead but its entry has not expired yet) counts
     /// where it was seen last.
-    pub fn remote_envoys(&self) -> Vec<(String, Value)> {
-        let mut by_id: BTreeMap<String, (String, Value)> = BTreeMap::new();
+    pub fn remote_envoys(&self) -> Vec<(String, NodeView)> {
+        let mut by_id: BTreeMap<String, (String, NodeView)> = BTreeMap::new();
         for r in self.others() {
-            for n in r.envoys {
-                let Some(id) = n["id"].as_str().map(str::to_string) else {
-                    continue;
-                };
-                if n["connected"] != Value::Bool(true) {
-                    continue;
-                }
-                let seen = |v: &Value| v["lastSeenUnixMs"].as_u64().unwrap_or(0);
-                match by_id.get(&id) {
-                    Some((_, old)) if seen(old) >= seen(&n) => {}
+            for n in r.envoys.into_iter().filter(|n| n.connected) {
+                match by_id.get(&n.id) {
+                    Some((_, old)) if old.last_seen_unix_ms >= n.last_seen_unix_ms => {}
                     _ => {
-                        by_id.insert(id, (r.id.clone(), n));
+                        by_id.insert(n.id.clone(), (r.id.clone(), n));
                     }
                 }
             }
@@ -101,9 +94,8 @@ impl ReplicaView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn published(id: &str, envoys: Vec<Value>) -> (String, Vec<u8>) {
+    fn published(id: &str, envoys: Vec<NodeView>) -> (String, Vec<u8>) {
         let s = ReplicaStatus {
             id: id.into(),
             xds_addr: String::new(),
@@ -120,7 +112,15 @@ mod tests {
 
     #[test]
     fn an_envoy_listed_twice_counts_where_it_was_seen_last() {
-        let envoy = |id: &str, seen: u64, connected: bool| json!({"id": id, "connected": connected, "lastSeenUnixMs": seen});
+        let envoy = |id: &str, seen: u64, connected: bool| NodeView {
+            id: id.into(),
+            cluster: "c".into(),
+            connected,
+            streams: 1,
+            last_seen_unix_ms: seen,
+            types: Default::default(),
+            replica: None,
+        };
         let dir: BTreeMap<String, Vec<u8>> = [
             // r0 died; its entry (envoy-1 seen at 100) has not expired yet
             published("r0", vec![envoy("envoy-1", 100, true)]),
@@ -139,7 +139,7 @@ mod tests {
         let remote: Vec<(String, String)> = view
             .remote_envoys()
             .into_iter()
-            .map(|(r, n)| (r, n["id"].as_str().unwrap().to_string()))
+            .map(|(r, n)| (r, n.id))
             .collect();
         assert_eq!(remote, vec![("r1".to_string(), "envoy-1".to_string())]);
     }

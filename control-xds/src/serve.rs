@@ -2,8 +2,7 @@
 //! every accepted change into a snapshot for the [`SnapshotCache`] the ADS server
 //! streams from, and saves the store where it is kept ([`StateBackend`]: the
 //! state file, or etcd). The HTTP API ([`crate::api`]) is built on it, and
-//! [`crate::daemon`] wires both to listeners (layers, one way: state →
-//! state_store → serve → api → daemon).
+//! [`crate::daemon`] wires both, and the canary driver, to listeners.
 //!
 //! A change goes store → snapshot → saved → cache, each step able to refuse it:
 //! the store validates it with the engine, the snapshot builder compiles it again
@@ -27,7 +26,7 @@ use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
 use crate::etcd::Leadership;
 use crate::persist::PersistError;
-use crate::rollout::Pollers;
+use crate::propagation::Pollers;
 use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
 use crate::state::{ChangeSummary, Store, StoreError};
 use crate::state_store::{BackendError, Commit, FileBackend, Settled, StateBackend};
@@ -106,8 +105,8 @@ pub struct ControlPlane {
     leader: Leadership,
     /// The other replicas (etcd only).
     replicas: OnceLock<crate::replicas::ReplicaView>,
-    /// Progressive rollouts: LRS reports and what was measured.
-    progressive: crate::progressive::driver::Progressive,
+    /// Progressive rollouts: LRS reports and what the driver measured.
+    progressive: crate::progressive::observed::Observed,
     /// Snapshots built and served since start (`/metrics`).
     served: std::sync::atomic::AtomicU64,
     /// How many release records each VE keeps (`serve --history-limit`).
@@ -283,9 +282,7 @@ impl ControlPlane {
             (base, read) = (latest.0.clone(), latest.1);
             self.adopt(latest.0, latest.1)?;
             // A short, varying pause so that two replicas do not meet again.
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
+            let nanos = crate::clock::subsec_nanos();
             std::thread::sleep(std::time::Duration::from_micros(
                 u64::from(nanos % 2000) + 500 * attempt as u64,
             ));
@@ -418,7 +415,7 @@ impl ControlPlane {
     }
 
     /// Progressive rollouts (LRS reports, measurements).
-    pub fn progressive(&self) -> &crate::progressive::driver::Progressive {
+    pub fn progressive(&self) -> &crate::progressive::observed::Observed {
         &self.progressive
     }
 

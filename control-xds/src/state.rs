@@ -39,6 +39,7 @@ use switchyard_engine::resources::{Release, ReleasePolicyType};
 use switchyard_engine::{Index, Resource, Settings};
 
 use crate::clock::now_unix_ms;
+use crate::kind::Kind;
 use crate::load::{self, LoadError, LoadErrors, Located};
 
 // Moved to their own modules (one job each); re-exported for existing callers.
@@ -47,6 +48,8 @@ pub use crate::context_keys::{generate_context_key, new_kid};
 pub use crate::history::ReleaseRecord;
 
 use crate::change_log::AppliedChange;
+
+pub mod rollout_ops;
 
 /// Version of the state file's format.
 pub const STATE_FORMAT: u32 = 1;
@@ -148,21 +151,6 @@ fn key(r: &Resource) -> (String, String) {
     (r.kind().to_string(), r.name().to_string())
 }
 
-/// The kind a user typed (`ve`, `deployment`, `VirtualEnvironment`, ...).
-pub fn parse_kind(kind: &str) -> Option<&'static str> {
-    match kind.to_ascii_lowercase().as_str() {
-        "environment" | "environments" | "env" => Some("Environment"),
-        "virtualenvironment" | "virtualenvironments" | "virtual-env" | "ve" => {
-            Some("VirtualEnvironment")
-        }
-        "appdeployment" | "appdeployments" | "deployment" | "deployments" | "dep" => {
-            Some("AppDeployment")
-        }
-        "canary" | "canaries" => Some("Canary"),
-        _ => None,
-    }
-}
-
 impl Store {
     /// An empty store with the current format.
     pub fn new() -> Self {
@@ -178,8 +166,9 @@ impl Store {
     }
 
     /// One resource by kind and name.
-    pub fn get(&self, kind: &str, name: &str) -> Option<&Resource> {
-        self.resources.get(&(kind.to_string(), name.to_string()))
+    pub fn get(&self, kind: Kind, name: &str) -> Option<&Resource> {
+        self.resources
+            .get(&(kind.as_str().to_string(), name.to_string()))
     }
 
     /// The filter's settings: defaults plus the context keys (the first signs).
@@ -228,9 +217,10 @@ impl Store {
                     ),
                 ));
             }
-            if let (Resource::AppDeployment(new), Some(Resource::AppDeployment(old))) =
-                (&d.resource, self.get("AppDeployment", d.resource.name()))
-            {
+            if let (Resource::AppDeployment(new), Some(Resource::AppDeployment(old))) = (
+                &d.resource,
+                self.get(Kind::AppDeployment, d.resource.name()),
+            ) {
                 if old.spec.version.is_some() && old.spec != new.spec {
                     problems.push(located_problem(
                         d,
@@ -350,7 +340,7 @@ impl Store {
     /// The store without `kind`/`name`; refused if what remains does not validate
     /// (e.g. a released deployment).
     pub fn delete(&self, kind: &str, name: &str) -> Result<(Store, ChangeSummary), StoreError> {
-        let kind = parse_kind(kind).ok_or_else(|| {
+        let kind = Kind::parse(kind).ok_or_else(|| {
             StoreError::BadRequest(format!(
                 "unknown kind '{kind}'; use Environment, VirtualEnvironment, AppDeployment or Canary"
             ))
@@ -358,7 +348,7 @@ impl Store {
         let mut next = self.clone();
         let removed = next
             .resources
-            .remove(&(kind.to_string(), name.to_string()))
+            .remove(&(kind.as_str().to_string(), name.to_string()))
             .ok_or_else(|| StoreError::NotFound(format!("{kind}/{name}")))?;
         next.index().map_err(StoreError::Invalid)?;
         next.generation += 1;
@@ -380,14 +370,14 @@ impl Store {
         ve: &str,
         who: &str,
     ) -> Result<(Store, ChangeSummary), StoreError> {
-        let Some(Resource::AppDeployment(dep)) = self.get("AppDeployment", deployment) else {
+        let Some(Resource::AppDeployment(dep)) = self.get(Kind::AppDeployment, deployment) else {
             return Err(StoreError::NotFound(format!("AppDeployment/{deployment}")));
         };
-        let Some(Resource::VirtualEnvironment(v)) = self.get("VirtualEnvironment", ve) else {
+        let Some(Resource::VirtualEnvironment(v)) = self.get(Kind::VirtualEnvironment, ve) else {
             return Err(StoreError::NotFound(format!("VirtualEnvironment/{ve}")));
         };
         let stable = matches!(
-            self.get("Environment", &v.spec.environment),
+            self.get(Kind::Environment, &v.spec.environment),
             Some(Resource::Environment(e))
                 if e.spec.release_policy.as_ref().map(|p| p.policy_type) == Some(ReleasePolicyType::Stable)
         );
@@ -423,7 +413,7 @@ impl Store {
         app: Option<&str>,
         who: &str,
     ) -> Result<(Store, ChangeSummary), StoreError> {
-        if self.get("VirtualEnvironment", ve).is_none() {
+        if self.get(Kind::VirtualEnvironment, ve).is_none() {
             return Err(StoreError::NotFound(format!("VirtualEnvironment/{ve}")));
         }
         let undone: std::collections::BTreeSet<&str> = self
@@ -450,7 +440,7 @@ impl Store {
                     target.id, target.app
                 )))
             }
-            Some(prev) if self.get("AppDeployment", prev).is_none() => {
+            Some(prev) if self.get(Kind::AppDeployment, prev).is_none() => {
                 return Err(StoreError::Conflict(format!(
                     "cannot roll back to AppDeployment/{prev}: it was deleted"
                 )))
@@ -483,7 +473,10 @@ impl Store {
     ) -> Result<(Store, ChangeSummary), StoreError> {
         let mut next = self.clone();
         let id = next.next_release_id(ve);
-        let k = ("VirtualEnvironment".to_string(), ve.to_string());
+        let k = (
+            Kind::VirtualEnvironment.as_str().to_string(),
+            ve.to_string(),
+        );
         let Some(Resource::VirtualEnvironment(v)) = next.resources.get_mut(&k) else {
             return Err(StoreError::NotFound(format!("VirtualEnvironment/{ve}")));
         };

@@ -250,9 +250,7 @@ impl Refusals {
         if let Some(left_out) = LOGGED.take() {
             tracing::warn!(listener, %peer, %reason, left_out, "TLS handshake refused");
         }
-        let at_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let at_unix_ms = crate::clock::now_unix_ms();
         let mut g = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if g.0.len() == Self::KEPT {
             g.0.pop_front();

@@ -1,4 +1,5 @@
-//! The host calls the filter makes, each mapped to a `Result` (never a panic).
+//! The host calls of the request path and of configuration, each mapped to a
+//! `Result` (never a panic).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};

@@ -3,8 +3,10 @@
 //! `on_configure` compiles the plugin configuration into an [`Index`] once (and
 //! refuses a bad one, so Envoy keeps the last good configuration); per request the
 //! filter reads the header map in one host call, asks the engine, and applies the
-//! decision. Every host call goes through [`host`], which maps failures to errors
-//! instead of panicking: a panic would take the VM down for every later request.
+//! decision. No host call can panic: those of the request path and of
+//! configuration go through [`host`], which maps failures to errors, and the
+//! pull mode's shared data and the stats handle the `Result` of `hostcalls`
+//! where they call it. A panic would take the VM down for every later request.
 
 mod host;
 mod http;

@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use base64::Engine;
-use serde_json::Value;
 use switchyard::api::read_bodies;
 use switchyard::explain::explain;
 use switchyard::load;
 use switchyard::snapshot_builder::{plugin_config as served_config, BuildOptions};
+use switchyard::views::ExplainView;
 use switchyard_engine::canary::jwt::JwtVerifier;
 use switchyard_engine::config::Mode;
 use switchyard_engine::context::ContextKey;
@@ -341,11 +341,9 @@ static EXPLAIN_VS_FILTER_FILTER: LazyLock<Index> = LazyLock::new(|| {
     }
 });
 
-fn explain_vs_filter_explained(index: &Index, owned: &OwnedRequest) -> (Value, String) {
+fn explain_vs_filter_explained(index: &Index, owned: &OwnedRequest) -> ExplainView {
     fastrand::seed(0x5eed);
-    let mut out = (Value::Null, String::new());
-    explain(index, &owned.request(), |v, human| out = (v.clone(), human));
-    out
+    explain(index, &owned.request())
 }
 
 /// Differential: `switchyard explain` (the control plane's index, compiled from
@@ -488,7 +486,7 @@ fn istio_render(resources: &[switchyard_engine::Resource]) {
 
 static API_BODIES_INDEX: LazyLock<Index> = LazyLock::new(|| example_index(Mode::Genesis));
 
-/// The control plane's HTTP API bodies (`control-xds/src/api.rs`): apply /
+/// The control plane's HTTP API bodies (`control-xds/src/api/`): apply /
 /// publish (down to the resource documents), delete, release, rollback, retire
 /// and explain (down to the explained request, against the canary example).
 /// Never panics.

@@ -31,7 +31,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::analyzer::Counts;
-use crate::xds::cache::now_unix_ms;
+use crate::clock::now_unix_ms;
 
 /// The interval the server asks for.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);

@@ -112,173 +112,216 @@ fn rate(text: &str) -> Result<f64, String> {
     parse_weight(text).map(|ppm| f64::from(ppm) / 1_000_000.0)
 }
 
-impl Plan {
-    /// The plan of a Canary with `steps`; `None` for a plain canary. Every
-    /// problem is reported, with its field.
-    pub fn of(resource: &str, spec: &CanarySpec) -> Result<Option<Plan>, Vec<ValidationError>> {
-        let mut errors = Vec::new();
-        let mut err = |field: String, reason: String| {
-            errors.push(ValidationError::new(resource, field, reason));
-        };
-        if spec.steps.is_empty() {
-            if spec.analysis.is_some() {
-                err(
-                    "spec.analysis".into(),
-                    "analysis judges progressive steps: add spec.steps, e.g. [\"1%\", \"10%\", \"100%\"]".into(),
-                );
-                return Err(errors);
-            }
-            return Ok(None);
+/// The problems found in one Canary, each with its field.
+struct Problems<'a> {
+    resource: &'a str,
+    errors: Vec<ValidationError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, field: String, reason: String) {
+        self.errors
+            .push(ValidationError::new(self.resource, field, reason));
+    }
+
+    /// An analysis duration in ms (`default` when absent; 0 when wrong).
+    fn duration(
+        &mut self,
+        field: &str,
+        value: &Option<String>,
+        default: Duration,
+        min: Duration,
+    ) -> u64 {
+        match value {
+            None => default.as_millis() as u64,
+            Some(text) => match parse_duration(text) {
+                Ok(d) if d < min => {
+                    self.add(
+                        format!("spec.analysis.{field}"),
+                        format!("'{text}' is below the minimum of {}ms", min.as_millis()),
+                    );
+                    0
+                }
+                Ok(d) => d.as_millis() as u64,
+                Err(reason) => {
+                    self.add(format!("spec.analysis.{field}"), reason);
+                    0
+                }
+            },
         }
+    }
+
+    /// An analysis rate above 0%, if given and right.
+    fn fraction(&mut self, field: &str, value: &Option<String>) -> Option<f64> {
+        let text = value.as_ref()?;
+        match rate(text) {
+            Ok(0.0) => {
+                self.add(format!("spec.analysis.{field}"), format!("'{text}' is 0%"));
+                None
+            }
+            Ok(r) => Some(r),
+            Err(reason) => {
+                self.add(format!("spec.analysis.{field}"), reason);
+                None
+            }
+        }
+    }
+
+    /// The steps' weights (ppm), each above 0% and above the one before.
+    fn steps(&mut self, steps: &[String]) -> Vec<u32> {
         let mut steps_ppm = Vec::new();
-        for (i, s) in spec.steps.iter().enumerate() {
+        for (i, s) in steps.iter().enumerate() {
             match parse_weight(s) {
-                Ok(0) => err(
+                Ok(0) => self.add(
                     format!("spec.steps[{i}]"),
                     format!("'{s}' is 0%: a step sends some traffic to the canary"),
                 ),
                 Ok(ppm) => {
-                    if let Some(&last) = steps_ppm.last() {
-                        if ppm <= last {
-                            err(
-                                format!("spec.steps[{i}]"),
-                                format!(
-                                    "'{s}' is not above the step before it: steps only increase"
-                                ),
-                            );
-                        }
+                    if steps_ppm.last().is_some_and(|&last| ppm <= last) {
+                        self.add(
+                            format!("spec.steps[{i}]"),
+                            format!("'{s}' is not above the step before it: steps only increase"),
+                        );
                     }
                     steps_ppm.push(ppm);
                 }
-                Err(reason) => err(format!("spec.steps[{i}]"), reason),
+                Err(reason) => self.add(format!("spec.steps[{i}]"), reason),
             }
         }
-        let doc: AnalysisDoc = match &spec.analysis {
-            None => AnalysisDoc::default(),
-            Some(v) => match serde_json::from_value(v.clone()) {
-                Ok(d) => d,
-                Err(e) => {
-                    let msg = e.to_string();
-                    // serde names an unknown field in backticks: point at it.
-                    let field = msg
-                        .split('`')
-                        .nth(1)
-                        .filter(|_| msg.starts_with("unknown field"))
-                        .map_or("spec.analysis".to_string(), |f| {
-                            format!("spec.analysis.{f}")
-                        });
-                    err(field, msg);
-                    return Err(errors);
-                }
-            },
+        steps_ppm
+    }
+
+    /// `spec.analysis` read as its document (`None`: not readable).
+    fn analysis(&mut self, analysis: &Option<serde_json::Value>) -> Option<AnalysisDoc> {
+        let Some(v) = analysis else {
+            return Some(AnalysisDoc::default());
         };
-        let mut duration =
-            |field: &str, value: &Option<String>, default: Duration, min: Duration| match value {
-                None => default.as_millis() as u64,
-                Some(text) => match parse_duration(text) {
-                    Ok(d) if d < min => {
-                        err(
-                            format!("spec.analysis.{field}"),
-                            format!("'{text}' is below the minimum of {}ms", min.as_millis()),
-                        );
-                        0
-                    }
-                    Ok(d) => d.as_millis() as u64,
-                    Err(reason) => {
-                        err(format!("spec.analysis.{field}"), reason);
-                        0
-                    }
-                },
-            };
-        let step_time_ms = duration(
+        match serde_json::from_value(v.clone()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let msg = e.to_string();
+                // serde names an unknown field in backticks: point at it.
+                let field = msg
+                    .split('`')
+                    .nth(1)
+                    .filter(|_| msg.starts_with("unknown field"))
+                    .map_or("spec.analysis".to_string(), |f| {
+                        format!("spec.analysis.{f}")
+                    });
+                self.add(field, msg);
+                None
+            }
+        }
+    }
+
+    /// The gated steps' indices, each gate naming one of the steps.
+    fn gates(&mut self, steps: &[String], gates: &[String]) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, g) in gates.iter().enumerate() {
+            match steps.iter().position(|s| s.trim() == g.trim()) {
+                Some(step) => out.push(step),
+                None => self.add(
+                    format!("spec.analysis.gates[{i}]"),
+                    format!("'{g}' is not one of the steps ({})", steps.join(", ")),
+                ),
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every webhook an http:// or https:// URL.
+    fn webhooks(&mut self, webhooks: &[String]) {
+        for (i, url) in webhooks.iter().enumerate() {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            let host = rest.map(|r| r.split('/').next().unwrap_or(""));
+            if host.is_none_or(str::is_empty) || url.chars().any(char::is_whitespace) {
+                self.add(
+                    format!("spec.analysis.webhooks[{i}]"),
+                    format!("'{url}' is not an http:// or https:// URL"),
+                );
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// The plan of a Canary with `steps`; `None` for a plain canary. Every
+    /// problem is reported, with its field.
+    pub fn of(resource: &str, spec: &CanarySpec) -> Result<Option<Plan>, Vec<ValidationError>> {
+        let mut p = Problems {
+            resource,
+            errors: Vec::new(),
+        };
+        if spec.steps.is_empty() {
+            if spec.analysis.is_some() {
+                p.add(
+                    "spec.analysis".into(),
+                    "analysis judges progressive steps: add spec.steps, e.g. [\"1%\", \"10%\", \"100%\"]".into(),
+                );
+                return Err(p.errors);
+            }
+            return Ok(None);
+        }
+        let steps_ppm = p.steps(&spec.steps);
+        let Some(doc) = p.analysis(&spec.analysis) else {
+            return Err(p.errors);
+        };
+        let step_time_ms = p.duration(
             "stepTime",
             &doc.step_time,
             DEFAULT_STEP_TIME,
             Duration::from_secs(1),
         );
-        let max_wait_ms = duration(
+        let max_wait_ms = p.duration(
             "maxWait",
             &doc.max_wait,
             DEFAULT_MAX_WAIT,
             Duration::from_secs(1),
         );
-        let bake_time_ms = duration(
+        let bake_time_ms = p.duration(
             "bakeTime",
             &doc.bake_time,
             DEFAULT_BAKE_TIME,
             Duration::ZERO,
         );
         if doc.step_time.is_some() && doc.max_wait.is_some() && max_wait_ms < step_time_ms {
-            err(
+            p.add(
                 "spec.analysis.maxWait".into(),
                 "maxWait is shorter than stepTime: a step could never complete".into(),
             );
         }
         let max_error_ratio = doc.max_error_ratio.unwrap_or(DEFAULT_MAX_ERROR_RATIO);
         if !(max_error_ratio > 1.0 && max_error_ratio <= 1000.0) {
-            err(
+            p.add(
                 "spec.analysis.maxErrorRatio".into(),
                 format!("{max_error_ratio} must be above 1 (the canary may not be better than the stable) and at most 1000"),
             );
         }
-        let mut fraction = |field: &str, value: &Option<String>| match value {
-            None => None,
-            Some(text) => match rate(text) {
-                Ok(0.0) => {
-                    err(format!("spec.analysis.{field}"), format!("'{text}' is 0%"));
-                    None
-                }
-                Ok(r) => Some(r),
-                Err(reason) => {
-                    err(format!("spec.analysis.{field}"), reason);
-                    None
-                }
-            },
-        };
-        let max_error_rate = fraction("maxErrorRate", &doc.max_error_rate);
-        let min_error_rate =
-            fraction("minErrorRate", &doc.min_error_rate).unwrap_or(DEFAULT_MIN_ERROR_RATE);
-        if let Some(cap) = max_error_rate {
-            if cap > 0.5 {
-                err(
-                    "spec.analysis.maxErrorRate".into(),
-                    "a cap above 50% would let a canary that fails most requests pass".into(),
-                );
-            }
+        let max_error_rate = p.fraction("maxErrorRate", &doc.max_error_rate);
+        let min_error_rate = p
+            .fraction("minErrorRate", &doc.min_error_rate)
+            .unwrap_or(DEFAULT_MIN_ERROR_RATE);
+        if max_error_rate.is_some_and(|cap| cap > 0.5) {
+            p.add(
+                "spec.analysis.maxErrorRate".into(),
+                "a cap above 50% would let a canary that fails most requests pass".into(),
+            );
         }
         if min_error_rate > 0.1 {
-            err(
+            p.add(
                 "spec.analysis.minErrorRate".into(),
                 "at most 10%: a higher floor would hide a failing canary".into(),
             );
         }
         let min_requests = doc.min_requests.unwrap_or(DEFAULT_MIN_REQUESTS);
-        let mut gates = Vec::new();
-        for (i, g) in doc.gates.iter().enumerate() {
-            match spec.steps.iter().position(|s| s.trim() == g.trim()) {
-                Some(step) => gates.push(step),
-                None => err(
-                    format!("spec.analysis.gates[{i}]"),
-                    format!("'{g}' is not one of the steps ({})", spec.steps.join(", ")),
-                ),
-            }
-        }
-        gates.sort_unstable();
-        gates.dedup();
-        for (i, url) in doc.webhooks.iter().enumerate() {
-            let rest = url
-                .strip_prefix("http://")
-                .or_else(|| url.strip_prefix("https://"));
-            let host = rest.map(|r| r.split('/').next().unwrap_or(""));
-            if host.is_none_or(str::is_empty) || url.chars().any(char::is_whitespace) {
-                err(
-                    format!("spec.analysis.webhooks[{i}]"),
-                    format!("'{url}' is not an http:// or https:// URL"),
-                );
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors);
+        let gates = p.gates(&spec.steps, &doc.gates);
+        p.webhooks(&doc.webhooks);
+        if !p.errors.is_empty() {
+            return Err(p.errors);
         }
         Ok(Some(Plan {
             steps_ppm,

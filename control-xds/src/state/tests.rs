@@ -46,7 +46,7 @@ fn base() -> Store {
 }
 
 fn released(s: &Store, ve: &str, app: &str) -> Option<String> {
-    match s.get("VirtualEnvironment", ve) {
+    match s.get(Kind::VirtualEnvironment, ve) {
         Some(Resource::VirtualEnvironment(v)) => v.spec.release.as_ref()?.apps.get(app).cloned(),
         _ => None,
     }
@@ -164,7 +164,7 @@ fn release_history_and_rollback() {
         Err(StoreError::Conflict(_))
     ));
     // the VE's release id follows
-    match s.get("VirtualEnvironment", "team-a") {
+    match s.get(Kind::VirtualEnvironment, "team-a") {
         Some(Resource::VirtualEnvironment(v)) => assert_eq!(
             v.spec.release.as_ref().unwrap().id.as_deref(),
             Some("team-a-r5")
@@ -222,7 +222,7 @@ fn delete_refuses_what_is_still_used() {
         .unwrap();
     let (s, sum) = s.delete("AppDeployment", "web-v2").unwrap();
     assert_eq!(sum.deleted, vec!["AppDeployment/web-v2"]);
-    assert!(s.get("AppDeployment", "web-v2").is_none());
+    assert!(s.get(Kind::AppDeployment, "web-v2").is_none());
 }
 
 #[test]

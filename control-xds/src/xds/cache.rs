@@ -1,7 +1,8 @@
 //! The snapshot cache: the snapshot being served and what each Envoy has.
 //!
-//! One snapshot is served to every node; a node that declares a scope (see
-//! [`crate::scope`]) gets the snapshot of its scope instead, built on demand by
+//! One snapshot is served to every node; a node with a scope (a set of names,
+//! read by the server's [`NodeScope`](super::NodeScope)) gets the snapshot of
+//! its scope instead, built on demand by
 //! the [`ScopeBuilder`] set with the snapshot and memoized per scope. Setting a
 //! snapshot checks it first: an inconsistent snapshot is refused and the last
 //! good one keeps being served. Streams watch the cache through a
@@ -13,11 +14,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
 use super::snapshot::{References, ResourceType, Snapshot, SnapshotError};
+use crate::clock::now_unix_ms;
 
 /// Builds the snapshot of one scope (a set of environment names) from what the
 /// snapshot being served was built from.
@@ -247,13 +248,6 @@ impl SnapshotCache {
     pub(crate) fn touch(&self, node: &str) {
         self.update(node, |_| {});
     }
-}
-
-pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::index::HashMap;
+use crate::name_map::NameMap;
 
 /// Why the deployment was chosen; sent to the upstream as `kf-decision`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,11 +55,11 @@ impl fmt::Display for DecisionKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vars<'i> {
     names: &'i [String],
-    values: &'i HashMap<String, String>,
+    values: &'i NameMap<String, String>,
 }
 
 impl<'i> Vars<'i> {
-    pub(crate) fn new(names: &'i [String], values: &'i HashMap<String, String>) -> Self {
+    pub(crate) fn new(names: &'i [String], values: &'i NameMap<String, String>) -> Self {
         Self { names, values }
     }
 

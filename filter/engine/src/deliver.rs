@@ -5,18 +5,20 @@
 use crate::context::RoutingContext;
 use crate::decision::{Decision, DecisionKind, Vars};
 use crate::headers::{is_selector, CONTEXT_HEADER};
-use crate::index::Index;
+use crate::index::{
+    ClusterId, ComponentId, ContextFor, DeploymentId, HashedOn, Id, Index, VirtualEnvironmentId,
+};
 use crate::request::Request;
 
 /// Everything the caller decided, handed to [`Index::deliver`] in one piece.
 pub(crate) struct Delivery<'i> {
-    pub ve: usize,
-    pub deployment: usize,
-    pub component: usize,
+    pub ve: VirtualEnvironmentId,
+    pub deployment: DeploymentId,
+    pub component: ComponentId,
     /// The route's (or, at a hop, the component's) cluster, and for `hash`
     /// clusters the hashed header and the round-robin twin.
-    pub cluster: usize,
-    pub hash: &'i Option<(String, usize)>,
+    pub cluster: ClusterId,
+    pub hash: Option<&'i HashedOn>,
     pub kind: DecisionKind,
     /// The deployment is the VE's release (the context names the release).
     pub released: bool,
@@ -40,20 +42,19 @@ impl Index {
     ) -> Decision<'i, 'r> {
         let ve = &self.ves[d.ve];
         let dep = &self.deployments[d.deployment];
-        let comp = &dep.components[d.component];
-        let context = self.issue_context(
-            d.ve,
-            d.deployment,
-            d.component,
-            d.released,
-            req.now_unix_seconds,
-            d.expires_at,
-        );
+        let comp = dep.component(d.component);
+        let signed_for = ContextFor {
+            ve: d.ve,
+            deployment: d.deployment,
+            component: d.component,
+            released: d.released,
+        };
+        let context = self.issue_context(signed_for, req.now_unix_seconds, d.expires_at);
         let (cluster, hash_key) = match d.hash {
-            Some((header, twin)) => match req.header(header) {
+            Some(hashed) => match req.header(&hashed.header) {
                 // Istio's DestinationRule hashes on the header itself: no copy.
                 Some(v) => (d.cluster, (!self.settings.istio).then_some(v)),
-                None => (*twin, None),
+                None => (hashed.twin, None),
             },
             None => (d.cluster, None),
         };
@@ -80,7 +81,7 @@ impl Index {
             virtual_env: &ve.name,
             app: &dep.app,
             deployment: &dep.name,
-            deployment_id: d.deployment,
+            deployment_id: d.deployment.position(),
             component: &comp.name,
             component_version: &comp.version,
             cluster: &self.clusters[cluster].name,
@@ -95,22 +96,18 @@ impl Index {
         }
     }
 
-    /// The signed routing context for a request delivered to component
-    /// `comp_idx` of deployment `dep_idx`. At genesis the expiry is now + TTL; at a
-    /// hop it is the expiry the caller's context had. Tokens are memoized per
-    /// expiry second: requests of the same second reuse the same signature.
+    /// The signed routing context for a request delivered to `key.component`
+    /// of `key.deployment`. At genesis the expiry is now + TTL; at a hop it is
+    /// the expiry the caller's context had. Tokens are memoized per expiry
+    /// second: requests of the same second reuse the same signature.
     pub(crate) fn issue_context(
         &self,
-        ve_idx: usize,
-        dep_idx: usize,
-        comp_idx: usize,
-        released: bool,
+        key: ContextFor,
         now: u64,
         expires_at: Option<u64>,
     ) -> Option<String> {
         let keys = self.context_keys.as_ref()?;
         let expires_at = expires_at.unwrap_or(now + keys.ttl_seconds);
-        let key = (ve_idx, dep_idx, comp_idx, released);
         let mut memo = self
             .context_memo
             .lock()
@@ -122,15 +119,15 @@ impl Index {
         if let Some(token) = memo.tokens.get(&key) {
             return Some(token.clone());
         }
-        let ve = &self.ves[ve_idx];
-        let dep = &self.deployments[dep_idx];
+        let ve = &self.ves[key.ve];
+        let dep = &self.deployments[key.deployment];
         let context = RoutingContext {
             environment: self.environments[ve.environment].name.clone(),
             virtual_env: ve.name.clone(),
             app: dep.app.clone(),
             deployment: dep.name.clone(),
-            component: dep.components[comp_idx].name.clone(),
-            release: if released {
+            component: dep.component(key.component).name.clone(),
+            release: if key.released {
                 ve.release_id.clone()
             } else {
                 String::new()

@@ -63,24 +63,25 @@ impl Index {
                 format!("{what} is not part of deployment '{}'", ctx.deployment),
             )
         };
-        let dep_idx = *self
-            .dep_by_name
-            .get(&ctx.deployment)
+        let dep_id = self
+            .deployment_named(&ctx.deployment)
             .ok_or_else(|| not_in("the deployment"))?;
-        let dep = &self.deployments[dep_idx];
+        let dep = &self.deployments[dep_id];
         if dep.app != ctx.app {
             return Err(RouteError::new(
                 ErrorCode::InvalidContext,
                 "the context's deployment belongs to another app",
             ));
         }
-        let ve_idx = *self.ve_by_name.get(&ctx.virtual_env).ok_or_else(|| {
-            RouteError::new(
-                ErrorCode::InvalidContext,
-                "the context's virtual environment is gone",
-            )
-        })?;
-        let ve = &self.ves[ve_idx];
+        let ve_id = self
+            .virtual_environment_named(&ctx.virtual_env)
+            .ok_or_else(|| {
+                RouteError::new(
+                    ErrorCode::InvalidContext,
+                    "the context's virtual environment is gone",
+                )
+            })?;
+        let ve = &self.ves[ve_id];
         let env = &self.environments[ve.environment];
         if env.name != ctx.environment {
             return Err(RouteError::new(
@@ -94,17 +95,12 @@ impl Index {
                 "no target component in :authority",
             )
         })?;
-        let source = dep
-            .components
-            .iter()
-            .find(|c| c.name == ctx.component)
+        let (_, source) = dep
+            .component_named(&ctx.component)
             .ok_or_else(|| not_in(&format!("component '{}'", ctx.component)))?;
-        let target_idx = dep
-            .components
-            .iter()
-            .position(|c| c.name == target_name)
+        let (target_id, target) = dep
+            .component_named(target_name)
             .ok_or_else(|| not_in(&format!("component '{target_name}'")))?;
-        let target = &dep.components[target_idx];
         if !source.dependencies.iter().any(|d| d == target_name) {
             return Err(RouteError::new(
                 ErrorCode::DependencyNotDeclared,
@@ -117,11 +113,11 @@ impl Index {
         Ok(self.deliver(
             req,
             Delivery {
-                ve: ve_idx,
-                deployment: dep_idx,
-                component: target_idx,
+                ve: ve_id,
+                deployment: dep_id,
+                component: target_id,
                 cluster: target.cluster,
-                hash: &target.hash,
+                hash: target.hash.as_ref(),
                 kind: DecisionKind::Internal,
                 released: !ctx.release.is_empty(),
                 expires_at: Some(expires_at),

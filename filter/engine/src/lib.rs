@@ -14,6 +14,7 @@ pub mod error;
 pub mod headers;
 pub mod index;
 pub mod internal;
+mod name_map;
 pub mod path;
 pub mod readiness;
 pub mod request;

@@ -11,8 +11,9 @@
 
 use std::collections::HashSet;
 
+use crate::decision::Decision;
 use crate::error::{ErrorCode, RouteError};
-use crate::{Decision, Index};
+use crate::index::Index;
 
 /// The cluster names an Envoy is known to have.
 #[derive(Debug, Clone, Default)]

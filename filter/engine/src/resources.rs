@@ -1,8 +1,9 @@
 //! The user-facing resources of DESIGN.md ("Resources"), as serde types.
 //!
 //! These types only describe shape: unknown fields are rejected here, while every
-//! rule that needs more than one field (names, references, route options, canary
-//! rules) is checked by [`crate::validate`] when the resources are compiled.
+//! rule about values and references (names, endpoints, references between
+//! resources, route options, canary rules) is checked when the resources are
+//! compiled into an index ([`crate::index::rules`] lists them).
 
 use std::collections::BTreeMap;
 

@@ -8,7 +8,7 @@ use crate::decision::{Decision, DecisionKind};
 use crate::deliver::Delivery;
 use crate::error::{ErrorCode, RouteError};
 use crate::headers::{is_selector, DEP_SELECTORS, VE_SELECTORS};
-use crate::index::{Index, RouteEntry};
+use crate::index::{DeploymentId, EnvironmentId, Index, RouteEntry, VirtualEnvironmentId};
 use crate::path;
 use crate::request::{percent_decode, query_pairs, split_query, Request};
 use crate::validate::is_dns_label;
@@ -79,14 +79,14 @@ fn normalized_path(path_only: &str) -> Result<Cow<'_, str>, RouteError> {
 /// How step 5 chose the deployment; step 6 finds the component in it.
 enum Pick<'i> {
     /// `kf-dep` named it: its own routes decide the component.
-    Explicit(usize),
+    Explicit(DeploymentId),
     /// The VE's release: the release's route table picked the app (and so the
     /// deployment) and the route at once.
-    Released(usize, &'i RouteEntry),
+    Released(DeploymentId, &'i RouteEntry),
     /// The canary; the released deployment and route serve if it lacks the route.
     Canary {
-        canary: usize,
-        stable: (usize, &'i RouteEntry),
+        canary: DeploymentId,
+        stable: (DeploymentId, &'i RouteEntry),
     },
 }
 
@@ -104,12 +104,12 @@ impl Index {
         // `:path` split once: the path routes, the query carries selectors.
         let (path_only, query) = split_query(req.path);
         let path = normalized_path(path_only)?;
-        let (env_idx, rel_path) = self.environment(&path)?;
+        let (env, rel_path) = self.environment(&path)?;
         let (ve_sel, dep_sel) = checked_selectors(req, query)?;
-        let ve_idx = self.virtual_environment(env_idx, ve_sel.as_deref())?;
-        let choice = self.deployment(ve_idx, dep_sel.as_deref(), req, rel_path)?;
-        let (dep_idx, route, kind) = self.component(&choice.pick, choice.kind, req, rel_path)?;
-        let forwarded = if self.environments[env_idx].strip_sub_path {
+        let ve = self.virtual_environment(env, ve_sel.as_deref())?;
+        let choice = self.deployment(ve, dep_sel.as_deref(), req, rel_path)?;
+        let (deployment, route, kind) = self.component(&choice.pick, choice.kind, req, rel_path)?;
+        let forwarded = if self.environments[env].strip_sub_path {
             Some(rel_path)
         } else {
             matches!(path, Cow::Owned(_)).then_some(&*path)
@@ -117,11 +117,11 @@ impl Index {
         Ok(self.deliver(
             req,
             Delivery {
-                ve: ve_idx,
-                deployment: dep_idx,
+                ve,
+                deployment,
                 component: route.component,
                 cluster: route.cluster,
-                hash: &route.hash,
+                hash: route.hash.as_ref(),
                 kind,
                 released: kind != DecisionKind::Explicit,
                 expires_at: None,
@@ -134,29 +134,29 @@ impl Index {
 
     /// Step 2: the environment is the first segment of the normalized path; the
     /// rest (at least `/`) is what routes match against.
-    fn environment<'p>(&self, path: &'p str) -> Result<(usize, &'p str), RouteError> {
+    fn environment<'p>(&self, path: &'p str) -> Result<(EnvironmentId, &'p str), RouteError> {
         let rest = path.strip_prefix('/').unwrap_or(path);
         let (segment, after) = match rest.find('/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        let env_idx = *self.env_by_sub_path.get(segment).ok_or_else(|| {
+        let env = self.environment_at(segment).ok_or_else(|| {
             RouteError::new(
                 ErrorCode::EnvironmentNotFound,
                 "no environment serves this path",
             )
         })?;
-        Ok((env_idx, if after.is_empty() { "/" } else { after }))
+        Ok((env, if after.is_empty() { "/" } else { after }))
     }
 
     /// Step 4: the selected VE (it must belong to the environment), else the
     /// environment's default.
     fn virtual_environment(
         &self,
-        env_idx: usize,
+        env_id: EnvironmentId,
         selected: Option<&str>,
-    ) -> Result<usize, RouteError> {
-        let env = &self.environments[env_idx];
+    ) -> Result<VirtualEnvironmentId, RouteError> {
+        let env = &self.environments[env_id];
         let Some(name) = selected else {
             return env.default_ve.ok_or_else(|| {
                 RouteError::new(
@@ -168,13 +168,13 @@ impl Index {
                 )
             });
         };
-        let idx = *self.ve_by_name.get(name).ok_or_else(|| {
+        let ve = self.virtual_environment_named(name).ok_or_else(|| {
             RouteError::new(
                 ErrorCode::VirtualEnvironmentNotFound,
                 format!("virtual environment '{name}' not found"),
             )
         })?;
-        if self.ves[idx].environment != env_idx {
+        if self.ves[ve].environment != env_id {
             return Err(RouteError::new(
                 ErrorCode::InvalidContext,
                 format!(
@@ -183,14 +183,14 @@ impl Index {
                 ),
             ));
         }
-        Ok(idx)
+        Ok(ve)
     }
 
     /// Step 5: `kf-dep` if given; else the VE's release for this path (its
     /// routes say which app), where a Canary of that app may choose instead.
     fn deployment<'i>(
         &'i self,
-        ve_idx: usize,
+        ve: VirtualEnvironmentId,
         selected: Option<&str>,
         req: &Request<'_>,
         rel_path: &str,
@@ -202,15 +202,15 @@ impl Index {
             note: None,
         };
         if let Some(name) = selected {
-            let dep_idx = *self.dep_by_name.get(name).ok_or_else(|| {
+            let dep = self.deployment_named(name).ok_or_else(|| {
                 RouteError::new(
                     ErrorCode::DeploymentNotFound,
                     format!("deployment '{name}' not found"),
                 )
             })?;
-            return Ok(chosen(Pick::Explicit(dep_idx), DecisionKind::Explicit));
+            return Ok(chosen(Pick::Explicit(dep), DecisionKind::Explicit));
         }
-        let ve = &self.ves[ve_idx];
+        let ve = &self.ves[ve];
         if ve.release.is_empty() {
             return Err(RouteError::new(
                 ErrorCode::NoRelease,
@@ -220,22 +220,22 @@ impl Index {
         // A plain loop: the hottest scan of a release decision.
         let mut found = None;
         'scan: for list in ve.release_routes.candidates(rel_path) {
-            for &(d, r) in list {
-                let route = &self.deployments[d].routes[r];
+            for &at in list {
+                let route = self.route_entry(at);
                 if route.matches(req.method, rel_path) {
-                    found = Some((d, route));
+                    found = Some((at.deployment, route));
                     break 'scan;
                 }
             }
         }
         let (stable, route) = found.ok_or_else(route_not_found)?;
-        let Some(&(c, canary)) = ve.canaries.get(&self.deployments[stable].app) else {
+        let Some(of_app) = ve.canaries.get(&self.deployments[stable].app) else {
             return Ok(chosen(Pick::Released(stable, route), DecisionKind::Release));
         };
-        let verdict = self.canaries[c].decide(req);
+        let verdict = self.canaries[of_app.canary].decide(req);
         let pick = if verdict.to_canary {
             Pick::Canary {
-                canary,
+                canary: of_app.deployment,
                 stable: (stable, route),
             }
         } else {
@@ -257,7 +257,7 @@ impl Index {
         kind: DecisionKind,
         req: &Request<'_>,
         rel_path: &str,
-    ) -> Result<(usize, &'i RouteEntry, DecisionKind), RouteError> {
+    ) -> Result<(DeploymentId, &'i RouteEntry, DecisionKind), RouteError> {
         match *pick {
             Pick::Explicit(dep) => Ok((dep, self.match_route(dep, req.method, rel_path)?, kind)),
             Pick::Released(dep, route) => Ok((dep, route, kind)),
@@ -273,11 +273,11 @@ impl Index {
 
     fn match_route(
         &self,
-        dep_idx: usize,
+        dep: DeploymentId,
         method: &str,
         rel_path: &str,
     ) -> Result<&RouteEntry, RouteError> {
-        self.deployments[dep_idx]
+        self.deployments[dep]
             .routes
             .iter()
             .find(|r| r.matches(method, rel_path))

@@ -1,6 +1,7 @@
 //! The CLI's side of the HTTP API ([`crate::api`]): one blocking request per
-//! command, JSON in and out, with the caller's bearer token, over TLS for an
-//! `https://` server (its CA from `--ca-cert`, else the public web roots).
+//! command, JSON in and out (read as [`crate::views`]), with the caller's
+//! bearer token, over TLS for an `https://` server (its CA from `--ca-cert`,
+//! else the public web roots).
 //!
 //! Every `POST` names its change with an `Idempotency-Key` ([`crate::change_log`])
 //! and, when its outcome is unknown — the server answered `outcome_unknown`,
@@ -10,7 +11,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::views::ErrorView;
 
 /// How long a change whose outcome is unknown is retried.
 pub const RETRY_BUDGET: Duration = Duration::from_secs(45);
@@ -22,13 +26,18 @@ pub enum ClientError {
     #[error("cannot reach switchyard serve at {server}: {reason}")]
     Unreachable { server: String, reason: String },
     /// The server answered with an error (`{error, message, problems?}`).
-    #[error("{message}")]
+    #[error("{}", .body.message)]
     Api {
         status: u16,
-        code: String,
-        message: String,
-        /// The whole answer (boxed: it keeps the error small).
-        body: Box<Value>,
+        /// The answer (boxed: it keeps the error small).
+        body: Box<ErrorView>,
+    },
+    /// The server answered, but not with what the CLI expects of it.
+    #[error("switchyard serve at {server} answered {path} with something unreadable: {reason}")]
+    Unreadable {
+        server: String,
+        path: String,
+        reason: String,
     },
     /// The credential could not be read.
     #[error(transparent)]
@@ -161,22 +170,26 @@ impl Client {
         }
     }
 
-    /// `GET path` (with `query` pairs).
-    pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
+    /// `GET path` (with `query` pairs), its answer read as `T`.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
         let mut req = self.auth(self.agent.get(format!("{}{path}", self.base)));
         for (k, v) in query {
             req = req.query(*k, *v);
         }
-        self.answer(req.call())
+        self.answer(path, req.call())
     }
 
     /// `GET path` (with `query` pairs), allowed to take up to `timeout`.
-    pub fn get_with_timeout(
+    pub fn get_with_timeout<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<T, ClientError> {
         let mut req = self
             .auth(self.agent.get(format!("{}{path}", self.base)))
             .config()
@@ -185,12 +198,17 @@ impl Client {
         for (k, v) in query {
             req = req.query(*k, *v);
         }
-        self.answer(req.call())
+        self.answer(path, req.call())
     }
 
-    /// `POST path` with a JSON body: one change, under one new
-    /// `Idempotency-Key`, retried with it while its outcome is unknown.
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+    /// `POST path` with a JSON body, its answer read as `T`: one change,
+    /// under one new `Idempotency-Key`, retried with it while its outcome is
+    /// unknown.
+    pub fn post<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let key = format!("cli-{}", crate::change_log::new_change_id());
         let deadline = std::time::Instant::now() + RETRY_BUDGET;
         let mut pause = Duration::from_millis(250);
@@ -203,9 +221,9 @@ impl Client {
                 Err(e) => maybe_sent(e),
                 Ok(_) => false,
             };
-            let answer = self.answer(sent);
+            let answer = self.answer(path, sent);
             let unknown = unknown
-                || matches!(&answer, Err(ClientError::Api { code, .. }) if code == "outcome_unknown");
+                || matches!(&answer, Err(ClientError::Api { body, .. }) if body.error == "outcome_unknown");
             if !unknown || std::time::Instant::now() + pause >= deadline {
                 return answer;
             }
@@ -215,10 +233,11 @@ impl Client {
         }
     }
 
-    fn answer(
+    fn answer<T: DeserializeOwned>(
         &self,
+        path: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<T, ClientError> {
         let mut response = result.map_err(|e| ClientError::Unreachable {
             server: self.base.clone(),
             reason: e.to_string(),
@@ -231,16 +250,21 @@ impl Client {
                 server: self.base.clone(),
                 reason: e.to_string(),
             })?;
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if (200..300).contains(&status) {
-            return Ok(body);
+            return serde_json::from_str(&text).map_err(|e| ClientError::Unreadable {
+                server: self.base.clone(),
+                path: path.to_string(),
+                reason: e.to_string(),
+            });
         }
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| ErrorView {
+            error: "error".into(),
+            message: format!("HTTP {status}: {}", serde_json::Value::String(text)),
+            problems: None,
+            change: None,
+        });
         Err(ClientError::Api {
             status,
-            code: body["error"].as_str().unwrap_or("error").to_string(),
-            message: body["message"]
-                .as_str()
-                .map_or_else(|| format!("HTTP {status}: {body}"), str::to_string),
             body: Box::new(body),
         })
     }

@@ -1,6 +1,7 @@
-//! When a change is live: every connected Envoy has ACKed, for every resource
-//! type it is served, a snapshot version at or after the change's generation
-//! (snapshot versions are store generations; see [`crate::serve::snapshot_version`]).
+//! A change's propagation: it is *live* (the one meaning of "live" in this
+//! crate) when every connected Envoy has ACKed, for every resource type it is
+//! served, a snapshot version at or after the change's generation (snapshot
+//! versions are store generations; see [`crate::serve::snapshot_version`]).
 //!
 //! Because the ADS server only sends the config that routes to new clusters once
 //! those clusters are usable ([`crate::xds::server`]), "every type ACKed" means the
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::clock::now_unix_ms;
 use crate::replicas::ReplicaView;
-use crate::xds::cache::now_unix_ms;
+use crate::views::NodeView;
 use crate::xds::{NodeStatus, SnapshotCache};
 
 /// Where one ADS-connected Envoy is with respect to a generation.
@@ -46,10 +48,10 @@ pub enum EnvoyState {
     },
 }
 
-/// One Envoy in a rollout.
+/// Where one Envoy is in a change's propagation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EnvoyRollout {
+pub struct EnvoyPropagation {
     pub id: String,
     /// The replica it is connected to (`serve --store etcd://…` only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,15 +102,15 @@ impl Pollers {
 /// Where every connected Envoy is with respect to `generation`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Rollout {
+pub struct Propagation {
     pub generation: u64,
     /// ADS-connected Envoys.
-    pub envoys: Vec<EnvoyRollout>,
+    pub envoys: Vec<EnvoyPropagation>,
     /// Pull-mode Envoys (not waited for).
     pub pulling: Vec<Poll>,
 }
 
-impl Rollout {
+impl Propagation {
     /// Envoys that route by the generation.
     pub fn live(&self) -> usize {
         self.envoys
@@ -154,18 +156,14 @@ pub fn envoy_state(node: &NodeStatus, generation: u64) -> EnvoyState {
 
 /// Where an Envoy of another replica is, from what that replica published
 /// (`crate::replicas`: the node as `status` shows it).
-pub fn remote_envoy_state(node: &serde_json::Value, generation: u64) -> EnvoyState {
-    let types = node["types"].as_object().cloned().unwrap_or_default();
+pub fn remote_envoy_state(node: &NodeView, generation: u64) -> EnvoyState {
     state_of(
-        types.into_iter().map(|(kind, t)| {
-            let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
-            let nack = t["lastNack"].as_object().map(|n| {
-                (
-                    s(&n["version"]).unwrap_or_default(),
-                    s(&n["message"]).unwrap_or_default(),
-                )
-            });
-            (kind, s(&t["ackedVersion"]), nack)
+        node.types.iter().map(|(kind, t)| {
+            let nack = t
+                .last_nack
+                .as_ref()
+                .map(|n| (n.version.clone(), n.message.clone()));
+            (kind.clone(), t.acked_version.clone(), nack)
         }),
         generation,
     )
@@ -200,18 +198,18 @@ fn state_of(
     }
 }
 
-/// The rollout of `generation` over the connected nodes.
-pub fn rollout<'a>(
+/// The propagation of `generation` over the connected nodes.
+pub fn propagation<'a>(
     nodes: impl IntoIterator<Item = &'a NodeStatus>,
     pollers: &Pollers,
     generation: u64,
-) -> Rollout {
-    Rollout {
+) -> Propagation {
+    Propagation {
         generation,
         envoys: nodes
             .into_iter()
             .filter(|n| n.connected)
-            .map(|n| EnvoyRollout {
+            .map(|n| EnvoyPropagation {
                 id: n.id.clone(),
                 replica: None,
                 live_after_ms: None,
@@ -222,15 +220,15 @@ pub fn rollout<'a>(
     }
 }
 
-/// [`rollout`] over this replica's nodes and the connected Envoys the other
+/// [`propagation`] over this replica's nodes and the connected Envoys the other
 /// replicas published (an Envoy connected here counts once, as this replica's).
-pub fn rollout_all<'a>(
+pub fn propagation_all<'a>(
     nodes: impl IntoIterator<Item = &'a NodeStatus>,
     pollers: &Pollers,
     replicas: Option<&ReplicaView>,
     generation: u64,
-) -> Rollout {
-    let mut r = rollout(nodes, pollers, generation);
+) -> Propagation {
+    let mut r = propagation(nodes, pollers, generation);
     let Some(view) = replicas else {
         return r;
     };
@@ -238,12 +236,11 @@ pub fn rollout_all<'a>(
         e.replica = Some(view.id.clone());
     }
     for (replica, n) in view.remote_envoys() {
-        let id = n["id"].as_str().unwrap_or_default();
-        if r.envoys.iter().any(|e| e.id == id) {
+        if r.envoys.iter().any(|e| e.id == n.id) {
             continue;
         }
-        r.envoys.push(EnvoyRollout {
-            id: id.to_string(),
+        r.envoys.push(EnvoyPropagation {
+            id: n.id.clone(),
             replica: Some(replica),
             live_after_ms: None,
             state: remote_envoy_state(&n, generation),
@@ -269,7 +266,7 @@ pub async fn wait_settled(
     replicas: Option<&ReplicaView>,
     generation: u64,
     timeout: Duration,
-) -> Rollout {
+) -> Propagation {
     let started = Instant::now();
     let deadline = started + timeout;
     let mut changes = cache.watch_nodes();
@@ -277,8 +274,8 @@ pub async fn wait_settled(
     let mut first_live: BTreeMap<String, u64> = BTreeMap::new();
     let look = |first_live: &mut BTreeMap<String, u64>| {
         // read in place: with a thousand Envoys this runs on every burst of ACKs
-        let mut now =
-            cache.with_nodes(|nodes| rollout_all(nodes.values(), pollers, replicas, generation));
+        let mut now = cache
+            .with_nodes(|nodes| propagation_all(nodes.values(), pollers, replicas, generation));
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         for e in &mut now.envoys {
             if e.state == EnvoyState::Live {
@@ -391,14 +388,14 @@ mod tests {
     }
 
     #[test]
-    fn rollout_counts_connected_envoys_only() {
+    fn propagation_counts_connected_envoys_only() {
         let mut gone = node(&[(ResourceType::Cluster, Some("1"), None)]);
         gone.id = "gone".into();
         gone.connected = false;
         let here = node(&[(ResourceType::Cluster, Some("2"), None)]);
         let pollers = Pollers::default();
         pollers.record("istio-1", 2);
-        let r = rollout(&[gone, here], &pollers, 2);
+        let r = propagation(&[gone, here], &pollers, 2);
         assert_eq!((r.live(), r.envoys.len()), (1, 1));
         assert!(r.complete() && r.settled());
         assert_eq!(r.pulling[0].id, "istio-1");

@@ -1,4 +1,4 @@
-//! Rollout changes as store operations: each returns a new [`Store`] (the
+//! A Canary's rollout changes as store operations: each returns a new [`Store`] (the
 //! Canary's served weight and match rules, the rollout record, and for a
 //! success the release) or an error, like every other change, so a rollout's
 //! move is validated, persisted atomically with everything else and served as
@@ -6,8 +6,9 @@
 
 use switchyard_engine::Resource;
 
-use super::machine::{weight_text, Action, Event, Phase, Rollout, MAX_EVENTS};
-use super::spec::Plan;
+use crate::kind::Kind;
+use crate::progressive::machine::{weight_text, Action, Event, Phase, Rollout, MAX_EVENTS};
+use crate::progressive::spec::Plan;
 use crate::state::{rfc3339, ChangeSummary, Store, StoreError};
 
 /// A human's command on a rollout.
@@ -38,7 +39,7 @@ impl Command {
 
 /// The Canary's plan, if it has steps.
 pub fn plan_of(store: &Store, canary: &str) -> Result<Plan, StoreError> {
-    let Some(Resource::Canary(c)) = store.get("Canary", canary) else {
+    let Some(Resource::Canary(c)) = store.get(Kind::Canary, canary) else {
         return Err(StoreError::NotFound(format!("Canary/{canary}")));
     };
     match Plan::of(&format!("Canary/{canary}"), &c.spec) {
@@ -52,7 +53,7 @@ pub fn plan_of(store: &Store, canary: &str) -> Result<Plan, StoreError> {
 
 /// The release of `app` in `ve`.
 pub fn released(store: &Store, ve: &str, app: &str) -> Option<String> {
-    match store.get("VirtualEnvironment", ve) {
+    match store.get(Kind::VirtualEnvironment, ve) {
         Some(Resource::VirtualEnvironment(v)) => v.spec.release.as_ref()?.apps.get(app).cloned(),
         _ => None,
     }
@@ -64,7 +65,7 @@ pub fn pending_rollout(store: &Store, name: &str) -> Option<Rollout> {
     if store.rollouts.contains_key(name) {
         return None;
     }
-    let Some(Resource::Canary(c)) = store.get("Canary", name) else {
+    let Some(Resource::Canary(c)) = store.get(Kind::Canary, name) else {
         return None;
     };
     if c.spec.steps.is_empty() {
@@ -114,7 +115,7 @@ impl Store {
         weight: &str,
         match_rules: Option<Vec<switchyard_engine::resources::MatchRule>>,
     ) -> Result<(), StoreError> {
-        let key = ("Canary".to_string(), name.to_string());
+        let key = (Kind::Canary.as_str().to_string(), name.to_string());
         let Some(Resource::Canary(c)) = self.resources.get_mut(&key) else {
             return Err(StoreError::NotFound(format!("Canary/{name}")));
         };
@@ -187,7 +188,7 @@ impl Store {
         // one change, one generation: the release and the Canary's end together
         next.generation = self.generation;
         next.resources
-            .remove(&("Canary".to_string(), r.canary.clone()));
+            .remove(&(Kind::Canary.as_str().to_string(), r.canary.clone()));
         let name = r.canary.clone();
         r.phase = Phase::Succeeded;
         r.weight = "100%".into();
@@ -207,7 +208,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(Store, ChangeSummary), StoreError> {
         let mut next = self.clone();
-        if let Some(Resource::Canary(c)) = self.get("Canary", &r.canary) {
+        if let Some(Resource::Canary(c)) = self.get(Kind::Canary, &r.canary) {
             if !c.spec.match_rules.is_empty() {
                 r.saved_match = c.spec.match_rules.clone();
             }
@@ -216,6 +217,61 @@ impl Store {
         r.phase = Phase::Aborted;
         r.weight = "0%".into();
         event(&mut r, reason, who, now_ms);
+        next.rollout_change(r)
+    }
+
+    /// `canary start`: a new rollout at its first step.
+    fn canary_start(
+        &self,
+        name: &str,
+        plan: &Plan,
+        who: &str,
+        now_ms: u64,
+    ) -> Result<(Store, ChangeSummary), StoreError> {
+        let current = self.rollouts.get(name).cloned();
+        let conflict = |what: &str| StoreError::Conflict(format!("Canary/{name}: {what}"));
+        if let Some(r) = current.as_ref().filter(|r| !r.phase.terminal()) {
+            return Err(conflict(&format!(
+                "the rollout is already {}",
+                r.phase.as_str()
+            )));
+        }
+        let mut next = self.clone();
+        let Some(Resource::Canary(c)) = self.get(Kind::Canary, name) else {
+            return Err(StoreError::NotFound(format!("Canary/{name}")));
+        };
+        let stable = released(self, &c.spec.virtual_environment, &c.spec.app).ok_or_else(|| {
+            conflict("its virtual environment has no release of the app to compare with")
+        })?;
+        let mut events = current.map(|r| r.events).unwrap_or_default();
+        let restore = self
+            .rollouts
+            .get(name)
+            .map(|r| r.saved_match.clone())
+            .filter(|m| !m.is_empty());
+        if let Some(rules) = restore {
+            next.set_canary(name, "0%", Some(rules))?;
+        }
+        events.truncate(MAX_EVENTS);
+        let mut r = Rollout {
+            canary: name.to_string(),
+            virtual_env: c.spec.virtual_environment.clone(),
+            app: c.spec.app.clone(),
+            deployment: c.spec.deployment.clone(),
+            stable,
+            steps: plan.steps.clone(),
+            phase: Phase::Progressing,
+            step: 0,
+            weight: String::new(),
+            step_started_ms: now_ms,
+            started_ms: now_ms,
+            reason: String::new(),
+            failed: false,
+            saved_match: Vec::new(),
+            events,
+        };
+        next.enter_step(&mut r, plan, 0, now_ms)?;
+        event(&mut r, "started", who, now_ms);
         next.rollout_change(r)
     }
 
@@ -233,53 +289,7 @@ impl Store {
         let conflict = |what: &str| StoreError::Conflict(format!("Canary/{name}: {what}"));
         let mut next = self.clone();
         match command {
-            Command::Start => {
-                if let Some(r) = active {
-                    return Err(conflict(&format!(
-                        "the rollout is already {}",
-                        r.phase.as_str()
-                    )));
-                }
-                let Some(Resource::Canary(c)) = self.get("Canary", name) else {
-                    return Err(StoreError::NotFound(format!("Canary/{name}")));
-                };
-                let stable =
-                    released(self, &c.spec.virtual_environment, &c.spec.app).ok_or_else(|| {
-                        conflict(
-                            "its virtual environment has no release of the app to compare with",
-                        )
-                    })?;
-                let mut events = current.map(|r| r.events).unwrap_or_default();
-                let restore = self
-                    .rollouts
-                    .get(name)
-                    .map(|r| r.saved_match.clone())
-                    .filter(|m| !m.is_empty());
-                if let Some(rules) = restore {
-                    next.set_canary(name, "0%", Some(rules))?;
-                }
-                events.truncate(MAX_EVENTS);
-                let mut r = Rollout {
-                    canary: name.to_string(),
-                    virtual_env: c.spec.virtual_environment.clone(),
-                    app: c.spec.app.clone(),
-                    deployment: c.spec.deployment.clone(),
-                    stable,
-                    steps: plan.steps.clone(),
-                    phase: Phase::Progressing,
-                    step: 0,
-                    weight: String::new(),
-                    step_started_ms: now_ms,
-                    started_ms: now_ms,
-                    reason: String::new(),
-                    failed: false,
-                    saved_match: Vec::new(),
-                    events,
-                };
-                next.enter_step(&mut r, &plan, 0, now_ms)?;
-                event(&mut r, "started", who, now_ms);
-                next.rollout_change(r)
-            }
+            Command::Start => self.canary_start(name, &plan, who, now_ms),
             Command::Abort => {
                 let r = active
                     .cloned()
@@ -474,7 +484,7 @@ spec:
     }
 
     fn served(s: &Store) -> (Option<String>, usize) {
-        match s.get("Canary", "c") {
+        match s.get(Kind::Canary, "c") {
             Some(Resource::Canary(c)) => (c.spec.weight.clone(), c.spec.match_rules.len()),
             _ => (None, 0),
         }
@@ -512,7 +522,7 @@ spec:
             )
             .unwrap();
         assert_eq!(s.generation, generation + 1, "one change");
-        assert!(s.get("Canary", "c").is_none());
+        assert!(s.get(Kind::Canary, "c").is_none());
         assert_eq!(released(&s, "team-a", "web").as_deref(), Some("web-v2"));
         assert_eq!(sum.releases.len(), 1);
         assert_eq!(s.rollouts["c"].phase, Phase::Succeeded);
