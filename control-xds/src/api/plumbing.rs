@@ -185,6 +185,7 @@ pub fn changed(summary: ChangeSummary, generation: u64) -> Json<ChangeView> {
     let changed = summary.changed();
     let releases = summary.releases.into_iter().map(release_view).collect();
     Json(ChangeView {
+        change: summary.change,
         created: summary.created,
         updated: summary.updated,
         unchanged: summary.unchanged,
@@ -210,6 +211,7 @@ pub fn release_view(r: ReleaseRecord) -> ReleaseView {
         action: r.action,
         undoes: r.undoes,
         who: r.who,
+        change: r.change,
         at: r.at,
         at_unix_ms: r.at_unix_ms,
     }
