@@ -6,7 +6,8 @@
 #                               H G N L, and S/L with the native filter: the headline),
 #                               Envoy CPU side by side (secondary,
 #                               12 rounds × 2 s), footprint (small and large table), control plane,
-#                               progressive delivery (analyzer simulations, crash → rollback)
+#                               progressive delivery (analyzer simulations, crash → rollback),
+#                               the etcd store under churn (10,000 releases; 300 in the smoke)
 #   scripts/bench.sh --smoke    short version for CI (~3 minutes): every part runs; the
 #                               callgrind part measures A, S and S-native only, few requests
 #   scripts/bench.sh --out DIR  keep the raw results in DIR (default: a temp dir)
@@ -199,6 +200,23 @@ if "large" in r:
             cat "$out/progressive.txt"
         else
             echo "- progressive rollback benchmark failed or missed 3 s: $(tail -3 "$out/progressive.txt" "$out/progressive.err")"
+        fi
+        # The etcd store under churn (bench/store_bench.py): releases at full
+        # speed against a real 3-member etcd; database size, alarms, failed writes.
+        store_releases=$([ $smoke = 1 ] && echo 300 || echo 10000)
+        if python3 bench/store_bench.py --switchyard "$sy" --releases "$store_releases" \
+            --out "$out/store.json" > /dev/null 2> "$out/store.err"; then
+            python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+curve = ", ".join("{}: {:.0f}".format(c["releases"], c["db_mib"]) for c in r["curve"][::4] + [r["after_12s"]])
+print("- etcd store (3 members, one replica): {} releases at full speed in {:.0f} s ({:.0f}/s), {} failed, "
+      "alarms {}; database at most {:.0f} MiB (releases: MiB — {}); {} bytes written per release "
+      "(the state document)".format(r["releases"], r["seconds"], r["releases_per_s"], r["failed_count"],
+      r["alarms"] or "none", r["max_db_mib"], curve, r["bytes_per_release"]))
+' "$out/store.json"
+        else
+            echo "- etcd store benchmark failed: $(tail -3 "$out/store.err")"
         fi
     else
         # TODO(bench part 4): needs `switchyard serve` (control plane) first.

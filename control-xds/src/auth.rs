@@ -35,6 +35,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use crate::clock::now_unix_ms;
 use crate::etcd::{Commit, Etcd, EtcdError};
+use crate::state_store::BackendError;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -131,11 +132,17 @@ pub enum AuthError {
     },
     #[error("no random token could be made: {0}")]
     Random(std::io::Error),
-    /// etcd cannot be reached (or the document would be too large).
-    #[error("the tokens could not be read or written in etcd")]
-    Etcd(#[from] EtcdError),
+    /// The store (etcd) cannot be reached (or the document would be too large).
+    #[error("the tokens could not be read or written in the store")]
+    Store(#[from] BackendError),
     #[error("the tokens in etcd ({key}) are not a valid token document: {message}")]
     EtcdCorrupt { key: String, message: String },
+}
+
+impl From<EtcdError> for AuthError {
+    fn from(e: EtcdError) -> Self {
+        Self::Store(e.into())
+    }
 }
 
 /// The key (under the etcd prefix) of the tokens document.

@@ -158,7 +158,7 @@ pub async fn run(
         .as_ref()
         .map(Etcd::connect)
         .transpose()
-        .map_err(StartError::from)?;
+        .map_err(|e| StartError::Backend(e.into()))?;
     let (tokens, admin) = open_tokens(&opts, etcd.as_ref())?;
     let cache = SnapshotCache::new();
     let plane = start_plane(&opts, etcd.as_ref(), &cache)?;
@@ -255,17 +255,21 @@ fn start_plane(
 ) -> anyhow::Result<Arc<ControlPlane>> {
     let Some(etcd) = etcd else {
         let store = initial_store(opts)?;
-        return Ok(Arc::new(ControlPlane::start(
-            store,
-            cache.clone(),
-            opts.build.clone(),
-            opts.state_dir.clone(),
-        )?));
+        return Ok(Arc::new(
+            ControlPlane::start(
+                store,
+                cache.clone(),
+                opts.build.clone(),
+                opts.state_dir.clone(),
+            )?
+            .with_history_limit(opts.history_limit),
+        ));
     };
     let backend = Arc::new(EtcdBackend { etcd: etcd.clone() });
     let (store, revision) = initial_store_in(opts, backend.as_ref())?;
     let mut plane =
-        ControlPlane::start_on(store, revision, cache.clone(), opts.build.clone(), backend)?;
+        ControlPlane::start_on(store, revision, cache.clone(), opts.build.clone(), backend)?
+            .with_history_limit(opts.history_limit);
     // singleton work waits for the etcd election
     let leadership = plane.elect();
     let plane = Arc::new(plane);

@@ -13,7 +13,8 @@
 //!    `scope` cuts them down per Envoy, `topology` is what Switchyard asks of a
 //!    proxy, `explain` routes a described request;
 //! 5. store: `state` is the store with its operations (`state::rollout_ops`
-//!    for rollouts, `history` for releases); `state_store` is where it is kept
+//!    for rollouts, `history` for releases, `change_log` for recent changes by
+//!    id so a retried change is never made twice); `state_store` is where it is kept
 //!    (`persist` and `atomic_file`: the state file; `etcd`); `auth` keeps the
 //!    API tokens; `replicas` reads what the other replicas published;
 //! 6. derived: what a store gives, purely — `snapshot_builder` (xDS),
@@ -47,6 +48,7 @@ pub mod api;
 pub mod atomic_file;
 pub mod auth;
 pub mod bootstrap;
+pub mod change_log;
 pub mod cli;
 pub mod clock;
 pub mod completions;

@@ -5,7 +5,7 @@
 //! lease TTL after the replica dies — [`crate::etcd::Etcd::run_session`]).
 //! Every replica follows that directory, so `status` on any replica lists
 //! every replica's Envoys with the replica that holds them, and `live` waits
-//! for them too ([`crate::rollout`]). The load reports of each replica's Envoys
+//! for them too ([`crate::propagation`]). The load reports of each replica's Envoys
 //! reach the leader's canary driver the same way
 //! ([`crate::progressive::driver::run`]).
 

@@ -24,12 +24,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
-use crate::etcd::{EtcdError, Leadership};
+use crate::etcd::Leadership;
 use crate::persist::PersistError;
 use crate::propagation::Pollers;
 use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
 use crate::state::{ChangeSummary, Store, StoreError};
-use crate::state_store::{BackendError, Commit, FileBackend, StateBackend};
+use crate::state_store::{BackendError, Commit, FileBackend, Settled, StateBackend};
 use crate::tls::Refusals;
 use crate::xds::{References, ScopeBuilder, Snapshot, SnapshotCache};
 
@@ -47,10 +47,18 @@ pub enum ChangeError {
     /// The store (etcd) cannot be reached: nothing changed; Envoys keep the
     /// last snapshot.
     #[error("the store is unavailable, nothing changed: {0}")]
-    Unavailable(EtcdError),
+    Unavailable(BackendError),
+    /// The write failed after it may have reached the store, and the store
+    /// could not be asked since: the change may or may not take effect. A
+    /// retry with the same change id never makes it twice.
+    #[error(
+        "the store did not confirm change {change}; it may or may not take effect \
+         (retry with Idempotency-Key: {change} to learn its outcome): {reason}"
+    )]
+    OutcomeUnknown { change: String, reason: String },
     /// The resulting state document is larger than the store accepts.
     #[error("nothing changed: {0}")]
-    TooLarge(EtcdError),
+    TooLarge(BackendError),
     /// Other replicas kept writing first.
     #[error("nothing changed: other replicas wrote first {0} times in a row; try again")]
     Contended(usize),
@@ -63,8 +71,10 @@ impl From<BackendError> for ChangeError {
     fn from(e: BackendError) -> Self {
         match e {
             BackendError::Persist(e) => ChangeError::Persist(e),
-            BackendError::Etcd(e @ EtcdError::TooLarge { .. }) => ChangeError::TooLarge(e),
-            BackendError::Etcd(e) => ChangeError::Unavailable(e),
+            e @ BackendError::TooLarge(_) => ChangeError::TooLarge(e),
+            e @ (BackendError::Unavailable { .. } | BackendError::Address(_)) => {
+                ChangeError::Unavailable(e)
+            }
             e @ BackendError::Corrupt { .. } => ChangeError::Corrupt(e.to_string()),
         }
     }
@@ -99,6 +109,8 @@ pub struct ControlPlane {
     progressive: crate::progressive::observed::Observed,
     /// Snapshots built and served since start (`/metrics`).
     served: std::sync::atomic::AtomicU64,
+    /// How many release records each VE keeps (`serve --history-limit`).
+    history_limit: usize,
 }
 
 /// A built snapshot, not yet served.
@@ -178,7 +190,14 @@ impl ControlPlane {
             replicas: OnceLock::new(),
             progressive: Default::default(),
             served: std::sync::atomic::AtomicU64::new(1),
+            history_limit: crate::history::DEFAULT_HISTORY_LIMIT,
         })
+    }
+
+    /// Keeps the last `limit` release records of each VE (from the next change on).
+    pub fn with_history_limit(mut self, limit: usize) -> Self {
+        self.history_limit = limit.max(1);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Current> {
@@ -186,13 +205,27 @@ impl ControlPlane {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies `change` to the store; if it changes anything, builds, saves
-    /// and serves the result. Changes are serialized within this process; when
-    /// another replica saved first, the newer store is served and `change` is
-    /// computed again from it (at most [`MAX_TRIES`] times). Readers are not
-    /// held up meanwhile: the served store is locked only to read or replace it.
+    /// Applies `change` to the store under a new change id ([`Self::change_as`]).
     pub fn change(
         &self,
+        change: impl Fn(&Store) -> Result<(Store, ChangeSummary), StoreError>,
+    ) -> Result<(ChangeSummary, u64), ChangeError> {
+        self.change_as(&crate::change_log::new_change_id(), change)
+    }
+
+    /// Applies `change` (named `id`) to the store; if it changes anything,
+    /// builds, saves and serves the result. If the store already made change
+    /// `id`, its original outcome is answered and nothing is made again.
+    /// Changes are serialized within this process; when another replica saved
+    /// first, the newer store is served and `change` is computed again from it
+    /// (at most [`MAX_TRIES`] times). A failed write is settled
+    /// ([`StateBackend::settle`]); if that fails too, the answer is
+    /// [`ChangeError::OutcomeUnknown`], never "nothing changed". Readers are
+    /// not held up meanwhile: the served store is locked only to read or
+    /// replace it.
+    pub fn change_as(
+        &self,
+        id: &str,
         change: impl Fn(&Store) -> Result<(Store, ChangeSummary), StoreError>,
     ) -> Result<(ChangeSummary, u64), ChangeError> {
         let _one_at_a_time = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -200,43 +233,47 @@ impl ControlPlane {
             let current = self.lock();
             (current.store.clone(), current.revision)
         };
+        let mut failed_writes = 0;
         for attempt in 0..MAX_TRIES {
-            let (next, summary) = change(&base)?;
+            if let Some(done) = base.outcome_of(id) {
+                return Ok(done);
+            }
+            let (mut next, mut summary) = change(&base)?;
             if !summary.changed() {
                 return Ok((summary, base.generation));
             }
+            next.finish_change(id, &mut summary, self.history_limit);
             let built = build_for(&self.build, &next)?;
-            let latest = match self.backend.commit(&next, read)? {
-                Commit::Done(revision) => {
+            let latest = match self.backend.commit(&next, read) {
+                Ok(Commit::Done(revision)) => {
                     let generation = next.generation;
-                    let mut current = self.lock();
-                    // (a newer store, saved by another replica right after this
-                    // one, may have been served already: it stays)
-                    if generation > current.store.generation {
-                        let index = built.serve(&self.cache)?;
-                        self.served
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        *current = Current {
-                            store: next,
-                            index: Arc::new(index),
-                            revision,
-                        };
-                    }
-                    drop(current);
-                    tracing::info!(
-                        generation,
-                        created = summary.created.len(),
-                        updated = summary.updated.len(),
-                        deleted = summary.deleted.len(),
-                        releases = summary.releases.len(),
-                        "new snapshot served"
-                    );
+                    self.serve_committed(next, built, revision, &summary);
                     return Ok((summary, generation));
                 }
-                Commit::Conflict(Some(latest)) => latest,
-                Commit::Conflict(None) => self.backend.load()?.ok_or_else(|| {
+                Ok(Commit::Conflict(Some(latest))) => latest,
+                Ok(Commit::Conflict(None)) => self.backend.load()?.ok_or_else(|| {
                     ChangeError::Corrupt("the state document disappeared from the store".into())
                 })?,
+                Err(e @ BackendError::Unavailable { .. }) => {
+                    failed_writes += 1;
+                    match self.backend.settle(&base, read) {
+                        // proven not made; try once more, then say so
+                        Ok(Settled::Unchanged(revision)) if failed_writes < 2 => {
+                            read = revision;
+                            continue;
+                        }
+                        Ok(Settled::Unchanged(_)) => return Err(ChangeError::Unavailable(e)),
+                        Ok(Settled::Changed(store, revision)) => (store, revision),
+                        Err(settling) => {
+                            tracing::warn!(change = id, error = %e, settling = %settling, "the outcome of a change is unknown");
+                            return Err(ChangeError::OutcomeUnknown {
+                                change: id.to_string(),
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
             };
             tracing::debug!(
                 attempt,
@@ -253,6 +290,37 @@ impl ControlPlane {
         Err(ChangeError::Contended(MAX_TRIES))
     }
 
+    /// Serves `next`, just saved at `revision` (unless a newer store, saved by
+    /// another replica right after this one, was served already: it stays).
+    fn serve_committed(&self, next: Store, built: Built, revision: i64, summary: &ChangeSummary) {
+        let generation = next.generation;
+        let mut current = self.lock();
+        if generation > current.store.generation {
+            match built.serve(&self.cache) {
+                Ok(index) => {
+                    self.served
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    *current = Current {
+                        store: next,
+                        index: Arc::new(index),
+                        revision,
+                    };
+                }
+                // (checked when built; the saved store is served from the watch)
+                Err(e) => tracing::error!(error = %e, "a saved change was not served"),
+            }
+        }
+        drop(current);
+        tracing::info!(
+            generation,
+            created = summary.created.len(),
+            updated = summary.updated.len(),
+            deleted = summary.deleted.len(),
+            releases = summary.releases.len(),
+            "new snapshot served"
+        );
+    }
+
     /// [`Self::change`] on a blocking thread, for async callers (the API): a
     /// change builds snapshots and, on etcd, waits for it.
     pub async fn change_blocking(
@@ -260,7 +328,9 @@ impl ControlPlane {
         change: impl Fn(&Store) -> Result<(Store, ChangeSummary), StoreError> + Send + 'static,
     ) -> Result<(ChangeSummary, u64), ChangeError> {
         let plane = self.clone();
-        tokio::task::spawn_blocking(move || plane.change(change))
+        let id =
+            crate::change_log::current_change_id().unwrap_or_else(crate::change_log::new_change_id);
+        tokio::task::spawn_blocking(move || plane.change_as(&id, change))
             .await
             .unwrap_or_else(|e| Err(ChangeError::Snapshot(format!("the change failed: {e}"))))
     }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use crate::auth::AuthError;
 use crate::context_keys::{generate_context_key, new_kid};
-use crate::etcd::{EtcdError, EtcdUrl};
+use crate::etcd::EtcdUrl;
 use crate::load::{self, LoadErrors};
 use crate::persist::{self, PersistError};
 use crate::serve::ChangeError;
@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub etcd: Option<EtcdUrl>,
     /// `--replica-id` (default: the xDS address).
     pub replica_id: Option<String>,
+    /// `--history-limit`: release records kept per VE.
+    pub history_limit: usize,
 }
 
 /// Why `serve` could not start.
@@ -66,8 +68,6 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("the store")]
     Backend(#[from] BackendError),
-    #[error("etcd")]
-    Etcd(#[from] EtcdError),
 }
 
 /// The store `serve --store etcd://…` starts from, and its revision: the
@@ -175,6 +175,7 @@ mod tests {
             xds_tls: None,
             etcd: None,
             replica_id: None,
+            history_limit: crate::history::DEFAULT_HISTORY_LIMIT,
         };
         let first = initial_store(&o).unwrap();
         assert_eq!(first.context_keys.len(), 1);

@@ -12,6 +12,18 @@
 //!   and serves each new document; the snapshot version is the document's
 //!   generation, which each committed write increments by one, so every
 //!   replica serves the same version for the same store revision.
+//!
+//! A write whose call failed may still take effect (it may have reached
+//! etcd's leader before the answer was lost). [`StateBackend::settle`] then
+//! decides it: it rewrites the document it was computed from, guarded by the
+//! same revision. If that succeeds, the failed write can never succeed any
+//! more (its guard no longer holds); if it fails, the document moved on, and
+//! the store's change log ([`crate::change_log`]) says whether the change is
+//! in it. Only when `settle` cannot reach the store either is the outcome
+//! unknown.
+//!
+//! Nothing of the backend (no etcd type, no etcd error) shows above this
+//! module: callers get [`BackendError`].
 
 use std::path::PathBuf;
 
@@ -27,10 +39,42 @@ pub const STATE_KEY: &str = "state";
 pub enum BackendError {
     #[error(transparent)]
     Persist(#[from] PersistError),
-    #[error(transparent)]
-    Etcd(#[from] EtcdError),
+    /// The store could not be reached (for a write: whether it was made is
+    /// not known until [`StateBackend::settle`] says so).
+    #[error("the store is unavailable ({store}): {message}")]
+    Unavailable { store: String, message: String },
+    /// The document is larger than the store accepts (nothing was written).
+    #[error("{0}")]
+    TooLarge(String),
+    /// `--store` is not a usable store address.
+    #[error("{0}")]
+    Address(String),
     #[error("the state in etcd ({key}) is not a valid state document: {message}")]
     Corrupt { key: String, message: String },
+}
+
+impl From<EtcdError> for BackendError {
+    fn from(e: EtcdError) -> Self {
+        match e {
+            EtcdError::Unavailable { endpoints, message } => Self::Unavailable {
+                store: format!("etcd {endpoints}"),
+                message,
+            },
+            e @ EtcdError::TooLarge { .. } => Self::TooLarge(e.to_string()),
+            e @ (EtcdError::Url { .. } | EtcdError::File { .. }) => Self::Address(e.to_string()),
+        }
+    }
+}
+
+/// What [`StateBackend::settle`] found.
+#[derive(Debug)]
+pub enum Settled {
+    /// The failed write will never take effect; the document it was computed
+    /// from is still current, now at this revision.
+    Unchanged(i64),
+    /// The document moved on (maybe by the failed write itself): the current
+    /// store and its revision.
+    Changed(Store, i64),
 }
 
 /// What a write did.
@@ -50,6 +94,10 @@ pub trait StateBackend: Send + Sync {
     fn load(&self) -> Result<Option<(Store, i64)>, BackendError>;
     /// Writes `next`, computed from the store read at revision `read`.
     fn commit(&self, next: &Store, read: i64) -> Result<Commit, BackendError>;
+    /// After a [`Self::commit`] of a change computed from `base` (read at
+    /// `read`) failed with [`BackendError::Unavailable`]: makes sure that
+    /// write can no longer take effect, or finds the store that holds it.
+    fn settle(&self, base: &Store, read: i64) -> Result<Settled, BackendError>;
 }
 
 /// The state file of `--state DIR`, or nothing (in memory).
@@ -78,6 +126,12 @@ impl StateBackend for FileBackend {
             persist::save_state(dir, next)?;
         }
         Ok(Commit::Done(0))
+    }
+
+    /// A failed write of the state file left the old file (it is replaced by
+    /// a rename): nothing to settle.
+    fn settle(&self, _base: &Store, read: i64) -> Result<Settled, BackendError> {
+        Ok(Settled::Unchanged(read))
     }
 }
 
@@ -133,4 +187,22 @@ impl StateBackend for EtcdBackend {
             )))),
         }
     }
+
+    /// Rewrites `base` guarded by `read`: etcd applies writes one after the
+    /// other, so once this succeeds the failed write (guarded by `read` too)
+    /// fails whenever it arrives; if this fails, the current document says
+    /// whether the failed write was made.
+    fn settle(&self, base: &Store, read: i64) -> Result<Settled, BackendError> {
+        match self.commit(base, read)? {
+            Commit::Done(revision) => Ok(Settled::Unchanged(revision)),
+            Commit::Conflict(Some((store, revision))) => Ok(Settled::Changed(store, revision)),
+            Commit::Conflict(None) => Err(BackendError::Corrupt {
+                key: self.etcd.key(STATE_KEY),
+                message: "the state document disappeared".into(),
+            }),
+        }
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "state",
             "store",
             "history",
+            "change_log",
             "state_store",
             "persist",
             "atomic_file",

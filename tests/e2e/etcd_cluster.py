@@ -5,6 +5,7 @@
     cluster = EtcdCluster(procs, work_dir / "etcd", members=3).start()
     cluster.url("switchyard")   # etcd://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/switchyard
     cluster.kill(0)             # kill -9 of one member
+    cluster.kill_majority(rng)  # kill -9 of a random majority (often with the leader)
     cluster.stop_all(); cluster.restart_all()
 
 Every member goes through the test's harness.Processes, so teardown stops them.
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+import certs
 import harness
 from harness import LOCALHOST
 
@@ -29,11 +32,21 @@ def etcd_binary() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class EtcdTls:
+    """Clients reach the members over TLS and must present a certificate
+    issued by `ca` (`--client-cert-auth`); `server` is the members' own."""
+    ca: Path
+    server: "certs.Pair"
+    client: "certs.Pair"
+
+
 class EtcdMember(harness.Process):
     def __init__(self, name: str, client_port: int, peer_port: int, data_dir: Path,
-                 initial_cluster: str, token: str, log_dir: Path):
+                 initial_cluster: str, token: str, log_dir: Path, tls: EtcdTls | None = None):
         self.client_port, self.peer_port = client_port, peer_port
-        self.client_url = f"http://{LOCALHOST}:{client_port}"
+        self.tls = tls
+        self.client_url = f"{'https' if tls else 'http'}://{LOCALHOST}:{client_port}"
         argv = [etcd_binary(), "--name", name, "--data-dir", str(data_dir),
                 "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", f"http://{LOCALHOST}:{peer_port}",
@@ -43,6 +56,9 @@ class EtcdMember(harness.Process):
                 # a loaded test machine: be patient before electing a new leader
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
                 "--log-level", "warn", "--logger", "zap"]
+        if tls:
+            argv += ["--cert-file", str(tls.server.cert), "--key-file", str(tls.server.key),
+                     "--client-cert-auth", "--trusted-ca-file", str(tls.ca)]
         super().__init__(name, argv, Path(log_dir) / f"{name}.log")
 
     def kill(self) -> None:
@@ -54,14 +70,17 @@ class EtcdMember(harness.Process):
 
     def healthy(self) -> bool:
         try:
-            r = requests.get(self.client_url + "/health", timeout=1)
+            kw = {"verify": str(self.tls.ca), "cert": (str(self.tls.client.cert), str(self.tls.client.key))} \
+                if self.tls else {}
+            r = requests.get(self.client_url + "/health", timeout=1, **kw)
             return r.status_code == 200 and r.json().get("health") == "true"
         except (requests.RequestException, ValueError):
             return False
 
 
 class EtcdCluster:
-    def __init__(self, procs: harness.Processes, work: Path, members: int = 3):
+    def __init__(self, procs: harness.Processes, work: Path, members: int = 3,
+                 tls: EtcdTls | None = None):
         self.procs = procs
         ports = harness.free_ports(2 * members)
         names = [f"etcd{i}" for i in range(members)]
@@ -69,7 +88,7 @@ class EtcdCluster:
         work.mkdir(parents=True, exist_ok=True)
         token = f"switchyard-test-{ports[0]}"  # one cluster: the same token for every member
         self.members = [EtcdMember(n, ports[2 * i], ports[2 * i + 1], work / f"{n}.data", initial,
-                                   token, procs.log_dir) for i, n in enumerate(names)]
+                                   token, procs.log_dir, tls) for i, n in enumerate(names)]
 
     def url(self, prefix: str = "switchyard") -> str:
         hosts = ",".join(f"{LOCALHOST}:{m.client_port}" for m in self.members)
@@ -97,6 +116,14 @@ class EtcdCluster:
 
     def kill(self, i: int) -> None:
         self.members[i].kill()
+
+    def kill_majority(self, rng) -> list[int]:
+        """kill -9 of a random majority of the members; returns their indexes."""
+        n = len(self.members)
+        chosen = sorted(rng.sample(range(n), n // 2 + 1))
+        for i in chosen:
+            self.members[i].kill()
+        return chosen
 
     def stop_all(self) -> None:
         for m in self.members:

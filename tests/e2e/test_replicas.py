@@ -19,12 +19,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 
 import control_plane as cp
 import harness
-from etcd_cluster import EtcdCluster
+import certs
+from etcd_cluster import EtcdCluster, EtcdTls
 from harness import LOCALHOST, ROOT
 
 MAIN, V2, V3 = "hello-world-main", "hello-world-v2", "hello-world-v3"
@@ -38,7 +40,8 @@ class Replica(cp.ControlPlane):
     def __init__(self, world: "Replicas", i: int, xds: int, api: int):
         super().__init__(world.bins, world.hello.resources_path, None, xds, api, world.listen,
                          world.procs.log_dir,
-                         extra_args=["--store", world.etcd.url(), "--replica-id", f"r{i}"])
+                         extra_args=["--store", world.etcd.url() + world.store_query, "--replica-id", f"r{i}",
+                                     *world.serve_args])
         self.world, self.id = world, f"r{i}"
         self.name = f"switchyard-{self.id}"
         self.log_path = world.procs.log_dir / f"{self.name}.log"
@@ -59,6 +62,8 @@ class Replicas:
     replicas: list[Replica] = field(default_factory=list)
     envoys: list[harness.Envoy] = field(default_factory=list)
     token: str | None = None
+    serve_args: list[str] = field(default_factory=list)
+    store_query: str = ""
 
     @property
     def url(self) -> str:
@@ -81,6 +86,10 @@ class Replicas:
 
     def status(self, replica: Replica) -> dict:
         return replica.api("/v1/status")
+
+    def status_history(self, replica: Replica) -> list[dict]:
+        """team-a's release records, oldest first."""
+        return replica.api("/v1/history?virtualEnv=team-a")["history"]
 
     def envoy_on(self, node_id: str, replica: Replica | None = None) -> dict | None:
         """The Envoy `node_id` as `status` (of `replica`, default any alive) shows it."""
@@ -110,14 +119,16 @@ def render_ads_bootstrap(w: Replicas, path: Path, order: list[Replica], node_id:
 
 
 def start_replicas(procs, bins, work: Path, n: int = 3,
-                   start_order: tuple[int, ...] | None = None) -> Replicas:
+                   start_order: tuple[int, ...] | None = None, envoys: bool = True,
+                   serve_args: tuple[str, ...] = (), store_query: str = "") -> Replicas:
     """etcd (3 members), upstreams, n replicas (started in `start_order`: the
     first one makes the state and the admin token, and usually leads) and 2
     Envoys: envoy-1 prefers r0, envoy-2 prefers r1. Returns once both Envoys
-    serve /dev/hello."""
+    serve /dev/hello (without `envoys`: once the replicas run)."""
     etcd = EtcdCluster(procs, work / "etcd", 3).start()
     hello = harness.start_hello_world(procs, bins, work)
-    w = Replicas(bins, procs, work, etcd, hello, harness.free_port())
+    w = Replicas(bins, procs, work, etcd, hello, harness.free_port(), serve_args=list(serve_args),
+                 store_query=store_query)
     for i in range(n):
         xds, api = harness.free_ports(2)
         w.replicas.append(Replica(w, i, xds, api))
@@ -129,6 +140,8 @@ def start_replicas(procs, bins, work: Path, n: int = 3,
                 30)
     for i in order[1:]:
         w.start_replica(i)
+    if not envoys:
+        return w
     r = w.replicas
     orders = [r, r[1:] + r[:1]]
     for k, order in enumerate(orders, start=1):
@@ -351,7 +364,8 @@ def test_etcd_members_down_and_back(procs, bins, work_dir):
             assert w.status(rep)["generation"] == r.json["generation"]
         answers: list = []
         writer = threading.Thread(target=lambda: answers.append(requests.post(
-            w.replicas[2].server + "/v1/release", headers=w.replicas[2].headers(),
+            w.replicas[2].server + "/v1/release",
+            headers={**w.replicas[2].headers(), "Idempotency-Key": "d-main"},
             json={"deployment": MAIN, "virtualEnv": "team-a"}, timeout=30)))
         writer.start()
         time.sleep(0.3)
@@ -360,23 +374,32 @@ def test_etcd_members_down_and_back(procs, bins, work_dir):
         assert w.status(w.replicas[2])["generation"] == r.json["generation"]
         read_took = time.monotonic() - t_read
         writer.join(30)
-        refused = answers[0]
-        assert refused.status_code == 503, refused.text
-        assert refused.json()["error"] == "store_unavailable", refused.text
-        assert "nothing changed" in refused.json()["message"]
-        cli_refused = w.cli(w.replicas[0], "release", MAIN, "--virtual-env", "team-a")
-        assert cli_refused.code != 0 and "unavailable" in cli_refused.stderr, cli_refused
+        # the write failed and etcd could not be asked whether it was made:
+        # not "nothing changed" (that may be false), but "unknown", with its id
+        unknown = answers[0]
+        assert unknown.status_code == 503, unknown.text
+        assert unknown.json()["error"] == "outcome_unknown", unknown.text
+        assert unknown.json()["change"] == "d-main", unknown.text
         time.sleep(1.0)
         served_while_down = [x for x in load.results if x.at > down_at]
         assert served_while_down and all(x.status == 200 and x.body == V3 for x in served_while_down)
 
-        # etcd back
+        # etcd back: the same change, sent again, is made at most once and
+        # answers its real outcome
         w.etcd.restart_all()
         back = time.monotonic()
-        r2 = release_until_it_works(w, w.replicas[2], MAIN)
+        retried = cp.wait_for("the retried change answers", lambda: (lambda a: a if a.status_code == 200 else None)(
+            requests.post(w.replicas[0].server + "/v1/release",
+                          headers={**w.replicas[0].headers(), "Idempotency-Key": "d-main"},
+                          json={"deployment": MAIN, "virtualEnv": "team-a"}, timeout=30)), 90, interval=0.5)
+        assert retried.json()["change"] == "d-main" and len(retried.json()["releases"]) == 1, retried.text
+        r2 = release_until_it_works(w, w.replicas[2], V2)
         recovered = time.monotonic() - back
+        cp.wait_for("r1 has d-main's record once",
+                    lambda: [h["change"] for h in w.status_history(w.replicas[1])
+                             if h.get("change") == "d-main"] == ["d-main"], 15)
         assert r2.json["live"]["complete"] and r2.json["live"]["connected"] == 2, r2.json["live"]
-        cp.wait_for("requests see main", lambda: load.results[-1].body == MAIN, 15)
+        cp.wait_for("requests see v2", lambda: load.results[-1].body == V2, 15)
         time.sleep(0.5)
     assert not load.errors, load.errors[:5]
     assert not load.bad(), load.bad()[:5]
@@ -387,8 +410,134 @@ def test_etcd_members_down_and_back(procs, bins, work_dir):
     print(f"\n(d) 1 of 3 etcd members down: release live on 2/2 in "
           f"{r.json['live']['elapsedMs']} ms; all etcd down: {len(served_while_down)} requests "
           f"served by the last snapshot, a read during a pending write answered in "
-          f"{read_took * 1000:.0f} ms, writes 503 store_unavailable; etcd back: a release "
+          f"{read_took * 1000:.0f} ms, writes 503 outcome_unknown; etcd back: the retried "
+          f"change answered its outcome (made once), a release "
           f"succeeded {recovered:.1f} s after the restart; {len(load.results)} requests, 0 failed")
+
+
+TRIALS = 50
+
+
+def test_answers_stay_true_while_the_etcd_majority_dies(procs, bins, work_dir):
+    """(f) Releases back to back through two replicas (raw HTTP with an
+    Idempotency-Key, and the CLI) while a random majority of etcd is killed
+    and started again, TRIALS times. Every answer is true: a release answered
+    made is in the history exactly once, under its change id; a change
+    answered "nothing changed" is never in it (also later); a change answered
+    outcome_unknown, sent again with its key, answers its real outcome and is
+    in the history at most once."""
+    import random
+    rng = random.Random(20)
+    # a short store timeout (1 s: the default is 5 s) so that outages outlast
+    # some writes and their settling: every kind of answer occurs
+    w = start_replicas(procs, bins, work_dir, n=2, envoys=False,
+                       serve_args=("--history-limit", "100000"), store_query="?timeout=1s")
+    stop = threading.Event()
+    answers: list[tuple[str, str, str, int, dict]] = []  # (key, deployment, via, status, body)
+    settled: dict[str, dict] = {}  # key → the answer when an unknown one was sent again
+    targets = [V2, V3, MAIN]
+
+    def unknown(status: int, body: dict) -> bool:
+        return status == 0 or (status == 503 and body.get("error") == "outcome_unknown")
+
+    def post(rep: Replica, key: str, dep: str) -> tuple[int, dict]:
+        try:
+            a = requests.post(rep.server + "/v1/release",
+                              headers={**rep.headers(), "Idempotency-Key": key},
+                              json={"deployment": dep, "virtualEnv": "team-a"}, timeout=30)
+            return a.status_code, a.json()
+        except (requests.RequestException, ValueError) as e:
+            return 0, {"error": "no_answer", "message": str(e)}
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            rep, dep = w.replicas[n % 2], targets[n % 3]
+            if n % 4 == 3:  # the CLI: its own key, retried by itself
+                r = w.cli(rep, "-o", "json", "--no-wait", "release", dep, "--virtual-env", "team-a")
+                body = r.json if r.code == 0 else {"error": "cli", "message": r.stderr}
+                answers.append((body.get("change") or f"cli-{n}", dep, "cli",
+                                200 if r.code == 0 else 1, body))
+            else:
+                key = f"k{n}"
+                status, body = post(rep, key, dep)
+                answers.append((key, dep, "http", status, body))
+                # as the CLI does: an unknown outcome is asked again, with the key
+                t_unknown = time.monotonic()
+                while unknown(status, body) and time.monotonic() - t_unknown < 45:
+                    time.sleep(0.25)
+                    status, body = post(w.replicas[(n + 1) % 2], key, dep)
+                if not unknown(status, body) and answers[-1][3:] != (status, body):
+                    settled[key] = body
+            n += 1
+
+    thread = threading.Thread(target=writer)
+    t0 = time.monotonic()
+    thread.start()
+    killed_leader = 0
+    try:
+        for _ in range(TRIALS):
+            time.sleep(rng.uniform(0.05, 0.4))
+            before = len(answers)
+            leader_port = None
+            for m in w.etcd.members:
+                try:
+                    st = requests.post(m.client_url + "/v3/maintenance/status", json={}, timeout=1).json()
+                    if st.get("leader") == st.get("header", {}).get("member_id"):
+                        leader_port = m.client_port
+                except (requests.RequestException, ValueError):
+                    pass
+            chosen = w.etcd.kill_majority(rng)
+            killed_leader += any(w.etcd.members[i].client_port == leader_port for i in chosen)
+            time.sleep(rng.uniform(0.2, 1.5))
+            w.etcd.restart_all(60)
+            # the writer keeps going: at least one answer per trial
+            cp.wait_for("a write answered", lambda: len(answers) > before, 40, interval=0.05)
+    finally:
+        stop.set()
+        thread.join(60)
+    took = time.monotonic() - t0
+    # late writes (an entry in a dead leader's log) had their chance to land
+    time.sleep(2.0)
+
+    # every change answered unknown, sent again with its key: its real outcome
+    before_retry = {h.get("change") for h in w.status_history(w.replicas[0])}
+    for key, dep, via, status, body in answers:
+        if via == "http" and unknown(status, body) and key not in settled:
+            status, again = post(w.replicas[0], key, dep)
+            assert status == 200, (key, status, again)
+            settled[key] = again
+
+    history = w.status_history(w.replicas[0])
+    by_change: dict[str, int] = {}
+    for h in history:
+        if h.get("change"):
+            by_change[h["change"]] = by_change.get(h["change"], 0) + 1
+    assert all(n == 1 for n in by_change.values()), {k: n for k, n in by_change.items() if n > 1}
+    made = nothing = unchanged = cli_failed = 0
+    for key, dep, via, status, body in answers:
+        if status == 200 and body.get("releases"):
+            made += 1
+            assert by_change.get(body["change"]) == 1, (key, via, body)
+            assert body["releases"][0]["deployment"] == dep, (key, body)
+        elif status == 200:
+            unchanged += 1
+            assert key not in by_change, (key, via, body)
+        elif via == "cli":
+            cli_failed += 1  # (its key is the CLI's own; it said why on stderr)
+        elif unknown(status, body):
+            again = settled[key]
+            assert by_change.get(key, 0) == (1 if again.get("releases") else 0), (key, again)
+        else:
+            # refused or unavailable: "nothing changed" must be true
+            nothing += 1
+            assert key not in by_change, (key, via, status, body)
+    assert made >= TRIALS // 2, (made, len(answers))
+    print(f"\n(f) {TRIALS} etcd majority kills ({killed_leader} with the leader) in {took:.0f} s: "
+          f"{len(answers)} answers — {made} made, {unchanged} unchanged, {len(settled)} "
+          f"unknown ({sum(1 for k in settled if k in before_retry)} of them had been made; "
+          f"sent again, {sum(1 for a in settled.values() if a.get('releases'))} answer made), {nothing} nothing changed, {cli_failed} CLI failures; every one true by the history "
+          f"({len(history)} records, each change at most once)")
 
 
 def test_every_replica_restarted_state_comes_back_from_etcd(procs, bins, work_dir):
@@ -490,3 +639,46 @@ def test_the_leader_drives_a_canary_from_every_replicas_envoys(procs, bins, work
     print(f"\ncanary driven by r2 (no Envoy of its own) from r0's and r1's load reports: "
           f"{done['counts']['canary']['requests']} canary and "
           f"{done['counts']['stable']['requests']} stable requests counted; succeeded")
+
+
+def test_etcd_over_tls_with_a_client_certificate(procs, bins, work_dir):
+    """(g) An etcd that requires client certificates (`--client-cert-auth`):
+    a replica with `?ca=…&cert=…&key=…` keeps its state there and releases;
+    etcd refuses a client without a certificate, and a replica without one
+    does not start (a clear error, nothing served)."""
+    ca = certs.make_ca(work_dir / "certs", "etcd-ca")
+    tls = EtcdTls(ca.cert, ca.issue("etcd", server_ip=LOCALHOST), ca.issue("switchyard", client=True))
+    etcd = EtcdCluster(procs, work_dir / "etcd", 1, tls=tls).start()
+    hello = harness.start_hello_world(procs, bins, work_dir)
+    with_cert = (f"?ca={tls.ca}&cert={tls.client.cert}&key={tls.client.key}")
+
+    def replica(name: str, query: str) -> cp.ControlPlane:
+        xds, api = harness.free_ports(2)
+        rep = cp.ControlPlane(bins, hello.resources_path, None, xds, api, harness.free_port(),
+                              procs.log_dir, extra_args=["--store", etcd.url() + query,
+                                                         "--insecure-no-auth"])
+        rep.name = name
+        rep.log_path = procs.log_dir / f"{name}.log"
+        return rep
+
+    good = replica("switchyard-tls", with_cert)
+    procs.add(good.start())
+    good.wait_ready(30)
+    r = cp.cli(bins, good.server, "-o", "json", "--no-wait", "release", V2, "--virtual-env", "team-a")
+    assert r.code == 0, r.stderr
+    assert r.json["releases"][0]["deployment"] == V2, r.json
+
+    # etcd itself refuses a TLS client without a certificate
+    member = etcd.members[0]
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(member.client_url + "/health", verify=str(tls.ca), timeout=5)
+    # and a replica without one cannot read the state: it stops with an error
+    bad = replica("switchyard-no-cert", f"?ca={tls.ca}&timeout=2s")
+    procs.add(bad.start())
+    cp.wait_for("the replica without a certificate exits", lambda: not bad.alive(), 30)
+    assert "unavailable" in bad.log_tail(), bad.log_tail()
+    # the good replica still serves its release from etcd
+    assert good.api("/v1/history?virtualEnv=team-a")["history"][-1]["deployment"] == V2
+    print(f"\n(g) etcd with --client-cert-auth: a replica with ca/cert/key released {V2} "
+          f"(stored in etcd over TLS); a client without a certificate refused by etcd; "
+          f"a replica without one stopped: {bad.log_tail().strip().splitlines()[-1][:160]}")

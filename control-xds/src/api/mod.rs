@@ -170,6 +170,7 @@ pub fn router(plane: Arc<ControlPlane>, tokens: Option<Arc<Tokens>>) -> Router {
     };
     router
         .fallback_service(not_found.with_state(state.clone()))
+        .layer(axum::middleware::from_fn(plumbing::change_id))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -1,7 +1,8 @@
 //! What every handler shares: the token check (a route's role is given by
 //! the route table, [`super::routes`]), the body and query extractors with
-//! their limits, the error answer and how domain errors map to it, and the
-//! answer of every change.
+//! their limits, the change id of every request (`Idempotency-Key`), the
+//! error answer and how domain errors map to it, and the answer of every
+//! change.
 
 use std::sync::Arc;
 
@@ -14,7 +15,6 @@ use axum::{Extension, Json};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthError, Identity, Role, Tokens};
-use crate::etcd::EtcdError;
 use crate::serve::{snapshot_version, ChangeError, ControlPlane};
 use crate::state::{ChangeSummary, ReleaseRecord, StoreError};
 use crate::views::{ChangeView, ErrorView, ProblemView, ReleaseView};
@@ -187,6 +187,7 @@ pub fn changed(summary: ChangeSummary, generation: u64) -> Json<ChangeView> {
     let changed = summary.changed();
     let releases = summary.releases.into_iter().map(release_view).collect();
     Json(ChangeView {
+        change: summary.change,
         created: summary.created,
         updated: summary.updated,
         unchanged: summary.unchanged,
@@ -212,18 +213,39 @@ pub fn release_view(r: ReleaseRecord) -> ReleaseView {
         action: r.action,
         undoes: r.undoes,
         who: r.who,
+        change: r.change,
         at: r.at,
         at_unix_ms: r.at_unix_ms,
     }
 }
 
-/// An error answer: `{error, message, problems?}`.
+/// The `Idempotency-Key` header of a change (else a new id): the id of the
+/// change the request makes ([`crate::change_log`]); answered in the same header.
+pub async fn change_id(request: axum::extract::Request, next: Next) -> Result<Response, ApiError> {
+    let id = match request.headers().get("idempotency-key") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| crate::change_log::parse_change_id(v.trim()).ok())
+            .ok_or_else(|| ApiError::bad_request(crate::change_log::BadChangeId.to_string()))?,
+        None => crate::change_log::new_change_id(),
+    };
+    let mut response = crate::change_log::with_change_id(id.clone(), next.run(request)).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("idempotency-key", v);
+    }
+    Ok(response)
+}
+
+/// An error answer: `{error, message, problems?, change?}`.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
     problems: Option<Vec<ProblemView>>,
+    /// The change whose outcome is unknown (`outcome_unknown`).
+    change: Option<String>,
 }
 
 impl ApiError {
@@ -233,6 +255,7 @@ impl ApiError {
             code,
             message: message.into(),
             problems: None,
+            change: None,
         }
     }
 
@@ -255,6 +278,7 @@ impl IntoResponse for ApiError {
             error: self.code.to_string(),
             message: self.message,
             problems: self.problems,
+            change: self.change,
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -273,12 +297,14 @@ impl From<AuthError> for ApiError {
             AuthError::BadRequest(m) => Self::bad_request(m),
             AuthError::NotFound(m) => Self::not_found(m),
             AuthError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            AuthError::Etcd(e @ EtcdError::Unavailable { .. }) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                format!("the tokens were not changed: {e}"),
-            ),
-            AuthError::Etcd(e) => Self::new(
+            AuthError::Store(e @ crate::state_store::BackendError::Unavailable { .. }) => {
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    format!("the tokens were not changed: {e}"),
+                )
+            }
+            AuthError::Store(e) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "state_not_saved",
                 format!("the tokens were not changed: {e}"),
@@ -317,6 +343,7 @@ impl From<StoreError> for ApiError {
                         if n == 1 { "" } else { "s" }
                     ),
                     problems: Some(problems),
+                    change: None,
                 }
             }
             StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
@@ -350,6 +377,16 @@ impl From<ChangeError> for ApiError {
                 "store_unavailable",
                 format!("{e}; Envoys keep the last configuration"),
             ),
+            ChangeError::OutcomeUnknown { change, reason } => {
+                let message = ChangeError::OutcomeUnknown {
+                    change: change.clone(),
+                    reason,
+                }
+                .to_string();
+                let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", message);
+                e.change = Some(change);
+                e
+            }
             e @ ChangeError::TooLarge(_) => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "state_too_large",

@@ -2,6 +2,12 @@
 //! command, JSON in and out (read as [`crate::views`]), with the caller's
 //! bearer token, over TLS for an `https://` server (its CA from `--ca-cert`,
 //! else the public web roots).
+//!
+//! Every `POST` names its change with an `Idempotency-Key` ([`crate::change_log`])
+//! and, when its outcome is unknown — the server answered `outcome_unknown`,
+//! or the connection broke after the request was sent — is sent again with
+//! the same key for up to [`RETRY_BUDGET`]: the server never makes a change
+//! twice and answers the original outcome, so what the CLI reports is true.
 
 use std::time::Duration;
 
@@ -9,6 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::views::ErrorView;
+
+/// How long a change whose outcome is unknown is retried.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(45);
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +78,20 @@ fn pem_certs(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'stati
         return Err(tls_error(path, "no certificate in it".into()));
     }
     Ok(certs)
+}
+
+/// Whether a failed request may have reached the server (the connection broke
+/// or timed out after it was made) rather than never left (no connection).
+fn maybe_sent(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => false,
+        ureq::Error::Io(io) => !matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        ),
+        ureq::Error::Timeout(_) => true,
+        _ => false,
+    }
 }
 
 /// A client for one server (`--server`, e.g. `http://127.0.0.1:18001`).
@@ -178,14 +201,36 @@ impl Client {
         self.answer(path, req.call())
     }
 
-    /// `POST path` with a JSON body, its answer read as `T`.
+    /// `POST path` with a JSON body, its answer read as `T`: one change,
+    /// under one new `Idempotency-Key`, retried with it while its outcome is
+    /// unknown.
     pub fn post<T: DeserializeOwned, B: Serialize>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let req = self.auth(self.agent.post(format!("{}{path}", self.base)));
-        self.answer(path, req.send_json(body))
+        let key = format!("cli-{}", crate::change_log::new_change_id());
+        let deadline = std::time::Instant::now() + RETRY_BUDGET;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let req = self
+                .auth(self.agent.post(format!("{}{path}", self.base)))
+                .header("idempotency-key", &key);
+            let sent = req.send_json(body);
+            let unknown = match &sent {
+                Err(e) => maybe_sent(e),
+                Ok(_) => false,
+            };
+            let answer = self.answer(path, sent);
+            let unknown = unknown
+                || matches!(&answer, Err(ClientError::Api { body, .. }) if body.error == "outcome_unknown");
+            if !unknown || std::time::Instant::now() + pause >= deadline {
+                return answer;
+            }
+            tracing::debug!(key, "the change's outcome is unknown; asking again");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(4));
+        }
     }
 
     fn answer<T: DeserializeOwned>(
@@ -216,6 +261,7 @@ impl Client {
             error: "error".into(),
             message: format!("HTTP {status}: {}", serde_json::Value::String(text)),
             problems: None,
+            change: None,
         });
         Err(ClientError::Api {
             status,

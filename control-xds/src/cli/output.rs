@@ -94,6 +94,7 @@ pub fn api_error(output: Output, e: &ClientError) -> ExitCode {
                 error: "unreachable".into(),
                 message: e.to_string(),
                 problems: None,
+                change: None,
             },
             String::new,
         ),

@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// This replica's name among the replicas on etcd (default: --xds-addr).
     #[arg(long, requires = "store")]
     replica_id: Option<String>,
+    /// How many release records each virtual environment keeps (the oldest
+    /// are dropped); rollback goes back at most this many releases.
+    #[arg(long, default_value_t = crate::history::DEFAULT_HISTORY_LIMIT as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    history_limit: u32,
     #[arg(long, default_value = "127.0.0.1:18000")]
     xds_addr: std::net::SocketAddr,
     #[arg(long, default_value = "127.0.0.1:18001")]
@@ -107,6 +112,7 @@ impl ServeCommand {
             state_dir: a.state,
             etcd: a.store,
             replica_id: a.replica_id,
+            history_limit: a.history_limit as usize,
             xds_addr: a.xds_addr,
             api_addr: a.api_addr,
             auth: !a.insecure_no_auth,

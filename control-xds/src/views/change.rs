@@ -10,6 +10,9 @@ use super::LiveView;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeView {
+    /// The change's id (its `Idempotency-Key`), once it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     /// Resource ids (`Kind/name`).
     pub created: Vec<String>,
     pub updated: Vec<String>,
@@ -50,6 +53,10 @@ pub struct ReleaseView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undoes: Option<String>,
     pub who: String,
+    /// The id of the change that made this record (the request's
+    /// `Idempotency-Key`, or one the server made up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     /// RFC 3339, UTC.
     pub at: String,
     pub at_unix_ms: u64,

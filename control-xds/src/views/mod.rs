@@ -35,6 +35,10 @@ pub struct ErrorView {
     /// Every problem of invalid resources (`invalid_resources`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<ProblemView>>,
+    /// The change whose outcome is unknown (`outcome_unknown`): send it again
+    /// with this `Idempotency-Key` to learn its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 /// One problem with a resource file, located.

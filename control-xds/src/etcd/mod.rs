@@ -23,7 +23,7 @@
 //! The client runs on its own single-threaded Tokio runtime: the control
 //! plane's changes are synchronous (they build snapshots), and can call etcd
 //! from any thread ([`Etcd::get`], [`Etcd::commit`] block for at most
-//! [`OP_TIMEOUT`]). The background loops (watches, the session) reconnect by
+//! the store's timeout, [`OP_TIMEOUT`] unless `?timeout=` says otherwise). The background loops (watches, the session) reconnect by
 //! themselves when etcd comes back.
 
 use std::collections::BTreeMap;
@@ -38,6 +38,8 @@ use etcd_client::{
 };
 use tokio::sync::watch;
 
+mod url;
+
 /// etcd's default `--max-request-bytes` is 1.5 MiB (1,572,864 bytes); a state
 /// document must stay below it with room for the transaction around it.
 pub const MAX_DOCUMENT_BYTES: usize = 1_500_000;
@@ -49,6 +51,14 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const LEASE_TTL_SECS: i64 = 3;
 /// How often a replica renews its lease and publishes its status.
 pub const SESSION_TICK: Duration = Duration::from_millis(1000);
+/// How often the leader compacts etcd's history: every revision older than
+/// the previous compaction round (so at least this long ago) is dropped.
+/// No replica needs an old revision: each follows the latest value of its
+/// keys, and a watch that falls behind a compaction reads them again. etcd's
+/// compaction is for the whole cluster: an etcd shared with applications that
+/// read old revisions wants `?compact=off` (and etcd's own
+/// `--auto-compaction-retention`).
+pub const COMPACT_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether this replica leads, with a local deadline: a leader that cannot
 /// renew its lease stops counting itself leader a second before etcd can let
@@ -109,6 +119,8 @@ impl Leadership {
 pub enum EtcdError {
     #[error("bad --store '{url}': {reason} (expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX)")]
     Url { url: String, reason: String },
+    #[error("cannot use {path} for etcd: {reason}")]
+    File { path: String, reason: String },
     #[error("etcd is unavailable ({endpoints}): {message}")]
     Unavailable { endpoints: String, message: String },
     #[error(
@@ -118,48 +130,7 @@ pub enum EtcdError {
     TooLarge { key: String, size: usize },
 }
 
-/// `etcd://HOST:PORT[,HOST:PORT…]/PREFIX`, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdUrl {
-    /// `http://HOST:PORT` for each member.
-    pub endpoints: Vec<String>,
-    /// The key prefix, without a trailing `/`.
-    pub prefix: String,
-}
-
-impl std::str::FromStr for EtcdUrl {
-    type Err = EtcdError;
-    fn from_str(url: &str) -> Result<Self, EtcdError> {
-        let bad = |reason: &str| EtcdError::Url {
-            url: url.to_string(),
-            reason: reason.to_string(),
-        };
-        let rest = url
-            .strip_prefix("etcd://")
-            .ok_or_else(|| bad("it must start with etcd://"))?;
-        let (hosts, prefix) = rest
-            .split_once('/')
-            .ok_or_else(|| bad("no /PREFIX after the members"))?;
-        let prefix = prefix.trim_end_matches('/');
-        if prefix.is_empty() {
-            return Err(bad("the PREFIX is empty"));
-        }
-        let mut endpoints = Vec::new();
-        for h in hosts.split(',') {
-            let (host, port) = h
-                .rsplit_once(':')
-                .ok_or_else(|| bad("every member needs HOST:PORT"))?;
-            if host.is_empty() || port.parse::<u16>().is_err() {
-                return Err(bad("every member needs HOST:PORT"));
-            }
-            endpoints.push(format!("http://{h}"));
-        }
-        Ok(Self {
-            endpoints,
-            prefix: prefix.to_string(),
-        })
-    }
-}
+pub use url::{EtcdCredentials, EtcdUrl};
 
 /// A document and the revision it was last modified at.
 pub type Doc = (Vec<u8>, i64);
@@ -180,6 +151,10 @@ pub struct Etcd {
     members: Members,
     prefix: String,
     endpoints: String,
+    /// How long one call may keep trying ([`EtcdUrl::timeout`]).
+    timeout: Duration,
+    /// Whether the leader compacts ([`EtcdUrl::compact`]).
+    compact: bool,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -224,12 +199,7 @@ impl Etcd {
             .map_err(unavailable)?;
         // One client per member (each connects lazily), used in turn: a call
         // that cannot reach its member moves on to the next one.
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_millis(500))
-            .with_timeout(TRY_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true)
-            .with_require_leader(true);
+        let options = connect_options(&url.credentials)?;
         let mut clients = Vec::new();
         for ep in &url.endpoints {
             let (ep, options) = (ep.clone(), options.clone());
@@ -252,6 +222,8 @@ impl Etcd {
             },
             prefix: url.prefix.clone(),
             endpoints,
+            timeout: url.timeout,
+            compact: url.compact,
         })
     }
 
@@ -274,7 +246,7 @@ impl Etcd {
 
     /// Runs `f` on the client's runtime and waits for it: tried again while
     /// etcd cannot be reached (a member is down, or the cluster is electing a
-    /// leader), for at most [`OP_TIMEOUT`] in all. A write whose answer was lost
+    /// leader), for at most the store's timeout in all. A write whose answer was lost
     /// may have been made: tried again, its guard then fails and the change is
     /// computed again from the document that holds it.
     fn run<T, F, Fut>(&self, f: F) -> Result<T, EtcdError>
@@ -283,7 +255,10 @@ impl Etcd {
         F: Fn(Client) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
-        match block(&self.handle, retrying(self.members.clone(), f)) {
+        match block(
+            &self.handle,
+            retrying(self.members.clone(), self.timeout, f),
+        ) {
             Ok(r) => r.map_err(|e| self.unavailable(e)),
             Err(e) => Err(self.unavailable(e)),
         }
@@ -292,12 +267,14 @@ impl Etcd {
     /// The same as [`Self::get`], for async callers.
     pub async fn get_async(&self, name: &str) -> Result<Option<Doc>, EtcdError> {
         let key = self.key(name);
-        let task = self
-            .handle
-            .spawn(retrying(self.members.clone(), move |mut c| {
+        let task = self.handle.spawn(retrying(
+            self.members.clone(),
+            self.timeout,
+            move |mut c| {
                 let key = key.clone();
                 async move { c.get(key, None).await }
-            }));
+            },
+        ));
         match task.await {
             Ok(Ok(mut r)) => Ok(r
                 .take_kvs()
@@ -419,6 +396,7 @@ impl Etcd {
         let members = self.members.clone();
         let replica_key = self.key(&format!("replicas/{id}"));
         let leader_key = self.key("leader");
+        let mut compaction = self.compact.then(Compaction::default);
         self.handle.spawn(async move {
             loop {
                 let (i, client) = members.current();
@@ -430,6 +408,7 @@ impl Etcd {
                     &status,
                     &mut changes,
                     &leader,
+                    compaction.as_mut(),
                 )
                 .await;
                 if leader.drop_it() {
@@ -443,6 +422,41 @@ impl Etcd {
             }
         });
     }
+}
+
+/// The client's options: timeouts, keep-alive, and `credentials` (TLS files
+/// read now, the password from its file).
+fn connect_options(credentials: &EtcdCredentials) -> Result<ConnectOptions, EtcdError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| EtcdError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_timeout(TRY_TIMEOUT)
+        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+        .with_keep_alive_while_idle(true)
+        .with_require_leader(true);
+    if credentials.tls() {
+        let mut tls = etcd_client::TlsOptions::new();
+        if let Some(ca) = &credentials.ca {
+            tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+        }
+        if let Some((cert, key)) = &credentials.client_cert {
+            tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        options = options.with_tls(tls);
+    }
+    if let Some((user, password_file)) = &credentials.user {
+        let password = String::from_utf8(read(password_file)?).map_err(|_| EtcdError::File {
+            path: password_file.display().to_string(),
+            reason: "the password is not UTF-8".into(),
+        })?;
+        options = options.with_user(user.clone(), password.trim_end_matches(['\r', '\n']));
+    }
+    Ok(options)
 }
 
 /// Runs `f` on `handle`'s runtime from any thread (also from inside another
@@ -479,13 +493,13 @@ fn unreachable(e: &etcd_client::Error) -> bool {
 }
 
 /// `f` until it succeeds, fails for another reason than an unreachable etcd,
-/// or [`OP_TIMEOUT`] passed.
-async fn retrying<T, F, Fut>(members: Members, f: F) -> Res<T>
+/// or `timeout` passed.
+async fn retrying<T, F, Fut>(members: Members, timeout: Duration, f: F) -> Res<T>
 where
     F: Fn(Client) -> Fut,
     Fut: Future<Output = Res<T>>,
 {
-    let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut tried = 0;
     loop {
         let (i, client) = members.current();
@@ -504,7 +518,14 @@ where
                 members.next(i);
                 tried += 1;
                 if tried % members.clients.len() == 0 {
-                    tokio::time::sleep(RETRY_PAUSE).await;
+                    tokio::time::sleep_until(
+                        deadline.min(tokio::time::Instant::now() + RETRY_PAUSE),
+                    )
+                    .await;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    // the last real reason, not an empty try
+                    return Err(e);
                 }
             }
             r => return r,
@@ -514,8 +535,13 @@ where
 
 /// A pause after every member was tried once.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
-/// The longest one try on one member may take.
-const TRY_TIMEOUT: Duration = Duration::from_millis(2000);
+/// The longest one try on one member may take. Short: when etcd's leader
+/// dies, a request to a follower waits for the old leader until it times out
+/// (2 s before, measured), while the next try answers "no leader" at once
+/// until the election is over. A try that timed out may still have been
+/// made: the next one's guard then fails, and the store's change log tells
+/// ([`crate::change_log`]).
+const TRY_TIMEOUT: Duration = Duration::from_millis(600);
 
 /// One client per etcd member, and the one in use.
 #[derive(Clone)]
@@ -628,6 +654,37 @@ async fn follow_dir(
     Ok(())
 }
 
+/// The leader's compaction rounds: the revision etcd was at in the last round.
+#[derive(Debug, Default)]
+struct Compaction {
+    mark: i64,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Compaction {
+    /// Every [`COMPACT_EVERY`]: compacts up to the revision of the previous
+    /// round (in the background: the session's renewals do not wait for it)
+    /// and remembers `revision` (etcd's now) for the next one. A failed
+    /// compaction (another one was further, etcd busy) only waits for the next.
+    fn round(&mut self, client: &Client, revision: i64) {
+        let now = tokio::time::Instant::now();
+        if self.at.is_some_and(|at| now < at + COMPACT_EVERY) {
+            return;
+        }
+        if self.mark > 0 {
+            let (mut client, mark) = (client.clone(), self.mark);
+            tokio::spawn(async move {
+                match timed(client.compact(mark, None)).await {
+                    Ok(_) => tracing::debug!(revision = mark, "etcd compacted"),
+                    Err(e) => tracing::debug!(revision = mark, error = %e, "etcd not compacted"),
+                }
+            });
+        }
+        (self.mark, self.at) = (revision, Some(now));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn session(
     mut client: Client,
     id: &str,
@@ -636,6 +693,7 @@ async fn session(
     status: &Arc<dyn Fn(bool) -> Vec<u8> + Send + Sync>,
     changes: &mut watch::Receiver<u64>,
     leader: &Leadership,
+    mut compaction: Option<&mut Compaction>,
 ) -> Res<()> {
     let lease = timed(client.lease_grant(LEASE_TTL_SECS, None)).await?.id();
     let (mut keeper, mut answers) = timed(client.lease_keep_alive(lease)).await?;
@@ -663,6 +721,7 @@ async fn session(
                 )])
                 .or_else([TxnOp::get(leader_key, None)]);
             let r = timed(client.txn(txn)).await?;
+            let revision = r.header().map_or(0, |h| h.revision());
             let is_leader = r.succeeded()
                 || r.op_responses().into_iter().any(|op| match op {
                     TxnOpResponse::Get(g) => g
@@ -676,6 +735,9 @@ async fn session(
                 // etcd lets the lease go TTL after it got the renewal; stop a
                 // second before that, counted from before it was sent
                 leader.hold_until(sent_ms + LEASE_TTL_SECS as u64 * 1000 - 1000);
+                if let Some(c) = compaction.as_deref_mut() {
+                    c.round(&client, revision);
+                }
             } else {
                 leader.drop_it();
             }
@@ -706,28 +768,6 @@ async fn session(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_urls_parse_and_bad_ones_are_refused() {
-        let u: EtcdUrl = "etcd://127.0.0.1:2379,h2:2380/sy/prod/".parse().unwrap();
-        assert_eq!(u.endpoints, vec!["http://127.0.0.1:2379", "http://h2:2380"]);
-        assert_eq!(u.prefix, "sy/prod");
-        for bad in [
-            "http://h:1/p",
-            "etcd://h:1",
-            "etcd://h:1/",
-            "etcd://h/p",
-            "etcd://h:x/p",
-            "etcd://:1/p",
-        ] {
-            assert!(bad.parse::<EtcdUrl>().is_err(), "{bad}");
         }
     }
 }
