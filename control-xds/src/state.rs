@@ -173,6 +173,33 @@ impl Store {
         load::compile(&self.located(&[]), self.settings())
     }
 
+    /// `next` (`self` as changed so far) with `batch` in it, validated in store
+    /// order (the snapshot's, so serve compiles nothing again) and keeping its
+    /// index; refused, the problems are reported as ever (the batch last).
+    fn with_batch(&self, mut next: Store, batch: &[Located]) -> Result<Store, StoreError> {
+        for d in batch {
+            next.resources.insert(key(&d.resource), d.resource.clone());
+        }
+        let located: Vec<Located> = next
+            .resources
+            .iter()
+            .map(
+                |(k, r)| match batch.iter().find(|d| key(&d.resource) == *k) {
+                    Some(d) => d.clone(),
+                    None => stored_doc(r),
+                },
+            )
+            .collect();
+        match load::compile(&located, next.settings()) {
+            Ok(index) => next.compiled = compiled::CompiledIndex::of(&next, index),
+            Err(errors) => {
+                let as_ever = load::compile(&self.located(batch), self.settings()).err();
+                return Err(StoreError::Invalid(as_ever.unwrap_or(errors)));
+            }
+        }
+        Ok(next)
+    }
+
     /// Validates the store the way it will be served (its resources in store
     /// order, its settings) and keeps the index for [`Self::compiled_index`].
     fn validated(mut self) -> Result<Self, StoreError> {
@@ -303,28 +330,7 @@ impl Store {
                 }
             }
         }
-        for d in &batch {
-            next.resources.insert(key(&d.resource), d.resource.clone());
-        }
-        // Compiled in store order (the snapshot's, so serve compiles nothing
-        // again); refused, it reports its problems as ever (the batch last).
-        let located: Vec<Located> = next
-            .resources
-            .iter()
-            .map(
-                |(k, r)| match batch.iter().find(|d| key(&d.resource) == *k) {
-                    Some(d) => d.clone(),
-                    None => stored_doc(r),
-                },
-            )
-            .collect();
-        match load::compile(&located, next.settings()) {
-            Ok(index) => next.compiled = compiled::CompiledIndex::of(&next, index),
-            Err(errors) => {
-                let as_ever = load::compile(&self.located(&batch), self.settings()).err();
-                return Err(StoreError::Invalid(as_ever.unwrap_or(errors)));
-            }
-        }
+        let mut next = self.with_batch(next, &batch)?;
         if summary.changed() {
             next.generation += 1;
         }
