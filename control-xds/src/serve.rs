@@ -5,8 +5,10 @@
 //! [`crate::daemon`] wires both, and the canary driver, to listeners.
 //!
 //! A change goes store → snapshot → saved → cache, each step able to refuse it:
-//! the store validates it with the engine, the snapshot builder compiles it again
-//! the way the filter will and the snapshot is checked for consistency, then the
+//! the store validates it with the engine, compiling it once the way the filter
+//! will (the snapshot builder builds from that index,
+//! [`Store::compiled_index`]; a store from elsewhere is compiled here) and the
+//! snapshot is checked for consistency, then the
 //! store is saved (the state file; or an etcd transaction guarded by the revision
 //! the change was computed from — when another replica saved first, the change is
 //! computed again from its store); only then is the snapshot served and the new
@@ -27,7 +29,7 @@ use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 use crate::etcd::Leadership;
 use crate::persist::PersistError;
 use crate::propagation::Pollers;
-use crate::snapshot_builder::{build_snapshot, BuildError, BuildOptions};
+use crate::snapshot_builder::{build_snapshot, build_snapshot_from, BuildError, BuildOptions};
 use crate::state::{ChangeSummary, Store, StoreError};
 use crate::state_store::{BackendError, Commit, FileBackend, Settled, StateBackend};
 use crate::tls::Refusals;
@@ -117,13 +119,13 @@ pub struct ControlPlane {
 struct Built {
     snapshot: Snapshot,
     refs: References,
-    index: Index,
+    index: Arc<Index>,
     /// Builds the snapshot of a scope from the same store ([`crate::scope`]).
     scopes: Arc<StoreScopes>,
 }
 
 impl Built {
-    fn serve(self, cache: &SnapshotCache) -> Result<Index, ChangeError> {
+    fn serve(self, cache: &SnapshotCache) -> Result<Arc<Index>, ChangeError> {
         let scopes: Arc<dyn ScopeBuilder> = self.scopes;
         cache
             .set_scoped_snapshot(self.snapshot, &self.refs, Some(scopes))
@@ -177,7 +179,7 @@ impl ControlPlane {
         Ok(Self {
             current: Mutex::new(Current {
                 store,
-                index: Arc::new(index),
+                index,
                 revision,
             }),
             writer: Mutex::new(()),
@@ -302,7 +304,7 @@ impl ControlPlane {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     *current = Current {
                         store: next,
-                        index: Arc::new(index),
+                        index,
                         revision,
                     };
                 }
@@ -361,7 +363,7 @@ impl ControlPlane {
         );
         *current = Current {
             store,
-            index: Arc::new(index),
+            index,
             revision,
         };
         Ok(true)
@@ -454,8 +456,12 @@ fn build_for(build: &BuildOptions, store: &Store) -> Result<Built, ChangeError> 
     };
     let resources: Vec<Resource> = store.resource_list();
     let version = snapshot_version(store.generation);
-    let (snapshot, refs, index) = build_snapshot(&resources, &opts, &version)
-        .map_err(|e: BuildError| ChangeError::Snapshot(e.to_string()))?;
+    let index = match store.compiled_index() {
+        Some(index) => index,
+        None => Arc::new(crate::snapshot_builder::compile(&resources, &opts).map_err(build_error)?),
+    };
+    let (snapshot, refs) =
+        build_snapshot_from(&resources, &index, &opts, &version).map_err(build_error)?;
     snapshot
         .check(&refs)
         .map_err(|e| ChangeError::Snapshot(e.to_string()))?;
@@ -469,6 +475,10 @@ fn build_for(build: &BuildOptions, store: &Store) -> Result<Built, ChangeError> 
             version,
         }),
     })
+}
+
+fn build_error(e: BuildError) -> ChangeError {
+    ChangeError::Snapshot(e.to_string())
 }
 
 #[cfg(test)]
@@ -519,6 +529,55 @@ mod tests {
         assert_eq!(unchanged.1, 2);
         assert_eq!(served_version(&cache), "2");
         assert_eq!(plane.store().generation, 2);
+    }
+
+    /// Serves `change` and checks it was compiled once: the index served is
+    /// the one the store's change compiled, and the snapshot is the one a full
+    /// build of the resulting store gives (byte for byte).
+    fn served_as_compiled(
+        plane: &ControlPlane,
+        cache: &SnapshotCache,
+        change: impl Fn(&Store) -> Result<(Store, ChangeSummary), StoreError>,
+    ) {
+        let compiled = Mutex::new(None);
+        plane
+            .change(|s| {
+                let (next, summary) = change(s)?;
+                *compiled.lock().unwrap() = next.compiled_index();
+                Ok((next, summary))
+            })
+            .unwrap();
+        let compiled = compiled
+            .into_inner()
+            .unwrap()
+            .expect("the change kept its index");
+        assert!(Arc::ptr_eq(&compiled, &plane.index()));
+        let store = plane.store();
+        let opts = BuildOptions {
+            context_keys: store.context_keys.clone(),
+            ..opts()
+        };
+        let version = snapshot_version(store.generation);
+        let (full, _, _) = build_snapshot(&store.resource_list(), &opts, &version).unwrap();
+        assert_eq!(*cache.snapshot().unwrap(), full);
+    }
+
+    #[test]
+    fn a_change_is_compiled_once_in_the_order_it_is_served() {
+        let cache = SnapshotCache::new();
+        let plane = ControlPlane::start(store(), cache.clone(), opts(), None).unwrap();
+        served_as_compiled(&plane, &cache, |s| s.release("web-v2", "team-a", "t"));
+        // A new deployment sorts first in the store, last in the batch order
+        // the store reports problems in: its cluster comes first when served.
+        let text = crate::test_fixtures::WEB_V2
+            .replace("web-v2", "a-web-v3")
+            .replace("v2", "v3")
+            .replace("f2", "f3")
+            .replace("9102", "9103");
+        let docs = load::parse_text(Path::new("new.yaml"), &text).unwrap();
+        served_as_compiled(&plane, &cache, |s| s.apply(&docs, "t"));
+        assert_eq!(plane.index().clusters()[0].version, "f3");
+        served_as_compiled(&plane, &cache, |s| s.delete("AppDeployment", "a-web-v3"));
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub use crate::history::ReleaseRecord;
 
 use crate::change_log::AppliedChange;
 
+mod compiled;
 pub mod rollout_ops;
 
 /// Version of the state file's format.
@@ -125,6 +126,9 @@ pub struct Store {
     /// The last changes made, by id ([`crate::change_log`]), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<AppliedChange>,
+    /// The index the change that made this store compiled (never saved).
+    #[serde(skip)]
+    compiled: compiled::CompiledIndex,
 }
 
 /// Resources are persisted as a plain list (JSON object keys must be strings).
@@ -182,6 +186,48 @@ impl Store {
     /// Compiles the store with the engine (a store is always valid; this gives the index).
     pub fn index(&self) -> Result<Index, LoadErrors> {
         load::compile(&self.located(&[]), self.settings())
+    }
+
+    /// `next` (`self` as changed so far) with `batch` in it, validated in store
+    /// order (the snapshot's, so serve compiles nothing again) and keeping its
+    /// index; refused, the problems are reported as ever (the batch last).
+    fn with_batch(&self, mut next: Store, batch: &[Located]) -> Result<Store, StoreError> {
+        for d in batch {
+            next.resources.insert(key(&d.resource), d.resource.clone());
+        }
+        let located: Vec<Located> = next
+            .resources
+            .iter()
+            .map(
+                |(k, r)| match batch.iter().find(|d| key(&d.resource) == *k) {
+                    Some(d) => d.clone(),
+                    None => stored_doc(r),
+                },
+            )
+            .collect();
+        match load::compile(&located, next.settings()) {
+            Ok(index) => next.compiled = compiled::CompiledIndex::of(&next, index),
+            Err(errors) => {
+                let as_ever = load::compile(&self.located(batch), self.settings()).err();
+                return Err(StoreError::Invalid(as_ever.unwrap_or(errors)));
+            }
+        }
+        Ok(next)
+    }
+
+    /// Validates the store the way it will be served (its resources in store
+    /// order, its settings) and keeps the index for [`Self::compiled_index`].
+    fn validated(mut self) -> Result<Self, StoreError> {
+        let index = self.index().map_err(StoreError::Invalid)?;
+        self.compiled = compiled::CompiledIndex::of(&self, index);
+        Ok(self)
+    }
+
+    /// The index the change that made this store compiled, in store order with
+    /// its settings (what the snapshot builder compiles), while the store still
+    /// holds what it was compiled from; `None` otherwise (compile it then).
+    pub fn compiled_index(&self) -> Option<std::sync::Arc<Index>> {
+        self.compiled.get(self)
     }
 
     /// Stored resources as located documents, for the engine's validation: those
@@ -299,10 +345,7 @@ impl Store {
                 }
             }
         }
-        load::compile(&self.located(&batch), self.settings()).map_err(StoreError::Invalid)?;
-        for d in batch {
-            next.resources.insert(key(&d.resource), d.resource);
-        }
+        let mut next = self.with_batch(next, &batch)?;
         if summary.changed() {
             next.generation += 1;
         }
@@ -350,7 +393,7 @@ impl Store {
             .resources
             .remove(&(kind.as_str().to_string(), name.to_string()))
             .ok_or_else(|| StoreError::NotFound(format!("{kind}/{name}")))?;
-        next.index().map_err(StoreError::Invalid)?;
+        let mut next = next.validated()?;
         next.generation += 1;
         Ok((
             next,
@@ -486,7 +529,7 @@ impl Store {
             None => release.apps.remove(app),
         };
         release.id = Some(id.clone());
-        next.index().map_err(StoreError::Invalid)?;
+        next = next.validated()?;
         let mut record = next.record(&id, ve, app, deployment, previous, action, who);
         if let Some(u) = undoes {
             record.undoes = Some(u.clone());

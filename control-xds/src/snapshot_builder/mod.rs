@@ -1,9 +1,11 @@
 //! Resources → one xDS [`Snapshot`]: what `switchyard serve` pushes to Envoys.
 //!
-//! The resources are compiled by the filter's own engine first (genesis mode,
-//! and internal mode when an internal listener is wanted), so a set the filter
-//! would reject is an error here and is never served. From the compiled
-//! [`Index`] the builder makes, all stamped with one version:
+//! The resources are compiled by the filter's own engine first (genesis mode;
+//! the store's change hands over the index it compiled, [`build_snapshot_from`]),
+//! and the internal listener's settings are checked by the engine's settings
+//! rules (the only ones that differ by mode), so a set the filter would reject
+//! is an error here and is never served. From the compiled [`Index`] the
+//! builder makes, all stamped with one version:
 //! - CDS: one cluster per distilled [`ClusterSpec`] (EDS when every endpoint is
 //!   an IP, otherwise STRICT_DNS with the endpoints inline), with the LB policy
 //!   of DESIGN.md "Configuration delivery";
@@ -74,16 +76,34 @@ pub fn build_snapshot(
     opts: &BuildOptions,
     version: &str,
 ) -> Result<(Snapshot, References, Index), BuildError> {
+    let index = compile(resources, opts)?;
+    let (snapshot, refs) = build_snapshot_from(resources, &index, opts, version)?;
+    Ok((snapshot, refs, index))
+}
+
+/// The genesis-mode index of `resources`: what [`build_snapshot`] builds from.
+pub fn compile(resources: &[Resource], opts: &BuildOptions) -> Result<Index, BuildError> {
+    Index::compile(&plugin_config(resources, opts, Mode::Genesis)).map_err(BuildError::Invalid)
+}
+
+/// [`build_snapshot`] from `index`, already compiled from `resources` in this
+/// order with `opts`' settings ([`compile`]'s): nothing is compiled again.
+pub fn build_snapshot_from(
+    resources: &[Resource],
+    index: &Index,
+    opts: &BuildOptions,
+    version: &str,
+) -> Result<(Snapshot, References), BuildError> {
     let genesis = plugin_config(resources, opts, Mode::Genesis);
-    let index = Index::compile(&genesis).map_err(BuildError::Invalid)?;
     let mut filters = vec![(GENESIS_FILTER, serde_json::to_string(&genesis)?)];
     if opts.internal_listen.is_some() {
         let internal = plugin_config(resources, opts, Mode::Internal);
-        Index::compile(&internal).map_err(BuildError::InvalidInternal)?;
+        // The resources compiled in genesis mode: only the settings can differ.
+        Index::check_settings(&internal.settings).map_err(BuildError::InvalidInternal)?;
         filters.push((INTERNAL_FILTER, serde_json::to_string(&internal)?));
     }
     let topology = Topology::of(
-        &index,
+        index,
         &Listen {
             genesis: opts.genesis_listen.clone(),
             internal: opts.internal_listen.clone(),
@@ -138,7 +158,7 @@ pub fn build_snapshot(
         // (README "ADS"), so a request routed by the new genesis table never
         // meets an internal table from before the publish.
         .with_extension_order(INTERNAL_FILTER, GENESIS_FILTER);
-    Ok((snapshot, refs, index))
+    Ok((snapshot, refs))
 }
 
 /// The filter's plugin configuration for `mode`: what [`build_snapshot`]

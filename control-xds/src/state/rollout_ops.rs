@@ -136,10 +136,10 @@ impl Store {
             r.reason
         );
         self.rollouts.insert(r.canary.clone(), r);
-        self.index().map_err(StoreError::Invalid)?;
-        self.generation += 1;
+        let mut next = self.validated()?;
+        next.generation += 1;
         Ok((
-            self,
+            next,
             ChangeSummary {
                 canary: vec![line],
                 ..Default::default()

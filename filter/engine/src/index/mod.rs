@@ -35,6 +35,14 @@ impl Index {
         compile::compile(config)
     }
 
+    /// Checks the settings alone (context keys and the rules of their mode),
+    /// without the resources: the only rules that differ between modes, so a
+    /// configuration whose resources compiled in one mode compiles in another
+    /// exactly when its settings pass.
+    pub fn check_settings(settings: &Settings) -> Result<(), ConfigError> {
+        compile::check_settings(settings)
+    }
+
     /// Whether routing may look at the client address (canaries): the host
     /// fetches it only then, to save a host call per request.
     pub fn needs_source_address(&self) -> bool {

@@ -267,3 +267,21 @@ fn each_route_reports_its_own_options() {
         ]
     );
 }
+
+#[test]
+fn the_settings_check_gives_the_internal_mode_problem_a_full_compile_gives() {
+    let mut config: PluginConfig = serde_json::from_value(hello_world()).unwrap();
+    config.settings.mode = crate::config::Mode::Internal;
+    config.settings.context_keys.clear();
+    let compiled = Index::compile(&config).err().map(|e| e.to_string());
+    let checked = Index::check_settings(&config.settings)
+        .err()
+        .map(|e| e.to_string());
+    assert!(checked
+        .as_deref()
+        .unwrap_or_default()
+        .contains("internal mode needs context keys"));
+    assert_eq!(checked, compiled);
+    config.settings.mode = crate::config::Mode::Genesis;
+    assert!(Index::check_settings(&config.settings).is_ok());
+}

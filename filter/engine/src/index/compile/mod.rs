@@ -39,6 +39,16 @@ pub(super) fn compile(config: &PluginConfig) -> Result<Index, ConfigError> {
     }
 }
 
+/// Checks the settings alone (what [`compile`] checks besides the resources).
+pub(super) fn check_settings(settings: &Settings) -> Result<(), ConfigError> {
+    let mut b = Builder::default();
+    b.context_keys(settings);
+    match b.errors.is_empty() {
+        true => Ok(()),
+        false => Err(ConfigError::Invalid(b.errors)),
+    }
+}
+
 /// Where a problem is: a field name, or a closure that formats one (so that a
 /// rule that holds costs no allocation).
 trait FieldName {
