@@ -1,4 +1,5 @@
-//! Change ids and the store's log of recent changes, which makes every change
+//! What a change did ([`ChangeSummary`]), change ids and the store's log of
+//! recent changes, which makes every change
 //! idempotent: a request may name its change (`Idempotency-Key` header, else
 //! the server makes an id up); the store keeps the id and outcome of its last
 //! [`CHANGE_LOG_LIMIT`] changes, written in the same commit as the change
@@ -13,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::ChangeSummary;
+use crate::history::ReleaseRecord;
 
 /// How many changes the store remembers by id (the oldest are forgotten).
 pub const CHANGE_LOG_LIMIT: usize = 128;
@@ -32,6 +33,39 @@ pub struct AppliedChange {
     /// What the change did, without its `unchanged` list and its release
     /// records (those are in the history, under the same id), to stay small.
     pub summary: ChangeSummary,
+}
+
+/// What a change did, for the API's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ChangeSummary {
+    /// The change's id ([`crate::change_log`]), once it was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub deleted: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseRecord>,
+    /// Context-key changes, e.g. `added k-1a2b3c4d (signing)`, `retired k-…`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// Progressive rollout changes, e.g. `web-v2-canary: progressing 10%`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary: Vec<String>,
+}
+
+impl ChangeSummary {
+    /// Whether the store changed at all.
+    pub fn changed(&self) -> bool {
+        !(self.created.is_empty()
+            && self.updated.is_empty()
+            && self.deleted.is_empty()
+            && self.releases.is_empty()
+            && self.keys.is_empty()
+            && self.canary.is_empty())
+    }
 }
 
 /// Why a change id was refused.

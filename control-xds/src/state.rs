@@ -48,6 +48,7 @@ pub use crate::context_keys::{generate_context_key, new_kid};
 pub use crate::history::ReleaseRecord;
 
 use crate::change_log::AppliedChange;
+pub use crate::change_log::ChangeSummary;
 
 mod compiled;
 pub mod rollout_ops;
@@ -70,39 +71,6 @@ pub enum StoreError {
     /// The request itself is malformed.
     #[error("{0}")]
     BadRequest(String),
-}
-
-/// What a change did, for the API's answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ChangeSummary {
-    /// The change's id ([`crate::change_log`]), once it was made.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub change: Option<String>,
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
-    pub unchanged: Vec<String>,
-    pub deleted: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub releases: Vec<ReleaseRecord>,
-    /// Context-key changes, e.g. `added k-1a2b3c4d (signing)`, `retired k-…`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keys: Vec<String>,
-    /// Progressive rollout changes, e.g. `web-v2-canary: progressing 10%`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub canary: Vec<String>,
-}
-
-impl ChangeSummary {
-    /// Whether the store changed at all.
-    pub fn changed(&self) -> bool {
-        !(self.created.is_empty()
-            && self.updated.is_empty()
-            && self.deleted.is_empty()
-            && self.releases.is_empty()
-            && self.keys.is_empty()
-            && self.canary.is_empty())
-    }
 }
 
 /// The store, as a value: every operation returns a new one.
