@@ -14,7 +14,8 @@
 use std::sync::Arc;
 
 use crate::auth::Tokens;
-use crate::etcd::{Etcd, Leadership};
+use crate::etcd::Etcd;
+use crate::leadership::Leadership;
 use crate::replicas::{ReplicaStatus, ReplicaView};
 use crate::serve::ControlPlane;
 use crate::start::{initial_store, initial_store_in, ServeOptions, StartError};

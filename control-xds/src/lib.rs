@@ -15,7 +15,8 @@
 //! 5. store: `state` is the store with its operations (`state::rollout_ops`
 //!    for rollouts, `history` for releases, `change_log` for recent changes by
 //!    id so a retried change is never made twice); `state_store` is where it is kept
-//!    (`persist` and `atomic_file`: the state file; `etcd`); `auth` keeps the
+//!    (`persist` and `atomic_file`: the state file; `etcd`), `leadership`
+//!    whether this replica leads (kept by the store's session); `auth` keeps the
 //!    API tokens; `replicas` reads what the other replicas published;
 //! 6. derived: what a store gives, purely — `snapshot_builder` (xDS),
 //!    `render` and `bootstrap` (static configs), `native_filter` (the native
@@ -61,6 +62,7 @@ pub mod history;
 pub mod http_server;
 pub mod istio;
 pub mod kind;
+pub mod leadership;
 pub mod load;
 pub mod log_limit;
 pub mod metrics;

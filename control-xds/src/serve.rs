@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use switchyard_engine::{Index, PluginConfig, Resource, Settings};
 
-use crate::etcd::Leadership;
+use crate::leadership::Leadership;
 use crate::persist::PersistError;
 use crate::propagation::Pollers;
 use crate::snapshot_builder::{build_snapshot, build_snapshot_from, BuildError, BuildOptions};

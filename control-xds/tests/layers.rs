@@ -42,6 +42,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "history",
             "change_log",
+            "leadership",
             "state_store",
             "persist",
             "atomic_file",

@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,59 +60,7 @@ pub const SESSION_TICK: Duration = Duration::from_millis(1000);
 /// `--auto-compaction-retention`).
 pub const COMPACT_EVERY: Duration = Duration::from_secs(5);
 
-/// Whether this replica leads, with a local deadline: a leader that cannot
-/// renew its lease stops counting itself leader a second before etcd can let
-/// the lease expire and another replica take over (the deadline is counted
-/// from before the renewal was sent). Always leading without etcd. Cheap to
-/// clone.
-#[derive(Debug, Clone)]
-pub struct Leadership {
-    /// Until when (ms on [`mono_ms`]'s clock) this replica leads.
-    until_ms: Arc<AtomicU64>,
-}
-
-/// Milliseconds on a monotonic clock that starts with the process.
-fn mono_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    u64::try_from(
-        START
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
-}
-
-impl Leadership {
-    /// Leading for good (one process with the file store).
-    pub fn always() -> Self {
-        Self {
-            until_ms: Arc::new(AtomicU64::new(u64::MAX)),
-        }
-    }
-
-    /// Not leading until [`Etcd::run_session`] wins the election.
-    pub fn none() -> Self {
-        Self {
-            until_ms: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    pub fn holds(&self) -> bool {
-        mono_ms() < self.until_ms.load(Ordering::SeqCst)
-    }
-
-    fn hold_until(&self, ms: u64) {
-        self.until_ms.store(ms, Ordering::SeqCst);
-    }
-
-    /// Stops leading; returns whether it led.
-    fn drop_it(&self) -> bool {
-        let was = self.holds();
-        self.until_ms.store(0, Ordering::SeqCst);
-        was
-    }
-}
+pub use crate::leadership::{mono_ms, Leadership};
 
 /// Why etcd could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
