@@ -133,9 +133,16 @@ impl Propagation {
     }
 }
 
-/// The generation a wire version (`7`, `7+retiring`) belongs to.
+/// The generation a wire version (`7`, `7+retiring`) belongs to. A staged
+/// `7+internal-first` (the internal table of 7 sent alone, `crate::xds`) is
+/// not yet 7: the genesis table beside it is still the previous one.
 fn generation_of(version: &str) -> Option<u64> {
-    version.split('+').next()?.parse().ok()
+    let mut parts = version.split('+');
+    let generation: u64 = parts.next()?.parse().ok()?;
+    if parts.any(|tag| tag == "internal-first") {
+        return generation.checked_sub(1);
+    }
+    Some(generation)
 }
 
 /// Where `node` is with respect to `generation`.
@@ -353,6 +360,13 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_staged_internal_table_is_not_yet_its_generation() {
+        assert_eq!(generation_of("7"), Some(7));
+        assert_eq!(generation_of("7+retiring"), Some(7));
+        assert_eq!(generation_of("7+internal-first"), Some(6));
     }
 
     #[test]
