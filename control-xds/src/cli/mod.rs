@@ -13,6 +13,7 @@
 pub mod canary;
 pub mod client;
 pub mod completions;
+pub mod filter_args;
 pub mod flow;
 pub mod keys;
 pub mod output;

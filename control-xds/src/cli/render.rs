@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use switchyard_engine::{PluginConfig, Settings};
 
+use super::filter_args::FilterArgs;
 use super::output::{print, print_document, report, write_stdout, Output};
 use crate::bootstrap::{AdsBootstrap, XdsTls};
 use crate::load;
-use crate::native_filter::FilterBuild;
 use crate::render::{render_envoy, RenderOptions};
 
 // Parsed once per process: the size of the larger variant does not matter.
@@ -81,20 +81,8 @@ pub struct EnvoyArgs {
     /// The private key (PEM) of --xds-cert.
     #[arg(long, requires = "xds_cert")]
     xds_key: Option<String>,
-    /// Path of switchyard_filter.wasm as Envoy will see it.
-    #[arg(
-        long,
-        default_value = "target/wasm32-wasip1/release/switchyard_filter.wasm"
-    )]
-    wasm: String,
-    /// Which build of the filter Envoy loads: the proxy-wasm filter or the
-    /// native Envoy dynamic module (README "The native filter").
-    #[arg(long, value_enum, default_value = "wasm")]
-    filter: FilterBuild,
-    /// Path of libswitchyard_native.so as Envoy will see it (--filter native;
-    /// scripts/build-native.sh builds it).
-    #[arg(long, default_value = crate::native_filter::DEFAULT_NATIVE_PATH)]
-    native: String,
+    #[command(flatten)]
+    filter: FilterArgs,
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
     #[arg(long, default_value = "127.0.0.1:9901")]
@@ -244,7 +232,7 @@ fn render_envoy_bootstrap(output: Output, a: EnvoyArgs) -> anyhow::Result<ExitCo
         settings,
         resources: docs.into_iter().map(|d| d.resource).collect(),
     };
-    if a.filter == FilterBuild::Native && a.pull_from.is_some() {
+    if a.filter.is_native() && a.pull_from.is_some() {
         anyhow::bail!(
             "--filter native has no pull mode (--pull-from): pull mode shares the pulled \
              table between Envoy's workers through proxy-wasm shared data; use \
@@ -252,8 +240,8 @@ fn render_envoy_bootstrap(output: Output, a: EnvoyArgs) -> anyhow::Result<ExitCo
         );
     }
     let opts = RenderOptions {
-        wasm_path: a.wasm,
-        native_path: (a.filter == FilterBuild::Native).then_some(a.native),
+        wasm_path: a.filter.wasm.clone(),
+        native_path: a.filter.native_path(),
         listen: addr(&a.listen)?,
         admin: addr(&a.admin)?,
         internal_listen: a.internal_listen.as_deref().map(addr).transpose()?,

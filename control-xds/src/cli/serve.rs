@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use super::filter_args::FilterArgs;
 use super::render::addr;
-use crate::native_filter::FilterBuild;
 use crate::snapshot_builder::BuildOptions;
 use crate::start::ServeOptions;
 use crate::tls::TlsFiles;
@@ -51,20 +51,8 @@ pub struct ServeArgs {
     xds_addr: std::net::SocketAddr,
     #[arg(long, default_value = "127.0.0.1:18001")]
     api_addr: std::net::SocketAddr,
-    /// Path of switchyard_filter.wasm as Envoy will see it.
-    #[arg(
-        long,
-        default_value = "target/wasm32-wasip1/release/switchyard_filter.wasm"
-    )]
-    wasm: String,
-    /// Which build of the filter Envoy loads: the proxy-wasm filter or the
-    /// native Envoy dynamic module (README "The native filter").
-    #[arg(long, value_enum, default_value = "wasm")]
-    filter: FilterBuild,
-    /// Path of libswitchyard_native.so as Envoy will see it (--filter native;
-    /// scripts/build-native.sh builds it).
-    #[arg(long, default_value = crate::native_filter::DEFAULT_NATIVE_PATH)]
-    native: String,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Address of Envoy's genesis listener.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -119,8 +107,8 @@ impl ServeCommand {
             api_tls: tls(a.api_tls_cert, a.api_tls_key, a.api_client_ca),
             xds_tls: tls(a.xds_tls_cert, a.xds_tls_key, a.xds_client_ca),
             build: BuildOptions {
-                wasm_path: a.wasm,
-                native_path: (a.filter == FilterBuild::Native).then_some(a.native),
+                wasm_path: a.filter.wasm.clone(),
+                native_path: a.filter.native_path(),
                 genesis_listen: addr(&a.listen)?,
                 internal_listen: a.internal_listen.as_deref().map(addr).transpose()?,
                 context_keys: Vec::new(),
